@@ -1,0 +1,217 @@
+"""Pieces shared by the datamodules: in-memory datasets, seeded splits, atomic writes, the base DataModule."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+# Independent random streams derived from one user seed, so that e.g. changing limit_train never
+# changes which images land in the validation split.
+_STREAM_SPLIT = 0
+_STREAM_LIMIT = {"train": 1, "val": 2, "test": 3}
+
+
+def seeded_generator(seed: int, stream: int = 0) -> torch.Generator:
+    """A CPU generator for one named random stream of ``seed``."""
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + stream)
+
+
+def item(image: torch.Tensor, index: int, label: int | torch.Tensor) -> dict[str, torch.Tensor]:
+    """One dataset item as the project's dict convention.
+
+    Shape:
+        image: (C, H, W) float32 in [0, 1]; index and label: 0-d int64 (label -1 when unlabeled).
+    """
+    return {
+        "image": image,
+        "index": torch.tensor(index, dtype=torch.int64),
+        "label": torch.as_tensor(label, dtype=torch.int64).clone(),
+    }
+
+
+def check_index(i: int, n: int) -> int:
+    """Turns a possibly negative index into ``0..n-1``; IndexError outside (ends iteration)."""
+    i = int(i)
+    if i < 0:
+        i += n
+    if not 0 <= i < n:
+        raise IndexError(f"index {i} out of range for a split of {n} items")
+    return i
+
+
+class ArrayImageDataset(Dataset):
+    """Images held in memory as uint8, returned as float32 in [0, 1].
+
+    Rows of a shared array are selected by ``rows``, so several splits share one array without copies.
+
+    Args:
+        images: uint8 tensor (N, C, H, W) with all images of the source.
+        labels: int64 tensor (N,), -1 where unlabeled.
+        rows: int64 tensor (M,): the rows of ``images`` in this split, in split order.
+
+    Shape:
+        item["image"]: (C, H, W) float32 in [0, 1].
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor):
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(
+                f"images must be a uint8 (N, C, H, W) tensor, got {images.dtype} {tuple(images.shape)}"
+            )
+        self.images = images
+        self.labels = labels
+        self.rows = rows.to(torch.int64)
+
+    def __len__(self) -> int:
+        return int(self.rows.numel())
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        i = check_index(i, len(self))
+        row = int(self.rows[i])
+        return item(self.images[row].to(torch.float32).div_(255.0), i, self.labels[row])
+
+
+def split_rows(n: int, n_val: int, n_test: int, seed: int) -> dict[str, torch.Tensor]:
+    """Deterministic disjoint train/val/test row sets of ``range(n)`` for ``seed`` (each sorted)."""
+    perm = torch.randperm(n, generator=seeded_generator(seed, _STREAM_SPLIT))
+    return {
+        "val": perm[:n_val].sort().values,
+        "test": perm[n_val : n_val + n_test].sort().values,
+        "train": perm[n_val + n_test :].sort().values,
+    }
+
+
+def fraction_counts(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
+    """Val and test sizes for fractions of ``n`` items (at least 1 each when its fraction is > 0)."""
+    for name, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= f < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {f}")
+    n_val = max(1, round(n * val_fraction)) if val_fraction > 0 else 0
+    n_test = max(1, round(n * test_fraction)) if test_fraction > 0 else 0
+    if n - n_val - n_test < 1:
+        raise ValueError(
+            f"{n} images leave no training images with val_fraction={val_fraction} and "
+            f"test_fraction={test_fraction}; lower the fractions or add images"
+        )
+    return n_val, n_test
+
+
+def limit_rows(rows: torch.Tensor, limit: int | None, seed: int, split: str) -> torch.Tensor:
+    """A deterministic subsample of ``limit`` rows (kept sorted); all rows when ``limit`` is None."""
+    if limit is None or limit >= rows.numel():
+        return rows
+    pick = torch.randperm(rows.numel(), generator=seeded_generator(seed, _STREAM_LIMIT[split]))[:limit]
+    return rows[pick.sort().values]
+
+
+def check_limit(name: str, value: int | None) -> None:
+    if value is not None and int(value) < 1:
+        raise ValueError(f"{name} must be a positive int or None (all images), got {value}")
+
+
+def default_cache_dir() -> Path:
+    """``$GENPRIOR_CACHE`` if set, else ``~/.cache/genprior``."""
+    env = os.environ.get("GENPRIOR_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "genprior"
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+    """Writes a file through ``write(fileobj)`` into a temporary file beside it, then renames it into place.
+
+    Readers never see a partial file; on error the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a cache or figure should be readable like any file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+class ImageDataModule(pl.LightningDataModule):
+    """Base for the datamodules: loaders, seeded shuffling, split bookkeeping.
+
+    Subclasses set ``channels``, ``resolution``, ``num_classes`` in ``__init__`` and implement
+    ``make_dataset(split)`` for split in {"train", "val", "test"}.
+    """
+
+    channels: int
+    resolution: int
+    num_classes: int
+
+    def __init__(self, batch_size: int, num_workers: int, seed: int):
+        super().__init__()
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if int(num_workers) < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.seed = int(seed)
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+
+    def make_dataset(self, split: str) -> Dataset:
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit") and self.train_set is None:
+            self.train_set = self.make_dataset("train")
+        if stage in (None, "fit", "validate") and self.val_set is None:
+            self.val_set = self.make_dataset("val")
+        if stage in (None, "test", "predict") and self.test_set is None:
+            self.test_set = self.make_dataset("test")
+
+    @property
+    def num_train(self) -> int:
+        """Number of images in the train split (after ``setup("fit")``)."""
+        if self.train_set is None:
+            raise RuntimeError(f"{type(self).__name__}.num_train is known after setup('fit'); call it first")
+        return len(self.train_set)
+
+    def _loader(self, dataset: Dataset | None, split: str, shuffle: bool) -> DataLoader:
+        if dataset is None:
+            stage = {"train": "fit", "val": "validate", "test": "test"}[split]
+            raise RuntimeError(f"the {split} split is not set up; call setup({stage!r}) first")
+        generator = None
+        if shuffle:
+            # A new order per epoch when Lightning reloads loaders, reproducible for the seed.
+            epoch = self.trainer.current_epoch if self.trainer is not None else 0
+            generator = seeded_generator(self.seed + epoch, 100)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, "train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, "val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, "test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, "test", shuffle=False)
