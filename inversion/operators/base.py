@@ -1,0 +1,132 @@
+"""Operator base classes: ``y = A(x) + n``; linear operators add ``A_adjoint`` and ``A_dagger``."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from inversion.operators.functional import batch_dot, check_image, conjugate_gradient
+
+__all__ = ["Operator", "LinearOperator", "back_project"]
+
+
+class Operator(nn.Module):
+    """A forward model ``y = A(x) + sigma * n`` with white Gaussian noise ``n``.
+
+    Subclasses implement :meth:`_forward_op` (the noiseless map). :meth:`A` validates the input (4-D,
+    floating point, no NaN) and calls it. ``forward`` adds the noise; pass a ``torch.Generator`` (on the
+    input's device) for reproducible noise.
+
+    Args:
+        sigma: standard deviation of the additive Gaussian noise on the measurements (images in [0, 1];
+            e.g. 10/255 as in IAGAN Tables 1, 3, 4).
+    """
+
+    linear: bool = False
+    #: required number of input channels, or None when any count works
+    in_channels: int | None = None
+
+    def __init__(self, sigma: float = 0.0) -> None:
+        super().__init__()
+        if not sigma >= 0:
+            raise ValueError(f"`sigma` must be >= 0, got {sigma!r}")
+        self.sigma = float(sigma)
+
+    def _forward_op(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def A(self, x: torch.Tensor) -> torch.Tensor:
+        """Noiseless measurement.
+
+        Shape:
+            x: (B, C, H, W) in [0, 1] -> operator specific, (B, C', H', W') or (B, m).
+        """
+        check_image(x, "x", self.in_channels)
+        return self._forward_op(x)
+
+    def noise(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Add this operator's measurement noise to ``y``."""
+        if self.sigma == 0:
+            return y
+        n = torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
+        return y + self.sigma * n
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Noisy measurement ``A(x) + sigma * n``."""
+        return self.noise(self.A(x), generator)
+
+    def extra_repr(self) -> str:
+        return f"sigma={self.sigma:g}"
+
+
+class LinearOperator(Operator):
+    """A linear operator with exact adjoint and a pseudo-inverse.
+
+    The default :meth:`A_dagger` solves the normal equations ``A A^T u = y`` by conjugate gradient and
+    returns ``x = A^T u`` -- the minimum-norm solution of ``A x = y`` when ``y`` lies in the range of
+    ``A`` (always when ``A`` has full row rank). Subclasses override it with a closed form where one
+    exists.
+
+    Args:
+        sigma: measurement noise standard deviation (see :class:`Operator`).
+        cg_iters: maximum conjugate-gradient iterations of the default pseudo-inverse.
+        cg_tol: relative residual at which CG stops (None: 1e-12 in float64, 1e-6 otherwise).
+    """
+
+    linear = True
+
+    def __init__(self, sigma: float = 0.0, cg_iters: int = 200, cg_tol: float | None = None) -> None:
+        super().__init__(sigma)
+        self.cg_iters = int(cg_iters)
+        self.cg_tol = cg_tol
+
+    def _adjoint(self, y: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        """Exact adjoint ``A^T y`` under the real inner product. Output has the shape of ``x``."""
+        if torch.isnan(y).any():
+            raise ValueError("`y` contains NaN values")
+        return self._adjoint(y)
+
+    def A_dagger(self, y: torch.Tensor) -> torch.Tensor:
+        """Pseudo-inverse ``A^+ y`` (minimum-norm least-squares solution for ``y`` in range(A))."""
+        if torch.isnan(y).any():
+            raise ValueError("`y` contains NaN values")
+        return self._dagger(y)
+
+    def _dagger(self, y: torch.Tensor) -> torch.Tensor:
+        u = conjugate_gradient(lambda v: self._forward_op(self._adjoint(v)), y, self.cg_iters, self.cg_tol)
+        return self._adjoint(u)
+
+    def A_adjoint_A(self, x: torch.Tensor) -> torch.Tensor:
+        """``A^T A x`` (the Gram operator of the data term)."""
+        return self._adjoint(self.A(x))
+
+    def adjointness_error(
+        self, x: torch.Tensor, y: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> float:
+        """Relative adjointness error ``|<Ax, y> - <x, A^T y>| / (|Ax| |y|)`` over the whole batch.
+
+        ``y`` defaults to a standard normal tensor shaped like ``A(x)`` drawn from ``generator``.
+        """
+        ax = self.A(x)
+        if y is None:
+            y = torch.randn(ax.shape, generator=generator, dtype=ax.dtype, device=ax.device)
+        aty = self.A_adjoint(y)
+        lhs = batch_dot(ax, y).sum()
+        rhs = batch_dot(x, aty).sum()
+        return float((lhs - rhs).abs() / (ax.norm() * y.norm()).clamp_min(torch.finfo(x.dtype).tiny))
+
+
+def back_project(x: torch.Tensor, y: torch.Tensor, operator: LinearOperator) -> torch.Tensor:
+    """Back-projection onto the measurements: ``x + A^+ (y - A x)`` (IAGAN eq. 10).
+
+    Enforces ``A x_bp = y`` for ``y`` in the range of ``A`` while keeping the null-space part of ``x``.
+
+    Shape:
+        x: (B, C, H, W); y: shaped like ``operator.A(x)`` -> (B, C, H, W)
+    """
+    if not getattr(operator, "linear", False):
+        raise ValueError(f"`operator` must be linear for back-projection, got {type(operator).__name__}")
+    return x + operator.A_dagger(y - operator.A(x))
