@@ -146,6 +146,17 @@ class Prior(nn.Module):
     def forward(self, latent: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.synthesize(self.code(latent, labels), labels)
 
+    def check_image_shape(self, shape: tuple[int, ...] | torch.Size) -> None:
+        """Raise ValueError unless images of ``shape`` ((C, H, W) or (B, C, H, W)) match the generator."""
+        got = tuple(int(s) for s in shape)[-3:]
+        if len(tuple(shape)) not in (3, 4) or got != self.image_shape:
+            c, h, w = self.image_shape
+            raise ValueError(
+                f"images of shape {tuple(shape)} do not match this {self.kind} prior's output (C, H, W) = "
+                f"{self.image_shape}: resize/convert the data to {c} channel(s) at {h}x{w}, or train a prior "
+                "at that size"
+            )
+
     def _check_labels(self, n: int, labels: torch.Tensor | None) -> None:
         if self.num_classes and labels is None:
             raise ValueError(f"this prior is class-conditional ({self.num_classes} classes): pass labels")

@@ -1,0 +1,3 @@
+from lcm.cli import cli_main
+
+cli_main()

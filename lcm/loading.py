@@ -1,0 +1,87 @@
+"""``load_prior``: any checkpoint written by lcm's LightningModules -> :class:`lcm.Prior`."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from lcm.prior import Prior
+
+
+def _read_checkpoint(path: Path, map_location) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"prior checkpoint {str(path)!r} does not exist (or is not a file)")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "weights only" in str(err).lower():
+            raise ValueError(
+                f"{str(path)!r} holds objects that torch.load(weights_only=True) refuses; lcm checkpoints "
+                f"keep to plain types, so it was not written by lcm's modules ({err})"
+            ) from err
+        raise ValueError(
+            f"{str(path)!r} is not a readable checkpoint (truncated or corrupt?): {err}"
+        ) from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        raise ValueError(
+            f"{str(path)!r} is not a readable torch checkpoint (truncated or corrupt? re-copy it or "
+            f"use last.ckpt / an earlier periodic checkpoint): {err}"
+        ) from err
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{str(path)!r} holds a {type(ckpt).__name__}, not a Lightning checkpoint of lcm")
+    return ckpt
+
+
+def load_prior(
+    path: str | os.PathLike,
+    map_location: str | torch.device = "cpu",
+    image_shape: tuple[int, ...] | None = None,
+) -> Prior:
+    """Load a WGAN-GP, GLO or LCM checkpoint (from ``python -m lcm fit``) as a :class:`Prior` (eval mode).
+
+    Args:
+        path: a ``.ckpt`` written by :class:`lcm.WGANGP`, :class:`lcm.GLO` or :class:`lcm.LCM`.
+        map_location: device for the weights.
+        image_shape: if given, ``(C, H, W)`` or ``(B, C, H, W)`` of the images the prior will be used
+            on; a mismatch with the generator raises ValueError.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: truncated/corrupt file, a checkpoint of another kind, or an image-shape mismatch.
+    """
+    from lcm.modules import FORMAT_VERSION, MODULES
+
+    path = Path(path)
+    ckpt = _read_checkpoint(path, map_location)
+    kind = ckpt.get("genprior_kind")
+    if kind is None:
+        what = (
+            "a Lightning checkpoint of another model"
+            if "state_dict" in ckpt
+            else "not a Lightning checkpoint"
+        )
+        raise ValueError(
+            f"{str(path)!r} is {what}: it has no 'genprior_kind' entry; load_prior reads checkpoints "
+            f"written by {', '.join(c.__name__ for c in MODULES.values())} (python -m lcm fit)"
+        )
+    if kind not in MODULES:
+        raise ValueError(
+            f"{str(path)!r} is a genprior checkpoint of unknown kind {kind!r}; known: {list(MODULES)}"
+        )
+    if ckpt.get("genprior_format", 0) > FORMAT_VERSION:
+        raise ValueError(f"{str(path)!r} was written by a newer genprior (format {ckpt['genprior_format']})")
+    hparams = {k: v for k, v in ckpt.get("hyper_parameters", {}).items() if not k.startswith("_")}
+    # the prior needs no per-image latent table: build the module without it
+    hparams.pop("num_images", None)
+    hparams.pop("latent_memmap", None)
+    state = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith("table.")}
+    module = MODULES[kind](**hparams)
+    module.load_state_dict(state, strict=True)
+    prior = module.to_prior().to(map_location).eval()
+    if image_shape is not None:
+        prior.check_image_shape(image_shape)
+    return prior
