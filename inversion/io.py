@@ -1,0 +1,106 @@
+"""Image files: load as [0, 1] tensors, write PNG / grids / GIFs atomically (tmp + os.replace)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+__all__ = ["IMAGE_SUFFIXES", "atomic_write_bytes", "grid", "load_image", "save_gif", "save_png", "to_pil"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """``(C, H, W)`` tensor in [0, 1] (C = 1 or 3) -> PIL image."""
+    if image.dim() != 3 or image.shape[0] not in (1, 3):
+        raise ValueError(f"image must be (C, H, W) with C in (1, 3), got {tuple(image.shape)}")
+    arr = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    if arr.shape[0] == 1:
+        return Image.fromarray(arr[0], mode="L")
+    return Image.fromarray(np.ascontiguousarray(arr.transpose(1, 2, 0)), mode="RGB")
+
+
+def _encode(img: Image.Image, fmt: str, **kw) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def save_png(image: torch.Tensor, path: str | os.PathLike) -> None:
+    """Save one ``(C, H, W)`` image in [0, 1] as PNG, atomically."""
+    atomic_write_bytes(path, _encode(to_pil(image), "PNG"))
+
+
+def grid(images: torch.Tensor, nrow: int, pad: int = 1) -> torch.Tensor:
+    """Tile ``(N, C, H, W)`` images into one ``(C, H', W')`` image, ``nrow`` images per row.
+
+    Shape:
+        - images: ``(N, C, H, W)``; output ``(C, rows * (H + pad) + pad, nrow * (W + pad) + pad)``.
+    """
+    n, c, h, w = images.shape
+    rows = -(-n // nrow)
+    out = images.new_ones(c, rows * (h + pad) + pad, nrow * (w + pad) + pad)
+    for i in range(n):
+        r, k = divmod(i, nrow)
+        out[
+            :, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + k * (w + pad) : pad + k * (w + pad) + w
+        ] = images[i]
+    return out
+
+
+def save_gif(frames: Sequence[torch.Tensor], path: str | os.PathLike, duration_ms: int = 100) -> None:
+    """Save ``(C, H, W)`` frames in [0, 1] as an animated GIF, atomically."""
+    if not frames:
+        raise ValueError("save_gif needs at least one frame")
+    pil = [to_pil(f) for f in frames]
+    data = _encode(pil[0], "GIF", save_all=True, append_images=pil[1:], duration=duration_ms, loop=0)
+    atomic_write_bytes(path, data)
+
+
+def load_image(path: str | os.PathLike, channels: int | None = None, size: int | None = None) -> torch.Tensor:
+    """Read an image file as a ``(C, H, W)`` float tensor in [0, 1].
+
+    Args:
+        channels: 1 (grayscale) or 3 (RGB); None keeps the file's (gray stays 1, otherwise RGB).
+        size: resize (bicubic) to ``size x size`` when the file has another size.
+
+    Raises:
+        ValueError: the file cannot be decoded as an image (named in the message).
+    """
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if channels == 1 or (channels is None and im.mode in ("L", "I", "I;16", "1")):
+                im = im.convert("L")
+            else:
+                im = im.convert("RGB")
+            if size is not None and im.size != (size, size):
+                im = im.resize((size, size), Image.BICUBIC)
+            arr = np.asarray(im, dtype=np.float32) / 255.0
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"cannot read image {str(path)!r}: {e}") from e
+    t = torch.from_numpy(arr.copy())
+    return t[None] if t.dim() == 2 else t.permute(2, 0, 1).contiguous()
