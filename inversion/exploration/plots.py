@@ -1,0 +1,159 @@
+"""PNG outputs of the exploration: an image grid and the e-GLASS Fig. 1 correlation bar plot.
+
+Drawn with PIL only (matplotlib is not a dependency of this project). Files are written atomically
+(temporary file in the same folder, then ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+Color = tuple[int, int, int]
+BLUE: Color = (40, 90, 220)
+RED: Color = (210, 40, 40)
+
+
+def save_png(image: Image.Image, path: str | Path) -> Path:
+    """Write ``image`` to ``path`` as PNG atomically (parent folders are created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            image.save(fh, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def image_grid(
+    images: torch.Tensor,
+    nrow: int | None = None,
+    frame_colors: Sequence[Color] | None = None,
+    frame: int = 2,
+    pad: int = 2,
+    scale: int = 1,
+    captions: Sequence[str] | None = None,
+) -> Image.Image:
+    """Tile images ``(N, C, H, W)`` in ``[0, 1]`` (C = 1 or 3) into one RGB picture, optional coloured frames
+    and one caption line under each tile.
+
+    Shape:
+        - images: (N, C, H, W) -> PIL image of ``ceil(N / nrow)`` rows of ``nrow`` tiles.
+    """
+    if images.dim() != 4 or images.shape[1] not in (1, 3) or images.shape[0] == 0:
+        raise ValueError(f"images must be a non-empty (N, 1 or 3, H, W) tensor, got {tuple(images.shape)}")
+    if frame_colors is not None and len(frame_colors) != images.shape[0]:
+        raise ValueError(f"frame_colors has {len(frame_colors)} entries for {images.shape[0]} images")
+    if captions is not None and len(captions) != images.shape[0]:
+        raise ValueError(f"captions has {len(captions)} entries for {images.shape[0]} images")
+    n, c, h, w = images.shape
+    nrow = nrow or min(n, 8)
+    rows = math.ceil(n / nrow)
+    arr = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+    if c == 1:
+        arr = arr.expand(n, 3, h, w)
+    th, tw = h * scale + 2 * frame, w * scale + 2 * frame
+    cap = 14 if captions is not None else 0
+    canvas = Image.new("RGB", (pad + nrow * (tw + pad), pad + rows * (th + cap + pad)), (255, 255, 255))
+    draw, font = ImageDraw.Draw(canvas), _font(10)
+    for i in range(n):
+        tile = Image.fromarray(arr[i].permute(1, 2, 0).contiguous().numpy(), "RGB")
+        if scale != 1:
+            tile = tile.resize((w * scale, h * scale), Image.NEAREST)
+        x0 = pad + (i % nrow) * (tw + pad)
+        y0 = pad + (i // nrow) * (th + cap + pad)
+        if frame and frame_colors is not None:
+            canvas.paste(tuple(frame_colors[i]), (x0, y0, x0 + tw, y0 + th))
+        canvas.paste(tile, (x0 + frame, y0 + frame))
+        if captions is not None:
+            draw.text((x0 + 1, y0 + th + 1), captions[i], fill=(0, 0, 0), font=font)
+    return canvas
+
+
+def save_image_grid(
+    images: torch.Tensor,
+    path: str | Path,
+    nrow: int | None = None,
+    frame_colors: Sequence[Color] | None = None,
+    scale: int | None = None,
+    captions: Sequence[str] | None = None,
+) -> Path:
+    """:func:`image_grid` written atomically to ``path`` (small images are upscaled to about 96 px)."""
+    if scale is None:
+        scale = max(1, 96 // max(images.shape[-2:]))
+    grid = image_grid(images, nrow=nrow, frame_colors=frame_colors, scale=scale, captions=captions)
+    return save_png(grid, path)
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow without FreeType sizes
+        return ImageFont.load_default()
+
+
+def correlation_plot(
+    panels: Sequence[tuple[str, Sequence[float], Sequence[float]]],
+    title: str = "",
+    labels: tuple[str, str] = ("before", "after"),
+    colors: tuple[Color, Color] = (BLUE, RED),
+    panel_size: tuple[int, int] = (640, 220),
+) -> Image.Image:
+    """Paired bar plot: one panel per ``(name, values_a, values_b)``, bars of ``a`` and ``b`` side by side per
+    eigenvector index (values expected in ``[0, 1]``, e.g. absolute correlations)."""
+    if not panels:
+        raise ValueError("panels must hold at least one (name, values_a, values_b)")
+    pw, ph = panel_size
+    left, right, top, bottom, head = 48, 16, 28, 30, 34
+    font, small = _font(14), _font(11)
+    img = Image.new("RGB", (left + pw + right, head + len(panels) * (top + ph + bottom)), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    draw.text((left, 8), title, fill=(0, 0, 0), font=font)
+    lx = left + pw - 150
+    for j, (lab, col) in enumerate(zip(labels, colors, strict=True)):
+        draw.rectangle((lx + 75 * j, 12, lx + 75 * j + 10, 22), fill=col)
+        draw.text((lx + 75 * j + 14, 10), lab, fill=(0, 0, 0), font=small)
+    for p, (name, va, vb) in enumerate(panels):
+        if len(va) != len(vb):
+            raise ValueError(f"panel {name!r}: value lists differ in length ({len(va)} vs {len(vb)})")
+        oy = head + p * (top + ph + bottom) + top
+        draw.text((left, oy - 20), name, fill=(0, 0, 0), font=font)
+        draw.line((left, oy, left, oy + ph), fill=(0, 0, 0))
+        draw.line((left, oy + ph, left + pw, oy + ph), fill=(0, 0, 0))
+        for t in (0.0, 0.5, 1.0):
+            yy = oy + ph - t * ph
+            draw.line((left - 4, yy, left, yy), fill=(0, 0, 0))
+            draw.text((4, yy - 7), f"{t:.1f}", fill=(0, 0, 0), font=small)
+        n = max(1, len(va))
+        slot = pw / n
+        bw = max(1.0, slot * 0.4)
+        for i, (a, b) in enumerate(zip(va, vb, strict=True)):
+            x = left + i * slot + slot * 0.1
+            for j, (val, col) in enumerate(((a, colors[0]), (b, colors[1]))):
+                v = min(max(float(val), 0.0), 1.0)
+                draw.rectangle((x + j * bw, oy + ph - v * ph, x + (j + 1) * bw - 1, oy + ph), fill=col)
+            if n <= 20 or i % max(1, n // 10) == 0:
+                draw.text((x, oy + ph + 4), str(i + 1), fill=(0, 0, 0), font=small)
+        draw.text((left + pw - 120, oy + ph + 16), "eigenvector index j", fill=(80, 80, 80), font=small)
+    return img
+
+
+def save_correlation_plot(
+    panels: Sequence[tuple[str, Sequence[float], Sequence[float]]],
+    path: str | Path,
+    title: str = "",
+    labels: tuple[str, str] = ("before", "after"),
+) -> Path:
+    """:func:`correlation_plot` written atomically to ``path``."""
+    return save_png(correlation_plot(panels, title=title, labels=labels), path)
