@@ -48,6 +48,8 @@ class LossContext:
         labels: class labels ``(B,)`` or None.
         prior, operator: as given to the engine.
         stage: the current :class:`Stage`.
+        module: the running :class:`InversionModule` (e.g. ``module.generate(w)`` runs the
+            per-image generators on other codes).
     """
 
     x: torch.Tensor
@@ -58,6 +60,7 @@ class LossContext:
     prior: Prior
     operator: nn.Module
     stage: Stage
+    module: InversionModule | None = None
 
 
 LossTerm = Callable[[LossContext], torch.Tensor]
@@ -254,10 +257,19 @@ class InversionModule(pl.LightningModule):
     def synthesize(self, latent: torch.Tensor | None = None) -> torch.Tensor:
         """Current restorations ``(B, C, H, W)`` in [0, 1] (private copies where they exist)."""
         latent = self.latent if latent is None else latent
+        if self.copies is None and self.stacked is None:
+            return self.prior(latent, self.labels)
+        return self.generate(self.prior.code(latent, self.labels))
+
+    def generate(self, w: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] from generator inputs ``w`` ``(B, ...)``, row i through image i's generator.
+
+        Uses the per-image private copies once a stage has trained the generator, the shared
+        (frozen) generator before that. Loss terms reach it as ``ctx.module.generate``.
+        """
         labels = self.labels
         if self.copies is None and self.stacked is None:
-            return self.prior(latent, labels)
-        w = self.prior.code(latent, labels)
+            return self.prior.synthesize(w, labels)
         cond = bool(self.prior.num_classes)
         if self.copies is not None:
             outs = [
@@ -292,7 +304,7 @@ class InversionModule(pl.LightningModule):
             else:
                 if ctx is None:
                     ctx = LossContext(
-                        x, ax, self.y, self.latent, self.labels, self.prior, self.operator, stage
+                        x, ax, self.y, self.latent, self.labels, self.prior, self.operator, stage, self
                     )
                 term = self.loss_terms[name](ctx)
             obj = obj + weight * term
