@@ -13,6 +13,8 @@ _LAZY = {
     "RestoreResult": "inversion.methods",
     "MethodConfig": "inversion.methods",
     "METHODS": "inversion.methods",
+    "available_methods": "inversion.methods",
+    "register_method": "inversion.methods",
     "Stage": "inversion.stages",
     "run_stages": "inversion.engine",
     "InversionModule": "inversion.engine",

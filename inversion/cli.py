@@ -187,10 +187,10 @@ def restore_folder(
     Returns:
         the output folder.
     """
-    from inversion.methods import METHODS
+    from inversion.methods import available_methods
 
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method not in available_methods():
+        raise ValueError(f"method must be one of {available_methods()}, got {method!r}")
     if devices < 1 or num_shards < 1:
         raise ValueError("devices and num_shards must be >= 1")
     out = Path(output)

@@ -16,8 +16,9 @@ Step counts default to values scaled down from the papers for the project's smal
 from __future__ import annotations
 
 import copy
+import importlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
@@ -31,14 +32,19 @@ __all__ = [
     "METHODS",
     "MethodConfig",
     "RestoreResult",
+    "available_methods",
     "csgm",
     "iagan",
     "init_latents",
     "latent_only",
+    "register_method",
     "restore",
 ]
 
-METHODS = ("csgm", "csgm_bp", "iagan", "iagan_bp", "latent", "latent_bp")
+METHODS = ("csgm", "csgm_bp", "iagan", "iagan_bp", "latent", "latent_bp")  # built in; see available_methods()
+
+# Methods that live in their own modules and register themselves on import (name -> module).
+_PLUGINS = {"dgp": "inversion.dgp", "cri": "inversion.cri"}
 
 
 @dataclass
@@ -105,6 +111,55 @@ class RestoreResult:
     metrics: dict[str, torch.Tensor] | None = None
     generators: list[nn.Module] | None = None
     config: dict = field(default_factory=dict)
+
+
+# A method runs (prior, operator, y, seeds, labels, cfg, noisy, callbacks, loss_terms) -> (fit, history).
+MethodFn = Callable[..., tuple[FitResult, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class _Method:
+    run: MethodFn
+    config: type
+    back_projection: bool
+
+
+_REGISTRY: dict[str, _Method] = {}
+
+
+def register_method(name: str, run: MethodFn, config: type = MethodConfig, with_bp: bool = True) -> None:
+    """Make ``restore(..., method=name)`` run ``run`` (and ``name + "_bp"`` with back-projection).
+
+    Args:
+        name: method name (``restore``'s and the CLI's ``method``).
+        run: ``run(prior, operator, y, seeds, labels, cfg, noisy, callbacks, loss_terms)`` returning
+            ``(FitResult, history (T, B))``.
+        config: a :class:`MethodConfig` subclass holding the method's options (its fields are the
+            valid ``restore`` overrides).
+        with_bp: also register ``name_bp`` (IAGAN eq. 10 post-step).
+    """
+    if not (isinstance(config, type) and issubclass(config, MethodConfig)):
+        raise ValueError(f"config for method {name!r} must be a MethodConfig subclass, got {config!r}")
+    _REGISTRY[name] = _Method(run, config, False)
+    if with_bp:
+        _REGISTRY[name + "_bp"] = _Method(run, config, True)
+
+
+def _lookup(method: str) -> _Method:
+    base = method.removesuffix("_bp")
+    if method not in _REGISTRY and base in _PLUGINS:
+        importlib.import_module(_PLUGINS[base])
+    if method not in _REGISTRY:
+        raise ValueError(f"method must be one of {available_methods()}, got {method!r}")
+    return _REGISTRY[method]
+
+
+def available_methods() -> tuple[str, ...]:
+    """Every method name ``restore`` accepts (built-in and plug-in)."""
+    names = set(_REGISTRY)
+    for base in _PLUGINS:
+        names.update((base, base + "_bp"))
+    return tuple(sorted(names))
 
 
 def _seeds(seed: int | Sequence[int], n: int) -> list[int]:
@@ -340,41 +395,36 @@ def restore(
         y: measurements, as ``operator(x)`` returns them.
         operator: the forward model (``inversion.operators``).
         prior: a :class:`lcm.Prior`.
-        method: one of ``csgm``, ``csgm_bp``, ``iagan``, ``iagan_bp``, ``latent``, ``latent_bp``.
+        method: one of :func:`available_methods` (``csgm``, ``iagan``, ``latent``, ``dgp``, ``cri``,
+            each also with ``_bp``).
         seed: an int (image ``i`` uses ``seed + i``) or one seed per image. Same seed, same result.
         labels: ``(B,)`` class labels for a class-conditional prior.
         x_true: ground truth ``(B, C, H, W)``; when given, per-image metrics are returned.
         noisy: whether y is noisy (IAGAN halves its steps); default: ``operator.sigma > 0``.
         callbacks: Lightning callbacks for the fits.
         loss_terms: extra per-image loss terms for custom ``stages``.
-        **overrides: fields of :class:`MethodConfig` (e.g. ``csgm_steps=200, restarts=3``).
+        **overrides: fields of the method's config (:class:`MethodConfig` or its subclass), e.g.
+            ``csgm_steps=200, restarts=3``.
 
     Shape:
         - y: ``(B, ...)``; x_true and ``result.images``: ``(B, C, H, W)``.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    spec = _lookup(method)
     if not isinstance(y, torch.Tensor) or y.dim() < 2:
         raise ValueError("y must be a batched tensor (B, ...) of measurements")
     if x_true is not None and x_true.shape[0] != y.shape[0]:
         raise ValueError(f"x_true has {x_true.shape[0]} images for {y.shape[0]} measurements")
-    cfg = MethodConfig().updated(overrides)
+    cfg = spec.config().updated(overrides)
     if cfg.batching not in ("sequential", "vmap"):
         raise ValueError(f"batching must be 'sequential' or 'vmap', got {cfg.batching!r}")
     if noisy is None:
         noisy = float(getattr(operator, "sigma", 0.0)) > 0
     seeds = _seeds(seed, y.shape[0])
     t0 = time.perf_counter()
-    base = method.removesuffix("_bp")
-    if base == "csgm":
-        fit, history = csgm(prior, operator, y, seeds, labels, cfg, callbacks, loss_terms)
-    elif base == "iagan":
-        fit, history = iagan(prior, operator, y, seeds, labels, cfg, noisy, callbacks, loss_terms)
-    else:
-        fit, history = latent_only(prior, operator, y, seeds, labels, cfg, callbacks, loss_terms)
+    fit, history = spec.run(prior, operator, y, seeds, labels, cfg, noisy, callbacks, loss_terms)
     with torch.no_grad():
         raw = fit.images
-        if method.endswith("_bp"):
+        if spec.back_projection:
             raw = back_projection(raw, y, operator)
         images = raw.clamp(0.0, 1.0)
         measurement_mse = (operator.A(raw) - y).pow(2).flatten(1).mean(dim=1)
@@ -396,3 +446,8 @@ def restore(
         generators=fit.generators,
         config=asdict(cfg),
     )
+
+
+register_method("csgm", lambda p, o, y, s, lab, c, noisy, cb, lt: csgm(p, o, y, s, lab, c, cb, lt))
+register_method("iagan", iagan)
+register_method("latent", lambda p, o, y, s, lab, c, noisy, cb, lt: latent_only(p, o, y, s, lab, c, cb, lt))

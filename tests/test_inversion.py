@@ -214,7 +214,7 @@ def test_bad_inputs_raise_clear_errors(toy):
     op = SuperResolution(factor=2, kernel="box")
     y = op.A(x[:1])
     with pytest.raises(ValueError, match="method"):
-        methods.restore(y, op, prior, "dgp")
+        methods.restore(y, op, prior, "not_a_method")
     with pytest.raises(ValueError, match="csgm_stepz"):
         methods.restore(y, op, prior, "csgm", csgm_stepz=3)
     with pytest.raises(ValueError, match="seed"):
@@ -238,3 +238,32 @@ def test_restarts_keep_each_images_own_mask(toy):
     res = methods.restore(y, op, prior, "csgm", seed=0, csgm_steps=10, restarts=3)
     # the fit's objective (on repeated rows) equals the measurement error under each image's own mask
     assert torch.allclose(res.objective, res.measurement_mse, rtol=1e-4, atol=1e-7)
+
+
+def test_registered_method_runs_through_restore_and_rejects_unknown_options(toy):
+    """A plug-in method registered with its own config runs via restore(); bad names fail clearly."""
+    from dataclasses import dataclass
+
+    from inversion.methods import MethodConfig, available_methods, csgm, register_method, restore
+
+    @dataclass
+    class TinyConfig(MethodConfig):
+        scale: float = 1.0
+
+    calls = []
+
+    def run(prior, operator, y, seeds, labels, cfg, noisy, callbacks, loss_terms):
+        calls.append(cfg.scale)
+        return csgm(prior, operator, y, seeds, labels, cfg, callbacks, loss_terms)
+
+    register_method("tiny_test_method", run, TinyConfig)
+    assert {"tiny_test_method", "tiny_test_method_bp", "dgp", "cri"} <= set(available_methods())
+    prior, x = toy
+    op = SuperResolution(factor=2, kernel="bicubic")
+    y = op.A(x)
+    out = restore(y, op, prior, method="tiny_test_method", scale=2.0, csgm_steps=3, restarts=1)
+    assert calls == [2.0] and out.images.shape == x.shape
+    with pytest.raises(ValueError, match="unknown restore"):
+        restore(y, op, prior, method="tiny_test_method", nonsense=1)
+    with pytest.raises(ValueError, match="method must be one of"):
+        restore(y, op, prior, method="no_such_method")
