@@ -16,15 +16,6 @@ from inversion.stages import Stage
 from inversion.toy import blob_images, tiny_prior
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is ~10x faster than two on a shared, busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class _Scripted(pl.LightningModule):
     """Logs a scripted measurement MSE, one value per epoch (= one engine step)."""
 

@@ -13,16 +13,6 @@ from inversion.stages import Stage, as_stages
 from inversion.toy import TinyGenerator, blob_images, fit_toy_prior, tiny_prior
 from lcm.prior import Prior
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is ~10x faster than two on a shared, busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 FAST = {"csgm_steps": 120, "restarts": 3}
 IAGAN = {**FAST, "iagan_steps": 120, "iagan_latent_lr": 1e-3, "iagan_generator_lr": 1e-3}
 

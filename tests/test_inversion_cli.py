@@ -12,14 +12,6 @@ from inversion.io import save_png
 from inversion.toy import blob_images
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture()
 def folder(tmp_path):
     src = tmp_path / "in"

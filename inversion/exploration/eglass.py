@@ -141,8 +141,28 @@ def eligible_top_y(geometry: LatentGeometry, top_y: int | None, energy: float) -
     return min(available, int((cum < energy - 1e-12).sum()) + 1)
 
 
+class FeasibleSet:
+    """Views of a set of candidate ``latents``/``images`` with a ``feasible`` mask (shared by results)."""
+
+    latents: Tensor
+    images: Tensor
+    feasible: Tensor
+
+    @property
+    def num_feasible(self) -> int:
+        return int(self.feasible.sum())
+
+    @property
+    def feasible_latents(self) -> Tensor:
+        return self.latents[self.feasible]
+
+    @property
+    def feasible_images(self) -> Tensor:
+        return self.images[self.feasible]
+
+
 @dataclass
-class ExplorationResult:
+class ExplorationResult(FeasibleSet):
     """Solutions found by e-GLASS around ``z0``, feasible or not, with everything needed to report them.
 
     Attributes:
@@ -176,18 +196,6 @@ class ExplorationResult:
     top_y: int
     threshold: float
     timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def num_feasible(self) -> int:
-        return int(self.feasible.sum())
-
-    @property
-    def feasible_latents(self) -> Tensor:
-        return self.latents[self.feasible]
-
-    @property
-    def feasible_images(self) -> Tensor:
-        return self.images[self.feasible]
 
     def records(self) -> list[dict[str, float | int | bool]]:
         """One plain dict per candidate: K, eta, sign, distance, raw distance, feasible (kept or rejected)."""

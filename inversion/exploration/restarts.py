@@ -14,14 +14,14 @@ from dataclasses import dataclass
 
 import torch
 
-from inversion.exploration.eglass import measurement_distance
+from inversion.exploration.eglass import FeasibleSet, measurement_distance
 from inversion.exploration.geometry import eval_mode, forward_operator
 
 Tensor = torch.Tensor
 
 
 @dataclass
-class RestartResult:
+class RestartResult(FeasibleSet):
     """Latents fitted from random starts.
 
     Attributes:
@@ -37,18 +37,6 @@ class RestartResult:
     steps: Tensor
     threshold: float
     seconds: float
-
-    @property
-    def num_feasible(self) -> int:
-        return int(self.feasible.sum())
-
-    @property
-    def feasible_latents(self) -> Tensor:
-        return self.latents[self.feasible]
-
-    @property
-    def feasible_images(self) -> Tensor:
-        return self.images[self.feasible]
 
     @staticmethod
     def concat(parts: list[RestartResult]) -> RestartResult:
