@@ -35,7 +35,7 @@ demo: setup $(DEMO_DONE)
 
 $(DEMO_DONE):
 	$(PY) -m lcm fit -c configs/lcm/wgangp.yaml --trainer.max_steps $(DEMO_STEPS) \
-	    --trainer.logger false --checkpoint.dirpath $(DEMO)/prior \
+	    --trainer.logger false --trainer.default_root_dir $(DEMO)/prior --checkpoint.dirpath $(DEMO)/prior \
 	    $$(test -f $(DEMO_PRIOR) && echo "--ckpt_path $(DEMO_PRIOR)")
 	touch $@
 
