@@ -36,6 +36,25 @@ def _read_checkpoint(path: Path, map_location) -> dict:
     return ckpt
 
 
+def _trained_latents(state: dict, memmap: str | None, path: Path) -> torch.Tensor | None:
+    """The per-image latent table of a GLO/LCM checkpoint (in the state dict or its memmap file)."""
+    if "table.weight" in state:
+        return state["table.weight"].float()
+    if memmap and Path(memmap).is_file():
+        import numpy as np
+
+        return torch.from_numpy(np.load(memmap, mmap_mode="r").astype(np.float32))
+    if memmap:
+        import warnings
+
+        warnings.warn(
+            f"{str(path)!r}: latent memmap {memmap!r} not found; sampling falls back to the uniform "
+            "latent set (pass the .npy next to the checkpoint to sample like the training data)",
+            stacklevel=3,
+        )
+    return None
+
+
 def load_prior(
     path: str | os.PathLike,
     map_location: str | torch.device = "cpu",
@@ -77,11 +96,14 @@ def load_prior(
     hparams = {k: v for k, v in ckpt.get("hyper_parameters", {}).items() if not k.startswith("_")}
     # the prior needs no per-image latent table: build the module without it
     hparams.pop("num_images", None)
-    hparams.pop("latent_memmap", None)
     state = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith("table.")}
+    memmap = hparams.pop("latent_memmap", None)
     module = MODULES[kind](**hparams)
     module.load_state_dict(state, strict=True)
     prior = module.to_prior().to(map_location).eval()
+    table = _trained_latents(ckpt["state_dict"], memmap, path)
+    if table is not None and prior.latent_kind in ("sphere", "convnet"):
+        prior.fit_latent_distribution(table.view(-1, *prior.latent_shape))
     if image_shape is not None:
         prior.check_image_shape(image_shape)
     return prior

@@ -97,6 +97,35 @@ class Prior(nn.Module):
         self.box = box
         self.num_classes = int(num_classes)
         self.kind = kind
+        self.register_buffer("latent_mean", None)  # set by fit_latent_distribution
+        self.register_buffer("latent_scale", None)
+
+    def fit_latent_distribution(self, latents: torch.Tensor, max_full_dim: int = 1024) -> Prior:
+        """Sample new latents from a Gaussian fitted to trained per-image latents (GLO, LCM).
+
+        Bojanowski et al. (GLO, Sec. 4) sample by fitting a full-covariance Gaussian to the learned
+        codes; uniform draws on the sphere or in the box give meaningless images. Covariance is full
+        up to ``max_full_dim`` dimensions, diagonal beyond. ``sample_latent`` then draws from it (and
+        projects onto the latent set).
+
+        Shape:
+            - latents: ``(N, *latent_shape)`` with N >= 2.
+        """
+        flat = latents.detach().flatten(1).double()
+        if flat.shape[0] < 2 or tuple(latents.shape[1:]) != self.latent_shape:
+            raise ValueError(f"latents must be (N >= 2, *{self.latent_shape}), got {tuple(latents.shape)}")
+        ref = next(self.generator.parameters())
+        mean = flat.mean(0)
+        centred = flat - mean
+        if flat.shape[1] <= max_full_dim:
+            cov = centred.T @ centred / (flat.shape[0] - 1)
+            jitter = 1e-6 * cov.diagonal().mean().clamp_min(1e-12)
+            scale = torch.linalg.cholesky(cov + jitter * torch.eye(cov.shape[0], dtype=cov.dtype))
+        else:
+            scale = centred.pow(2).sum(0).div(flat.shape[0] - 1).sqrt()
+        self.latent_mean = mean.to(ref)
+        self.latent_scale = scale.to(ref)
+        return self
 
     # -- latents ---------------------------------------------------------------------------
     @property
@@ -107,6 +136,13 @@ class Prior(nn.Module):
         """Draw ``n`` latents from the prior's latent distribution (seeded by ``generator``)."""
         ref = next(self.generator.parameters())
         shape = (n, *self.latent_shape)
+        if self.latent_mean is not None:  # fitted to the training latents (GLO Sec. 4)
+            eps = torch.randn(
+                n, self.latent_mean.numel(), generator=generator, device=ref.device, dtype=ref.dtype
+            )
+            scale = self.latent_scale.to(eps)
+            flat = eps @ scale.T if scale.dim() == 2 else eps * scale
+            return self.project_latent((flat + self.latent_mean.to(eps)).view(shape))
         if self.latent_kind == "convnet":
             u = torch.rand(shape, generator=generator, device=ref.device, dtype=ref.dtype)
             return (u * 2.0 - 1.0) * self.box
