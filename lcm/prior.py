@@ -103,7 +103,7 @@ class Prior(nn.Module):
     def fit_latent_distribution(self, latents: torch.Tensor, max_full_dim: int = 1024) -> Prior:
         """Sample new latents from a Gaussian fitted to trained per-image latents (GLO, LCM).
 
-        Bojanowski et al. (GLO, Sec. 4) sample by fitting a full-covariance Gaussian to the learned
+        Bojanowski et al. (GLO) sample by fitting a full-covariance Gaussian to the learned
         codes; uniform draws on the sphere or in the box give meaningless images. Covariance is full
         up to ``max_full_dim`` dimensions, diagonal beyond. ``sample_latent`` then draws from it (and
         projects onto the latent set).
@@ -136,7 +136,7 @@ class Prior(nn.Module):
         """Draw ``n`` latents from the prior's latent distribution (seeded by ``generator``)."""
         ref = next(self.generator.parameters())
         shape = (n, *self.latent_shape)
-        if self.latent_mean is not None:  # fitted to the training latents (GLO Sec. 4)
+        if self.latent_mean is not None:  # fitted to the training latents (GLO, Bojanowski et al.)
             eps = torch.randn(
                 n, self.latent_mean.numel(), generator=generator, device=ref.device, dtype=ref.dtype
             )

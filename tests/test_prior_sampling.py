@@ -1,4 +1,4 @@
-"""GLO/LCM priors sample from a Gaussian fitted to their trained per-image latents (GLO Sec. 4)."""
+"""GLO/LCM priors sample from a Gaussian fitted to their trained latents (GLO, Bojanowski et al.)."""
 
 from __future__ import annotations
 
