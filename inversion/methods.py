@@ -15,7 +15,6 @@ Step counts default to values scaled down from the papers for the project's smal
 
 from __future__ import annotations
 
-import copy
 import importlib
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -197,15 +196,10 @@ def _repeat(t: torch.Tensor | None, r: int) -> torch.Tensor | None:
     return None if t is None else t.repeat_interleave(r, dim=0)
 
 
-def _repeat_operator(operator: nn.Module, y: torch.Tensor, r: int, image_shape: tuple[int, ...]) -> nn.Module:
-    """The operator for ``n * r`` restart rows: a per-batch-position mask is fixed and repeated."""
-    if r == 1 or not getattr(operator, "per_image", False) or not hasattr(operator, "set_mask"):
-        return operator
-    probe = y.new_zeros(y.shape[0], *image_shape)
-    mask = operator.mask_for(probe)
-    op = copy.deepcopy(operator)
-    op.set_mask(mask.repeat_interleave(r, dim=0) if mask.shape[0] > 1 else mask)
-    return op
+def _repeat_operator(operator: nn.Module, r: int) -> nn.Module:
+    """The operator for ``n * r`` restart rows: row ``j`` is measured like image ``j // r``."""
+    repeated = getattr(operator, "repeated", None)
+    return repeated(r) if r > 1 and callable(repeated) else operator
 
 
 def csgm(
@@ -235,7 +229,7 @@ def csgm(
         name="csgm",
     )
     z0 = init_latents(prior, seeds, r)
-    op = _repeat_operator(operator, y, r, prior.image_shape)
+    op = _repeat_operator(operator, r)
     fit = run_stages(
         prior, op, _repeat(y, r), z0, [stage], _repeat(labels, r), loss_terms, callbacks=callbacks
     )
@@ -319,7 +313,7 @@ def latent_only(
     ]
     n, r = y.shape[0], max(int(cfg.restarts), 1)
     z0 = init_latents(prior, seeds, r)
-    op = _repeat_operator(operator, y, r, prior.image_shape)
+    op = _repeat_operator(operator, r)
     fit = run_stages(
         prior, op, _repeat(y, r), z0, stages, _repeat(labels, r), loss_terms, cfg.batching, callbacks
     )

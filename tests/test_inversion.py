@@ -257,3 +257,16 @@ def test_registered_method_runs_through_restore_and_rejects_unknown_options(toy)
         restore(y, op, prior, method="tiny_test_method", nonsense=1)
     with pytest.raises(ValueError, match="method must be one of"):
         restore(y, op, prior, method="no_such_method")
+
+
+def test_restarts_with_a_given_per_image_mask(toy):
+    """A (B, 1, H, W) mask set by the user follows its image through CSGM's restart rows."""
+    prior, x = toy
+    op = Inpainting()
+    op.set_mask(
+        (torch.rand(x.shape[0], 1, *x.shape[-2:], generator=torch.Generator().manual_seed(0)) > 0.3).float()
+    )
+    y = op.A(x)
+    out = methods.restore(y, op, prior, "csgm", seed=0, csgm_steps=5, restarts=2)
+    torch.testing.assert_close(out.measurement_mse, (op.A(out.raw) - y).pow(2).flatten(1).mean(1))
+    assert out.images.shape == x.shape

@@ -295,3 +295,26 @@ def test_inpainting_for_index_matches_the_batch_position_mask():
     single = op.for_index(2).mask_for(x[:1])
     assert torch.equal(single[0], batch_masks[2])
     assert not torch.equal(single[0], batch_masks[1])
+
+
+def test_repeated_rows_keep_each_images_mask_also_inside_a_composite():
+    """Restart rows (image i repeated r times) must be measured with image i's own mask."""
+    x = torch.rand(3, 3, 16, 16)
+    rep = x.repeat_interleave(2, dim=0)
+    chain = Composite([SuperResolution(2), Inpainting(mask_kind="boxes", per_image=True, seed=1)])
+    given = Inpainting()
+    given.set_mask((torch.rand(3, 1, 16, 16) > 0.5).float())
+    for op in (chain, Inpainting(mask_kind="strokes", per_image=True, seed=4), given):
+        torch.testing.assert_close(op.repeated(2).A(rep), op.A(x).repeat_interleave(2, dim=0))
+    assert SuperResolution(2).repeated(3) is not None and not SuperResolution(2).row_dependent()
+    with pytest.raises(ValueError, match="repeats"):
+        chain.repeated(2).A(x[:1])
+
+
+def test_for_index_reaches_masks_inside_a_composite():
+    chain = Composite([Colorization(), Inpainting(mask_kind="boxes", per_image=True, seed=7)])
+    x = torch.rand(4, 3, 16, 16)
+    torch.testing.assert_close(chain.for_index(2).A(x[2:3]), chain.A(x)[2:3])
+    assert not chain.for_index(2).row_dependent()
+    plain = SuperResolution(2)
+    assert plain.for_index(5) is plain  # batch-independent operators are not copied

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -54,6 +56,50 @@ class Operator(nn.Module):
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Noisy measurement ``A(x) + sigma * n``."""
         return self.noise(self.A(x), generator)
+
+    # -- batch-position dependence (per-image masks) -------------------------------------------
+    def for_index(self, index: int) -> Operator:
+        """A copy that treats every row as the image at dataset position ``index``.
+
+        Operators whose measurement depends on the batch position (per-image masks, also inside a
+        :class:`Composite`) fix it to that of ``index``; others are returned as they are copied. A folder
+        run uses it so an image's measurement depends on its index, not on its batch or process.
+        """
+        if not self.row_dependent():
+            return self
+        op = copy.deepcopy(self)
+        for m in op.modules():
+            if isinstance(m, Operator):
+                m._set_index(int(index))
+        return op
+
+    def repeated(self, r: int) -> Operator:
+        """A copy for ``n * r`` rows in which row ``j`` is measured as row ``j // r`` of the original.
+
+        Restarts run ``r`` latents per image as one batch; per-image masks must follow the image.
+        """
+        if int(r) < 1:
+            raise ValueError(f"repeat count must be >= 1, got {r!r}")
+        if int(r) == 1 or not self.row_dependent():
+            return self
+        op = copy.deepcopy(self)
+        for m in op.modules():
+            if isinstance(m, Operator):
+                m._set_repeat(int(r))
+        return op
+
+    def row_dependent(self) -> bool:
+        """Whether the measurement of a row depends on its batch position (here or in a member)."""
+        return any(m._own_row_dependence() for m in self.modules() if isinstance(m, Operator))
+
+    def _own_row_dependence(self) -> bool:
+        return False
+
+    def _set_index(self, index: int) -> None:
+        """Hook of :meth:`for_index` (no-op for batch-independent operators)."""
+
+    def _set_repeat(self, r: int) -> None:
+        """Hook of :meth:`repeated` (no-op for batch-independent operators)."""
 
     def extra_repr(self) -> str:
         return f"sigma={self.sigma:g}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Literal
 
 import torch
@@ -96,6 +95,7 @@ class Inpainting(LinearOperator):
         self.seed = int(seed)
         self._given: torch.Tensor | None = None
         self._cache: dict[tuple[int, int, int], torch.Tensor] = {}
+        self.rows_repeat = 1  # > 1: row j uses the mask of image j // rows_repeat (see repeated())
 
     # -------------------------------------------------------------------------------------- masks
     def set_mask(self, mask: torch.Tensor | None) -> None:
@@ -113,16 +113,16 @@ class Inpainting(LinearOperator):
             raise ValueError("`mask` contains NaN values")
         self._given = mask.detach()
 
-    def for_index(self, index: int) -> Inpainting:
-        """A copy that gives every image the mask of dataset position ``index`` (seed ``seed + index``).
+    def _own_row_dependence(self) -> bool:
+        return self.per_image or (self._given is not None and self._given.shape[0] > 1)
 
-        A folder run uses it so an image's mask depends on its index, not on its batch or process.
-        """
-        op = copy.deepcopy(self)
+    def _set_index(self, index: int) -> None:
         if self.per_image:
-            op.per_image, op.seed = False, self.seed + int(index)
-            op._cache = {}
-        return op
+            self.per_image, self.seed = False, self.seed + index
+            self._cache = {}
+
+    def _set_repeat(self, r: int) -> None:
+        self.rows_repeat = r
 
     def _generate(self, index: int, height: int, width: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.seed + index)
@@ -140,6 +140,10 @@ class Inpainting(LinearOperator):
     def mask_for(self, x: torch.Tensor) -> torch.Tensor:
         """The mask applied to ``x``. Shape: (B or 1, 1, H, W), dtype/device of ``x``."""
         b, _, h, w = x.shape
+        r = self.rows_repeat
+        if b % r:
+            raise ValueError(f"input of {b} rows cannot be {r} repeats of each image (see Operator.repeated)")
+        b //= r
         if self._given is not None:
             m = self._given
             if m.shape[-2:] != (h, w) or m.shape[0] not in (1, b):
@@ -147,12 +151,15 @@ class Inpainting(LinearOperator):
                     f"`mask` of shape {tuple(m.shape)} does not fit input of shape {tuple(x.shape)}; "
                     "give (1 or B, 1, H, W)"
                 )
-            return m.to(dtype=x.dtype, device=x.device)
-        n = b if self.per_image else 1
-        key = (n, h, w)
-        if key not in self._cache:
-            self._cache[key] = torch.stack([self._generate(i, h, w) for i in range(n)])[:, None]
-        return self._cache[key].to(dtype=x.dtype, device=x.device)
+        else:
+            n = b if self.per_image else 1
+            key = (n, h, w)
+            if key not in self._cache:
+                self._cache[key] = torch.stack([self._generate(i, h, w) for i in range(n)])[:, None]
+            m = self._cache[key]
+        if r > 1 and m.shape[0] > 1:
+            m = m.repeat_interleave(r, dim=0)
+        return m.to(dtype=x.dtype, device=x.device)
 
     # ------------------------------------------------------------------------------------ operator
     def _forward_op(self, x: torch.Tensor) -> torch.Tensor:
