@@ -1,7 +1,8 @@
 """CSGM, IAGAN, back-projection and latent-only restoration as configurations of the stage engine.
 
 * CSGM (Bora et al. 2017): optimise z only, Adam lr 0.1, R random restarts run as one batch of
-  ``B * R`` latents, best kept per image (IAGAN, Sec. Experiments: 5 restarts is our default).
+  ``B * R`` latents, best kept per image (restarts as in Bora et al.; the IAGAN paper gives no
+  number, 5 is our default).
 * IAGAN (Abu Hussein et al. 2020, eq. 3): from the CSGM latent, jointly fine-tune z and a private
   copy of the generator with small learning rates and a short budget (early stopping), keeping the
   iterate of minimal objective; half the steps for noisy measurements.

@@ -318,3 +318,14 @@ def test_for_index_reaches_masks_inside_a_composite():
     assert not chain.for_index(2).row_dependent()
     plain = SuperResolution(2)
     assert plain.for_index(5) is plain  # batch-independent operators are not copied
+
+
+def test_soft_mask_pseudo_inverse_inverts_on_the_support():
+    op = Inpainting()
+    m = torch.tensor([[0.0, 0.5], [1.0, 0.25]])
+    op.set_mask(m)
+    x = torch.rand(2, 1, 2, 2, dtype=torch.float64)
+    y = op.A(x)
+    torch.testing.assert_close(op.A(op.A_dagger(y)), y)  # A A^+ y = y
+    torch.testing.assert_close(op.A_dagger(y)[..., m != 0], x[..., m != 0])
+    assert (op.A_dagger(y)[..., m == 0] == 0).all()

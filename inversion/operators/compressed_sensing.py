@@ -114,7 +114,7 @@ class CompressedSensing(LinearOperator):
         if self.kind != "fourier" or self._built is None:
             raise ValueError("`frequency_mask` needs kind='fourier' and a known image shape")
         _, h, w = self._built
-        m = torch.zeros(h * w)
+        m = torch.zeros(h * w, device=self.freq.device)
         m[self.freq] = 1
         m = m.view(h, w)
         return torch.maximum(m, torch.roll(m.flip(0, 1), shifts=(1, 1), dims=(0, 1)))

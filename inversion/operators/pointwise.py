@@ -169,8 +169,9 @@ class Inpainting(LinearOperator):
         return y * self.mask_for(y)
 
     def _dagger(self, y: torch.Tensor) -> torch.Tensor:
-        # the mask is an orthogonal projection: its own adjoint and pseudo-inverse
-        return y * self.mask_for(y)
+        # diag(m)^+ = diag(1/m on m != 0): for a 0/1 mask its own adjoint (an orthogonal projection)
+        m = self.mask_for(y)
+        return y * torch.where(m != 0, 1.0 / torch.where(m != 0, m, torch.ones_like(m)), torch.zeros_like(m))
 
     def extra_repr(self) -> str:
         kind = f"mask_kind={self.mask_kind!r}, per_image={self.per_image}, seed={self.seed}"
