@@ -170,12 +170,14 @@ def restore_folder(
         operator: the forward model (``class_path`` + ``init_args`` in YAML, see configs/inversion/).
         input: a folder of images, or ``fashion_mnist`` / ``emoji`` (their test split).
         output: output folder (created; an existing one is resumed).
-        method: ``csgm``, ``csgm_bp``, ``iagan``, ``iagan_bp``, ``latent`` or ``latent_bp``.
+        method: ``csgm``, ``csgm_bp``, ``iagan``, ``iagan_bp``, ``latent``, ``latent_bp``, ``dgp``,
+            ``dgp_bp`` (and other registered plug-ins; see ``inversion.methods.available_methods``).
         task: task name for metrics.csv (default: the operator's class name).
         limit: restore only the first ``limit`` images.
         seed: base seed of the latent starts (image i: seed + i).
         noise_seed: base seed of the measurement noise (image i: noise_seed + i).
-        options: ``MethodConfig`` overrides, e.g. ``{csgm_steps: 300, restarts: 3}``.
+        options: overrides of the method's config, e.g. ``{csgm_steps: 300, restarts: 3}``
+            (``MethodConfig``; DGP: ``inversion.dgp.DGPConfig``, e.g. ``{preset: sr_mse}``).
         devices: number of processes to split the images over (launched by this command).
         shard, num_shards: restore only images with ``index % num_shards == shard`` (set by the
             launcher; normally left alone).

@@ -219,7 +219,23 @@ class InversionModule(pl.LightningModule):
             }
             self.best_stacked = {n: v.clone() for n, v in self.stacked.items()}
 
+    def generator_parameters(self) -> list[torch.Tensor]:
+        """Every per-image generator parameter (private copies or stacked weights; empty before copies)."""
+        if self.copies is not None:
+            return [p for c in self.copies for p in c.parameters()]
+        if self.stacked is not None:
+            return list(self.stacked.values())
+        return []
+
     def _enter_stage(self, k: int) -> None:
+        """Set what stage ``k`` trains and build its Adam.
+
+        Defaults follow ``stage.latent`` / ``stage.generator``; then every callback with an
+        ``on_stage_start(trainer, module, k, stage)`` method runs (it may freeze or unfreeze generator
+        parameters or swap layers, e.g. :class:`callbacks.ProgressiveUnfreezing`,
+        :class:`callbacks.BatchNormToInstanceNorm`); the optimizer takes exactly the generator
+        parameters that then require gradients.
+        """
         self.stage_index = k
         stage = self.stages[k]
         if stage.trains_generator and self.copies is None and self.stacked is None:
@@ -227,29 +243,36 @@ class InversionModule(pl.LightningModule):
         self.latent.requires_grad_(stage.latent)
         self.latent.grad = None
         groups: list[dict] = []
-        if stage.latent:
-            groups.append({"params": [self.latent], "lr": stage.latent_lr})
         train_names = (
             set(_block_param_names(self.prior.generator, stage.generator))
             if stage.trains_generator
             else set()
         )
-        gen_params: list[torch.Tensor] = []
         if self.copies is not None:
             for c in self.copies:
                 for n, p in c.named_parameters():
                     p.requires_grad_(n in train_names)
                     p.grad = None
-                    if n in train_names:
-                        gen_params.append(p)
         if self.stacked is not None:
             for n, p in self.stacked.items():
                 p.requires_grad_(n in train_names)
                 p.grad = None
-                if n in train_names:
-                    gen_params.append(p)
+        # stage callbacks (progressive unfreezing, BN->IN swap) may change what trains or swap layers
+        trainer = self._trainer
+        for cb in trainer.callbacks if trainer is not None else ():
+            hook = getattr(cb, "on_stage_start", None)
+            if callable(hook):
+                hook(trainer, self, k, stage)
+        if stage.latent:
+            groups.append({"params": [self.latent], "lr": stage.latent_lr})
+        gen_params = [p for p in self.generator_parameters() if p.requires_grad]
         if gen_params:
             groups.append({"params": gen_params, "lr": stage.generator_lr})
+        if not groups:
+            raise ValueError(
+                f"stage {k} ({stage.name or 'unnamed'}) trains nothing after its callbacks ran: "
+                "set latent=True or leave some generator blocks trainable"
+            )
         self._opt = make_adam(groups)
         self.stall.zero_()
 

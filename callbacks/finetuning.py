@@ -1,0 +1,149 @@
+"""Progressive unfreezing of per-image generator copies (DGP Sec. 3.2 "progressive reconstruction").
+
+Built on Lightning's :class:`~pytorch_lightning.callbacks.BaseFinetuning` for what it offers here:
+``freeze`` / ``make_trainable`` (frozen parameters get ``requires_grad=False``, so backward computes
+no weight gradients for them -- unlike the published code, which zeroes learning rates; BatchNorm
+parameters of frozen blocks are frozen too). The stage boundaries come from the inversion engine,
+which calls :meth:`ProgressiveUnfreezing.on_stage_start` before it builds each stage's optimizer
+(the engine re-creates Adam per stage, so BaseFinetuning's param-group bookkeeping is not used).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import BaseFinetuning
+from torch import nn
+
+__all__ = ["ProgressiveUnfreezing", "schedule_to_stages"]
+
+
+def _as_blocks(value, where: str) -> int | str:
+    if isinstance(value, str) and value == "all":
+        return "all"
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(
+            f"{where}: blocks must be an int >= 0 (0 = generator frozen) or 'all', got {value!r}"
+        )
+    return int(value)
+
+
+def schedule_to_stages(schedule: Sequence[Mapping]) -> tuple[list[int | str], list]:
+    """Split DGP-style stage mappings (``blocks`` plus :class:`inversion.Stage` keys) into the per-stage
+    block counts and engine stages (DGP Tables 6-11: "Blocks num.", lrs, loss weights, iterations).
+
+    A stage with ``blocks: k > 0`` (or ``'all'``) trains the generator (``generator='all'`` in the engine
+    stage; this callback then restricts it to the first ``k`` blocks); ``blocks: 0`` trains the latent only.
+
+    Returns:
+        ``(blocks, stages)``: one entry each per stage.
+    """
+    from inversion.stages import Stage
+
+    if isinstance(schedule, Mapping) or not len(schedule):
+        raise ValueError("the DGP schedule must be a non-empty list of stage mappings with a 'blocks' key")
+    blocks, stages = [], []
+    for i, s in enumerate(schedule):
+        if not isinstance(s, Mapping) or "blocks" not in s:
+            raise ValueError(
+                f"DGP stage {i} needs a 'blocks' entry (number of generator blocks to fine-tune)"
+            )
+        rest = dict(s)
+        k = _as_blocks(rest.pop("blocks"), f"DGP stage {i}")
+        if "generator" in rest:
+            raise ValueError(f"DGP stage {i}: give 'blocks' (first k blocks), not 'generator'")
+        rest.setdefault("name", f"stage{i + 1}")
+        try:
+            stages.append(Stage(generator="all" if k else None, **rest))
+        except TypeError as err:
+            raise ValueError(f"DGP stage {i} has unknown keys: {err}") from err
+        blocks.append(k)
+    return blocks, stages
+
+
+class ProgressiveUnfreezing(BaseFinetuning):
+    """Stage ``k`` fine-tunes exactly the first ``blocks[k]`` generator blocks (latent side first) of every
+    per-image generator copy; all other blocks are frozen (``requires_grad=False``, no ``.grad``).
+
+    DGP (Sec. 3.2, Tables 6, 8, 9) fine-tunes the shallowest block first and goes deeper stage by stage.
+    A block count larger than the generator's depth means all blocks: the papers' counts refer to a
+    BigGAN, and our small generators have 4-5 blocks.
+
+    Args:
+        blocks: per stage, the number of leading generator blocks that train (``'all'`` for every block,
+            0 for none). Must have one entry per engine stage.
+
+    Example::
+
+        blocks, stages = schedule_to_stages([{"blocks": 1, "iterations": 40}, {"blocks": 2, "iterations": 9}])
+        run_stages(prior, op, y, z0, stages, callbacks=[ProgressiveUnfreezing(blocks)])
+    """
+
+    def __init__(self, blocks: list[int | str]):
+        super().__init__()
+        if isinstance(blocks, (str, int)) or not len(blocks):
+            raise ValueError("blocks must be a non-empty list with one block count per stage")
+        self.blocks = [_as_blocks(b, f"stage {i}") for i, b in enumerate(blocks)]
+
+    def count(self, k: int, depth: int) -> int:
+        """Number of blocks stage ``k`` trains on a generator with ``depth`` blocks."""
+        b = self.blocks[k]
+        return depth if b == "all" else min(int(b), depth)
+
+    # BaseFinetuning hooks -------------------------------------------------------------------
+    def freeze_before_training(self, pl_module: pl.LightningModule) -> None:
+        """Check the schedule against the engine (the shared prior is already frozen by the engine)."""
+        stages = getattr(pl_module, "stages", None)
+        if stages is None:
+            raise ValueError("ProgressiveUnfreezing works with the inversion engine (InversionModule)")
+        if len(stages) != len(self.blocks):
+            raise ValueError(
+                f"ProgressiveUnfreezing has {len(self.blocks)} block counts for {len(stages)} stages: "
+                "give one per stage"
+            )
+        for k, (s, b) in enumerate(zip(stages, self.blocks, strict=True)):
+            if b and not s.trains_generator:
+                raise ValueError(
+                    f"stage {k} fine-tunes {b} block(s) but its Stage has generator=None: "
+                    "build the stages with callbacks.schedule_to_stages"
+                )
+
+    def finetune_function(self, pl_module: pl.LightningModule, epoch: int, optimizer) -> None:
+        """Unused: stage boundaries arrive through :meth:`on_stage_start` (one epoch is one step)."""
+
+    # engine hook ------------------------------------------------------------------------------
+    def on_stage_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, k: int, stage) -> None:
+        depth = len(pl_module.prior.generator.blocks)
+        n = self.count(k, depth)
+        if pl_module.copies is not None:
+            for copy in pl_module.copies:
+                # everything frozen (BN parameters too; parameters outside `blocks`, such as a class
+                # embedding, stay frozen), then the first n blocks made trainable
+                self.freeze(copy, train_bn=False)
+                self.make_trainable(list(copy.blocks[:n]))
+                for p in copy.parameters():
+                    p.grad = None
+        if pl_module.stacked is not None:
+            prefixes = tuple(f"blocks.{i}." for i in range(n))
+            for name, p in pl_module.stacked.items():
+                p.requires_grad_(name.startswith(prefixes))
+                p.grad = None
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """``BaseFinetuning.freeze`` turned ``track_running_stats`` off in frozen BatchNorms (no effect in
+        eval mode, where running statistics are used); turn it back on in the returned copies."""
+        for copy in getattr(pl_module, "copies", None) or ():
+            for m in copy.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.track_running_stats = True
+
+    @staticmethod
+    def trainable_blocks(generator: nn.Module) -> list[int]:
+        """Indices of ``generator.blocks`` whose parameters all require gradients (for checks and logs)."""
+        out = []
+        for i, b in enumerate(generator.blocks):
+            ps = list(b.parameters())
+            if ps and all(p.requires_grad for p in ps):
+                out.append(i)
+        return out

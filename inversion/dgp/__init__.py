@@ -1,0 +1,30 @@
+"""Deep Generative Prior (Pan et al. 2020): critic feature-matching loss (eq. 3), best-of-N start,
+progressive generator fine-tuning with optional BN->IN swap, colorization output, manipulation
+(jitter, morphing, category transfer) and defence. Importing it registers ``restore(method="dgp")``.
+"""
+
+from inversion.dgp.init import CandidateInit, candidate_pool, select_latents
+from inversion.dgp.losses import CriticFeatureLoss, MeasurementMSE, to_image_grid
+from inversion.dgp.manipulation import category_transfer, jitter, morph
+from inversion.dgp.method import DEFAULT_STAGES, DGPConfig, DGPFit, dgp, fit_dgp, load_preset
+from inversion.methods import register_method
+
+register_method("dgp", dgp, DGPConfig)
+
+__all__ = [
+    "DEFAULT_STAGES",
+    "CandidateInit",
+    "CriticFeatureLoss",
+    "DGPConfig",
+    "DGPFit",
+    "MeasurementMSE",
+    "candidate_pool",
+    "category_transfer",
+    "dgp",
+    "fit_dgp",
+    "jitter",
+    "load_preset",
+    "morph",
+    "select_latents",
+    "to_image_grid",
+]

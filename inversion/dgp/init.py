@@ -1,0 +1,147 @@
+"""Best-of-N latent initialisation (DGP appendix B "Initialization": 500 samples, nearest under the
+discriminator feature metric), scored in batches in measurement space.
+
+Candidates are drawn per *pool*: by default each image draws its own pool from its own seed (as the
+paper does per target, and so an image's start does not depend on its batch); ``pool_seed`` makes
+all images share one pool (the generator then runs once for all of them). For a class-conditional
+prior a candidate is generated with the image's label, or -- label unknown (-1 or no labels; DGP's
+adversarial defence) -- with a class drawn per candidate, which then becomes the image's label.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from lcm.prior import Prior
+
+__all__ = ["CandidateInit", "candidate_pool", "operators_per_image", "select_latents"]
+
+
+@dataclass
+class CandidateInit:
+    """Chosen starts. ``latent``: ``(B, *latent_shape)``; ``labels``: ``(B,)`` or None; ``score``:
+    ``(B,)`` distance of the chosen candidate; ``index``: ``(B,)`` its position in the image's pool."""
+
+    latent: torch.Tensor
+    labels: torch.Tensor | None
+    score: torch.Tensor
+    index: torch.Tensor
+
+
+def candidate_pool(
+    prior: Prior, n: int, seed: int, label: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``n`` candidate latents (and classes for a conditional prior) drawn from ``seed``.
+
+    ``label`` None on a conditional prior draws one class per candidate (after the latents).
+
+    Shape:
+        - output: latents ``(n, *latent_shape)``, labels ``(n,)`` int64 or None.
+    """
+    if n < 1:
+        raise ValueError(f"n_candidates must be >= 1, got {n}")
+    device = next(prior.generator.parameters()).device
+    g = torch.Generator(device=device).manual_seed(int(seed))
+    z = prior.sample_latent(n, generator=g)
+    if not prior.num_classes:
+        return z, None
+    if label is None:
+        return z, torch.randint(0, prior.num_classes, (n,), generator=g, device=device)
+    return z, torch.full((n,), int(label), dtype=torch.long, device=device)
+
+
+def operators_per_image(operator: nn.Module, n: int, image_shape: Sequence[int], like: torch.Tensor) -> list:
+    """The operator that image ``i`` of a batch of ``n`` sees, as a batch-independent operator.
+
+    Operators with per-batch-position masks (``per_image`` inpainting) get one fixed-mask copy per
+    image; any other operator is shared (the same object ``n`` times).
+    """
+    if not getattr(operator, "per_image", False) or not hasattr(operator, "set_mask"):
+        return [operator] * n
+    mask = operator.mask_for(like.new_zeros(n, *image_shape))
+    ops = []
+    for i in range(n):
+        op = copy.deepcopy(operator)
+        op.set_mask(mask[i : i + 1] if mask.shape[0] > 1 else mask)
+        ops.append(op)
+    return ops
+
+
+@torch.no_grad()
+def select_latents(
+    prior: Prior,
+    operator: nn.Module,
+    y: torch.Tensor,
+    metric,
+    seeds: Sequence[int],
+    labels: torch.Tensor | None = None,
+    n_candidates: int = 500,
+    batch_size: int = 100,
+    pool_seed: int | None = None,
+) -> CandidateInit:
+    """For each image, the candidate whose degraded image is nearest to ``y`` under ``metric``.
+
+    Args:
+        prior: the prior.
+        operator: forward model (``A``).
+        y: measurements ``(B, ...)``.
+        metric: :class:`~inversion.dgp.losses.CriticFeatureLoss` (DGP) or
+            :class:`~inversion.dgp.losses.MeasurementMSE`: ``target(y_i, op)``,
+            ``candidates(A(x), op)``, ``score(cands, target) -> (K,)``.
+        seeds: one seed per image (its pool), ignored when ``pool_seed`` is given.
+        labels: ``(B,)`` classes (-1 = unknown) for a conditional prior, else None.
+        n_candidates: N (DGP: 500).
+        batch_size: candidates per generator / critic call (1 = the published one-at-a-time loop).
+        pool_seed: one pool shared by every image.
+
+    Shape:
+        - y: ``(B, ...)``; result latent ``(B, *prior.latent_shape)``.
+    """
+    n = y.shape[0]
+    if len(seeds) != n:
+        raise ValueError(f"seeds has {len(seeds)} entries for {n} images: give one seed per image")
+    if batch_size < 1:
+        raise ValueError(f"candidate batch_size must be >= 1, got {batch_size}")
+    if labels is not None and labels.shape[0] != n:
+        raise ValueError(f"labels has {labels.shape[0]} entries for {n} images")
+    cond = bool(prior.num_classes)
+    ops = operators_per_image(operator, n, prior.image_shape, y)
+    # group images by pool: (seed, label) -> image indices
+    pools: dict[tuple[int, int | None], list[int]] = {}
+    for i in range(n):
+        lab = int(labels[i]) if (cond and labels is not None and int(labels[i]) >= 0) else None
+        key = (int(pool_seed) if pool_seed is not None else int(seeds[i]), lab)
+        pools.setdefault(key, []).append(i)
+    best = torch.full((n,), float("inf"), device=y.device)
+    index = torch.zeros(n, dtype=torch.long, device=y.device)
+    ref = next(prior.generator.parameters())
+    latent = torch.zeros(n, *prior.latent_shape, dtype=ref.dtype, device=ref.device)
+    out_labels = torch.zeros(n, dtype=torch.long, device=y.device) if cond else None
+    for (seed, lab), members in pools.items():
+        z, zl = candidate_pool(prior, n_candidates, seed, lab)
+        # images of this pool that share an operator object share the candidates' features
+        by_op: dict[int, list[int]] = {}
+        for i in members:
+            by_op.setdefault(id(ops[i]), []).append(i)
+        targets = {i: metric.target(y[i : i + 1], ops[i]) for i in members}
+        for start in range(0, n_candidates, batch_size):
+            zc = z[start : start + batch_size]
+            lc = None if zl is None else zl[start : start + batch_size]
+            xc = prior(zc, lc)
+            for group in by_op.values():
+                op = ops[group[0]]
+                feats = metric.candidates(op.A(xc), op)
+                for i in group:
+                    d = metric.score(feats, targets[i])
+                    j = int(d.argmin())
+                    if d[j] < best[i]:
+                        best[i], index[i] = d[j], start + j
+                        latent[i] = zc[j]
+                        if cond:
+                            out_labels[i] = lc[j]
+    return CandidateInit(latent, out_labels, best, index)
