@@ -236,10 +236,17 @@ class InversionModule(pl.LightningModule):
         :class:`callbacks.BatchNormToInstanceNorm`); the optimizer takes exactly the generator
         parameters that then require gradients.
         """
+        previous = self.stages[self.stage_index] if self.stage_index >= 0 else None
         self.stage_index = k
         stage = self.stages[k]
         if stage.trains_generator and self.copies is None and self.stacked is None:
             self.make_copies()
+        if previous is not None:
+            self._restart_stopped()
+            if previous.weights != stage.weights:
+                # a new objective: values of the old one are not comparable, the best restarts here
+                self.best_obj.fill_(float("inf"))
+                self.best_mse.fill_(float("inf"))
         self.latent.requires_grad_(stage.latent)
         self.latent.grad = None
         groups: list[dict] = []
@@ -275,6 +282,21 @@ class InversionModule(pl.LightningModule):
             )
         self._opt = make_adam(groups)
         self.stall.zero_()
+
+    @torch.no_grad()
+    def _restart_stopped(self) -> None:
+        """Images stopped in the last stage (stop_mse / patience) resume from their best iterate."""
+        stopped = ~self.active
+        if stopped.any():
+            self.latent[stopped] = self.best_latent[stopped]
+            for i in stopped.nonzero().flatten().tolist():
+                if self.copies is not None and self.best_state[i] is not None:
+                    for n, p in self.copies[i].named_parameters():
+                        p.copy_(self.best_state[i][n])
+            if self.stacked is not None and self.best_stacked is not None:
+                for n, v in self.stacked.items():
+                    v[stopped] = self.best_stacked[n][stopped]
+        self.active.fill_(True)
 
     # -- forward ---------------------------------------------------------------------------
     def synthesize(self, latent: torch.Tensor | None = None) -> torch.Tensor:
@@ -352,7 +374,10 @@ class InversionModule(pl.LightningModule):
             live = mse[self.active] if self.active.any() else mse
             self.log("measurement_mse_max", live.max().detach(), on_step=False, on_epoch=True)
             self.log("objective", obj.detach().sum(), on_step=False, on_epoch=True, prog_bar=True)
-        if not self.active.any():
+        if not self.active.any():  # every image stopped: on to the next stage, or the end
+            k = self.stage_index + 1
+            self.t = self.starts[k] if k < len(self.starts) else self.total_steps
+        if self.t >= self.total_steps:
             self.trainer.should_stop = True
         return loss.detach()
 
@@ -362,7 +387,7 @@ class InversionModule(pl.LightningModule):
             self.latent.copy_(self.prior.project_latent(self.latent))
 
     @torch.no_grad()
-    def _record(self, obj: torch.Tensor, mse: torch.Tensor) -> None:
+    def _record(self, obj: torch.Tensor, mse: torch.Tensor, count: bool = True) -> None:
         obj, mse = obj.detach(), mse.detach()
         stage = self.stage
         improved = (obj < self.best_obj) & self.active
@@ -377,7 +402,8 @@ class InversionModule(pl.LightningModule):
                 m = improved.view(-1, *([1] * (v.dim() - 1)))
                 self.best_stacked[n] = torch.where(m, v.detach(), self.best_stacked[n])
         self.history.append(torch.where(self.active, obj, torch.full_like(obj, float("nan"))))
-        self.steps_run += self.active.long()
+        if count:
+            self.steps_run += self.active.long()
         self.stall = torch.where(improved, torch.zeros_like(self.stall), self.stall + 1)
         if stage.stop_mse is not None:
             self.active &= mse > stage.stop_mse
@@ -391,7 +417,7 @@ class InversionModule(pl.LightningModule):
         if self.t > 0 and self.active.any():
             x = self.synthesize()
             obj, mse = self.objective(x)
-            self._record(obj, mse)  # history gets this final iterate as its last row
+            self._record(obj, mse, count=False)  # history gets this final iterate as its last row
         self.latent.copy_(self.best_latent)
         gens = None
         if self.copies is not None:
@@ -500,5 +526,10 @@ def run_stages(
             limit_val_batches=0,
             callbacks=list(callbacks),
         )
-        trainer.fit(module, train_dataloaders=DataLoader([0], batch_size=1))
+        flags = [p.requires_grad for p in prior.parameters()]
+        try:
+            trainer.fit(module, train_dataloaders=DataLoader([0], batch_size=1))
+        finally:  # an interrupted fit must not leave the prior frozen
+            for p, f in zip(prior.parameters(), flags, strict=True):
+                p.requires_grad_(f)
     return module.finish()

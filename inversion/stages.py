@@ -31,8 +31,15 @@ class Stage:
         weights: per-image loss weights by term name. Built-in terms: ``mse`` (measurement MSE,
             mean over the measurement of each image) and ``latent_prior`` (``prior.latent_penalty``);
             other names must be given to the engine as ``loss_terms``.
-        stop_mse: an image stops (its best iterate is frozen) once its measurement MSE is <= this.
-        patience: an image stops once its objective has not improved for this many steps.
+        stop_mse: an image stops for the rest of this stage (its best iterate is frozen) once its
+            measurement MSE is <= this; it resumes from that iterate in the next stage. To end the
+            whole fit at a threshold use :class:`callbacks.MSEThresholdStop`.
+        patience: an image stops for the rest of this stage once its objective has not improved
+            for this many steps.
+
+    The kept result of an image is its iterate of least objective; a stage whose ``weights`` differ
+    from the previous stage's starts that comparison afresh (values of different objectives are not
+    comparable), so the result comes from the last objective.
         name: label for logs.
     """
 

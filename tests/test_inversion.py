@@ -270,3 +270,37 @@ def test_restarts_with_a_given_per_image_mask(toy):
     out = methods.restore(y, op, prior, "csgm", seed=0, csgm_steps=5, restarts=2)
     torch.testing.assert_close(out.measurement_mse, (op.A(out.raw) - y).pow(2).flatten(1).mean(1))
     assert out.images.shape == x.shape
+
+
+def test_a_later_stage_with_other_weights_supplies_the_result():
+    """Objectives of different stages are not compared: the last objective's best iterate is kept."""
+    prior, op, y, z0 = _f64_setup(2)
+    stages = [Stage(30, latent_lr=0.05), Stage(30, latent_lr=0.05, weights={"mse": 1.0, "latent_prior": 1.0})]
+    fit = run_stages(prior, op, y, z0, stages)
+    # the kept objective is of the second kind (it includes the latent penalty) ...
+    x = prior(fit.latent)
+    second = (op.A(x) - y).pow(2).flatten(1).mean(1) + prior.latent_penalty(fit.latent)
+    torch.testing.assert_close(fit.objective, second.detach())
+    # ... and comes from the second stage: its iterate is not the first stage's best
+    first = run_stages(prior, op, y, z0, stages[:1])
+    assert not torch.allclose(fit.latent, first.latent)
+
+
+def test_an_image_stopped_in_one_stage_runs_the_next_and_steps_are_counted_exactly():
+    prior, op, y, z0 = _f64_setup(2)
+    stages = [Stage(30, latent_lr=3.0, patience=2), Stage(12, latent_lr=0.01)]
+    fit = run_stages(prior, op, y, z0, stages)
+    assert (fit.steps > 12).all() and (fit.steps < 42).all()  # stopped early in stage 1, ran all of stage 2
+    plain = run_stages(prior, op, y, z0, [Stage(17, latent_lr=0.01)])
+    assert (plain.steps == 17).all()
+
+
+def test_an_interrupted_fit_leaves_the_prior_trainable():
+    prior, op, y, z0 = _f64_setup(1)
+
+    def boom(ctx):
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run_stages(prior, op, y, z0, [Stage(3, weights={"boom": 1.0})], loss_terms={"boom": boom})
+    assert all(p.requires_grad for p in prior.parameters())
