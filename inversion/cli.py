@@ -20,6 +20,7 @@ processes (launched here; under ``torchrun`` / SLURM each rank takes its share f
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib
 import io
 import json
@@ -27,6 +28,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,7 +106,9 @@ def list_items(source: str, image_shape: tuple[int, int, int], limit: int | None
     def file_loader(p):
         return lambda: load_image(p, channels=c, size=h)
 
-    return [Item(i, p.stem + ".png", file_loader(p)) for i, p in enumerate(files)]
+    stems = Counter(p.stem for p in files)  # a.png and a.jpg must not overwrite each other's outputs
+    names = [p.stem + ".png" if stems[p.stem] == 1 else f"{p.stem}_{p.suffix[1:].lower()}.png" for p in files]
+    return [Item(i, name, file_loader(p)) for i, (p, name) in enumerate(zip(files, names, strict=True))]
 
 
 def _operator_for(operator: Operator, index: int) -> Operator:
@@ -173,7 +177,8 @@ def restore_folder(
         method: ``csgm``, ``csgm_bp``, ``iagan``, ``iagan_bp``, ``latent``, ``latent_bp``, ``dgp``,
             ``dgp_bp`` (and other registered plug-ins; see ``inversion.methods.available_methods``).
         task: task name for metrics.csv (default: the operator's class name).
-        limit: restore only the first ``limit`` images.
+        limit: restore only ``limit`` images: a folder's first (by name), or a seeded subsample of a
+            built-in split. A resumed run may raise it.
         seed: base seed of the latent starts (image i: seed + i).
         noise_seed: base seed of the measurement noise (image i: noise_seed + i).
         options: overrides of the method's config, e.g. ``{csgm_steps: 300, restarts: 3}``
@@ -189,10 +194,11 @@ def restore_folder(
     Returns:
         the output folder.
     """
-    from inversion.methods import available_methods
+    from inversion.methods import available_methods, method_config
 
     if method not in available_methods():
         raise ValueError(f"method must be one of {available_methods()}, got {method!r}")
+    method_config(method, options)  # a typo in options fails here, not once per image
     if devices < 1 or num_shards < 1:
         raise ValueError("devices and num_shards must be >= 1")
     out = Path(output)
@@ -217,6 +223,7 @@ def restore_folder(
     operator = operator.to(dev)
     items = list_items(input, pri.image_shape, limit)
     task = task or type(operator).__name__
+    _check_run(out, prior, operator, input, method, task, seed, noise_seed, options)
     mine = [it for it in items if it.index % num_shards == shard]
     todo = [it for it in mine if not _row_path(out, it).exists()]
     _run_items(todo, pri, operator, out, method, task, seed, noise_seed, options or {}, dev, progress, shard)
@@ -226,6 +233,38 @@ def restore_folder(
         _wait_for(items, out, wait_timeout)
     _finalize(items, out, method)
     return out
+
+
+def _check_run(out: Path, prior, operator, source, method, task, seed, noise_seed, options) -> None:
+    """Record what this run computes in ``run.json``; a resumed run must compute the same."""
+    prior_id = str(prior)
+    if Path(prior).is_file():
+        h = hashlib.sha256()
+        with open(prior, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        prior_id = f"sha256:{h.hexdigest()}"
+    run = {
+        "prior": prior_id,
+        "operator": repr(operator),
+        "input": str(source),
+        "method": method,
+        "task": task,
+        "seed": seed,
+        "noise_seed": noise_seed,
+        "options": options or {},
+    }
+    path = out / "run.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        diff = sorted(k for k in run if old.get(k) != json.loads(json.dumps(run[k])))
+        if diff:
+            raise ValueError(
+                f"output folder {str(out)!r} holds a run with other {', '.join(diff)} (see its run.json): "
+                "its finished images would be mixed with this run's; choose another --output or delete it"
+            )
+        return
+    atomic_write_bytes(path, json.dumps(run, indent=1).encode())
 
 
 def _run_items(

@@ -37,6 +37,7 @@ __all__ = [
     "iagan",
     "init_latents",
     "latent_only",
+    "method_config",
     "register_method",
     "restore",
 ]
@@ -152,6 +153,11 @@ def _lookup(method: str) -> _Method:
     if method not in _REGISTRY:
         raise ValueError(f"method must be one of {available_methods()}, got {method!r}")
     return _REGISTRY[method]
+
+
+def method_config(method: str, overrides: Mapping | None = None) -> MethodConfig:
+    """The validated config of ``method`` with ``overrides`` (ValueError names unknown ones)."""
+    return _lookup(method).config().updated(dict(overrides or {}))
 
 
 def available_methods() -> tuple[str, ...]:

@@ -81,6 +81,27 @@ def test_cli_rejects_bad_arguments(folder, tmp_path):
         cli.main(_args(tmp_path / "nope", cfg, tmp_path / "o"))
     with pytest.raises(ValueError, match="method"):
         cli.main(_args(src, cfg, tmp_path / "o", "--method", "magic"))
+    with pytest.raises(ValueError, match="csgm_stepz"):  # before any image is tried
+        cli.main(_args(src, cfg, tmp_path / "o2", "--options", "{csgm_stepz: 3}"))
+    assert not (tmp_path / "o2" / "rows").exists()
+
+
+def test_resume_refuses_a_different_run_and_same_stem_files_keep_apart(folder, tmp_path):
+    src, cfg = folder
+    from PIL import Image
+
+    Image.open(src / "img1.png").save(src / "img1.bmp")  # same stem as img1.png
+    out = tmp_path / "out"
+    cli.main(_args(src, cfg, out, "--limit", "4"))  # broken.png, img0.png, img1.bmp, img1.png
+    names = sorted(p.name for p in (out / "restored").iterdir())
+    assert "img1_png.png" in names and "img1_bmp.png" in names and "img1.png" not in names
+    with pytest.raises(ValueError, match="method"):
+        cli.main(_args(src, cfg, out, "--method", "csgm"))
+    with pytest.raises(ValueError, match="seed"):
+        cli.main(_args(src, cfg, out, "--seed", "5"))
+    assert len(_rows(out)) == 3
+    cli.main(_args(src, cfg, out, "--limit", "5"))  # a larger limit resumes the same run
+    assert len(_rows(out)) == 4
 
 
 @pytest.mark.slow
