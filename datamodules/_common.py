@@ -10,7 +10,7 @@ from typing import IO
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 # Independent random streams derived from one user seed, so that e.g. changing limit_train never
 # changes which images land in the validation split.
@@ -21,6 +21,26 @@ _STREAM_LIMIT = {"train": 1, "val": 2, "test": 3}
 def seeded_generator(seed: int, stream: int = 0) -> torch.Generator:
     """A CPU generator for one named random stream of ``seed``."""
     return torch.Generator().manual_seed(int(seed) * 1_000_003 + stream)
+
+
+class EpochShuffle(Sampler[int]):
+    """A permutation of ``range(n)`` that depends only on ``(seed, epoch)``.
+
+    Lightning calls ``set_epoch`` at the start of every epoch, so a run resumed from a checkpoint
+    sees the same order in each epoch as an uninterrupted one.
+    """
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = int(n), int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        return iter(torch.randperm(self.n, generator=seeded_generator(self.seed + self.epoch, 100)).tolist())
+
+    def __len__(self) -> int:
+        return self.n
 
 
 def item(image: torch.Tensor, index: int, label: int | torch.Tensor) -> dict[str, torch.Tensor]:
@@ -189,16 +209,10 @@ class ImageDataModule(pl.LightningDataModule):
         if dataset is None:
             stage = {"train": "fit", "val": "validate", "test": "test"}[split]
             raise RuntimeError(f"the {split} split is not set up; call setup({stage!r}) first")
-        generator = None
-        if shuffle:
-            # A new order per epoch when Lightning reloads loaders, reproducible for the seed.
-            epoch = self.trainer.current_epoch if self.trainer is not None else 0
-            generator = seeded_generator(self.seed + epoch, 100)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
-            generator=generator,
+            sampler=EpochShuffle(len(dataset), self.seed) if shuffle else None,
             num_workers=self.num_workers,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,

@@ -143,6 +143,13 @@ def test_fashion_datamodule_loaders_and_attributes(fake_fashion):
     )
     dm2.setup("fit")
     assert torch.equal(torch.cat([b["index"] for b in dm2.train_dataloader()]), order)
+    # each epoch has its own order, a function of (seed, epoch) only: a resumed run repeats it
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(2)
+    epoch2 = torch.cat([b["index"] for b in loader])
+    fresh = dm2.train_dataloader()
+    fresh.sampler.set_epoch(2)
+    assert not torch.equal(epoch2, order) and torch.equal(torch.cat([b["index"] for b in fresh]), epoch2)
     val_index = torch.cat([b["index"] for b in dm.val_dataloader()])
     assert val_index.tolist() == list(range(20))  # validation is not shuffled
     dm.setup("test")
