@@ -163,6 +163,7 @@ def restore_folder(
     num_shards: int = 1,
     device: str = "auto",
     num_threads: int | None = None,
+    batch_size: int = 16,
     progress: bool = True,
     wait_timeout: float = 3600.0,
     _argv: list[str] | None = None,
@@ -188,6 +189,8 @@ def restore_folder(
             launcher; normally left alone).
         device: ``auto`` (CUDA when available, one GPU per process), ``cpu``, or ``cuda:k``.
         num_threads: torch intra-op threads per process (None: torch's default).
+        batch_size: images restored together (one batched fit; results do not depend on it, up to
+            floating-point rounding). Operators with per-image masks go one image at a time.
         progress: show a progress bar.
         wait_timeout: seconds rank 0 waits for the other ranks' images under torchrun / SLURM.
 
@@ -226,7 +229,21 @@ def restore_folder(
     _check_run(out, prior, operator, input, method, task, seed, noise_seed, options)
     mine = [it for it in items if it.index % num_shards == shard]
     todo = [it for it in mine if not _row_path(out, it).exists()]
-    _run_items(todo, pri, operator, out, method, task, seed, noise_seed, options or {}, dev, progress, shard)
+    _run_items(
+        todo,
+        pri,
+        operator,
+        out,
+        method,
+        task,
+        seed,
+        noise_seed,
+        options or {},
+        dev,
+        progress,
+        shard,
+        batch_size,
+    )
     if num_shards > 1 and shard != 0:
         return out
     if num_shards > 1:  # rank 0 under torchrun / SLURM: wait for the others' records
@@ -268,52 +285,99 @@ def _check_run(out: Path, prior, operator, source, method, task, seed, noise_see
 
 
 def _run_items(
-    todo, prior, operator, out, method, task, seed, noise_seed, options, dev, progress, shard
+    todo, prior, operator, out, method, task, seed, noise_seed, options, dev, progress, shard, batch_size=1
 ) -> None:
-    from inversion.methods import restore
-
+    """Restore ``todo`` in batches; a batch that fails is retried image by image to isolate the bad one."""
     bar = None
     if progress and todo:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(todo), desc=f"{method}/{task}", unit="img", file=sys.stderr)
-    for it in todo:
-        t0 = time.perf_counter()
+    # measurements that depend on the batch position (per-image masks) go one image at a time
+    size = 1 if operator.row_dependent() else max(int(batch_size), 1)
+    ctx = (prior, operator, out, method, task, seed, noise_seed, options, dev, shard)
+    loaded: list[tuple[Item, torch.Tensor]] = []
+    for k, it in enumerate(todo):
         try:
             x = it.load().to(dev)[None]
             if tuple(x.shape[1:]) != prior.image_shape:
                 raise ValueError(f"image has shape {tuple(x.shape[1:])}, the prior needs {prior.image_shape}")
-            op = _operator_for(operator, it.index)
-            g = torch.Generator(device=dev).manual_seed(noise_seed + it.index)
-            with torch.no_grad():
-                y = op(x, generator=g)
-            labels = torch.tensor([it.label], device=dev) if prior.num_classes and it.label >= 0 else None
-            res = restore(y, op, prior, method, seed=[seed + it.index], labels=labels, x_true=x, **options)
-            save_png(_display(y, x, op)[0], out / "degraded" / it.name)
-            save_png(res.images[0], out / "restored" / it.name)
-            m = {k: float(v[0]) for k, v in res.metrics.items()}
-            row = {
-                "index": it.index,
-                "name": it.name,
-                "method": method,
-                "task": task,
-                "psnr": m["psnr"],
-                "ssim": m["ssim"],
-                "masked_psnr": m.get("masked_psnr", ""),
-                "residual": m["residual"],
-                "seconds": time.perf_counter() - t0,
-                "shard": shard,
-            }
-            atomic_write_bytes(_row_path(out, it), json.dumps(row).encode())
-            _fail_path(out, it).unlink(missing_ok=True)
+            loaded.append((it, x))
         except Exception as e:  # a bad image is reported and skipped; the run goes on
-            rec = {"index": it.index, "name": it.name, "error": f"{type(e).__name__}: {e}"}
-            atomic_write_bytes(_fail_path(out, it), json.dumps(rec).encode())
-            print(f"[inversion] skipped {it.name}: {rec['error']}", file=sys.stderr)
-        if bar is not None:
-            bar.update(1)
+            _record_failure(out, it, e)
+            if bar is not None:
+                bar.update(1)
+        if len(loaded) == size or (k == len(todo) - 1 and loaded):
+            try:
+                _restore_batch(loaded, *ctx)
+            except Exception as e:
+                if len(loaded) == 1:
+                    _record_failure(out, loaded[0][0], e)
+                else:
+                    for one in loaded:
+                        try:
+                            _restore_batch([one], *ctx)
+                        except Exception as e1:
+                            _record_failure(out, one[0], e1)
+            if bar is not None:
+                bar.update(len(loaded))
+            loaded = []
     if bar is not None:
         bar.close()
+
+
+def _record_failure(out: Path, it: Item, e: Exception) -> None:
+    rec = {"index": it.index, "name": it.name, "error": f"{type(e).__name__}: {e}"}
+    atomic_write_bytes(_fail_path(out, it), json.dumps(rec).encode())
+    print(f"[inversion] skipped {it.name}: {rec['error']}", file=sys.stderr)
+
+
+def _restore_batch(batch, prior, operator, out, method, task, seed, noise_seed, options, dev, shard) -> None:
+    """Restore the images of ``batch`` (``[(item, x (1, C, H, W))]``) together and write their records.
+
+    Image i is measured with noise seed ``noise_seed + index`` and starts from seed ``seed + index``,
+    whatever batch it is in.
+    """
+    from inversion.methods import restore
+
+    t0 = time.perf_counter()
+    items = [it for it, _ in batch]
+    x = torch.cat([xi for _, xi in batch])
+    ops = [_operator_for(operator, it.index) for it in items]
+    with torch.no_grad():
+        y = torch.cat(
+            [
+                op(xi, generator=torch.Generator(device=dev).manual_seed(noise_seed + it.index))
+                for op, (it, xi) in zip(ops, batch, strict=True)
+            ]
+        )
+    op = ops[0] if len(ops) == 1 else operator
+    labels = None
+    if prior.num_classes and all(it.label >= 0 for it in items):
+        labels = torch.tensor([it.label for it in items], device=dev)
+    res = restore(
+        y, op, prior, method, seed=[seed + it.index for it in items], labels=labels, x_true=x, **options
+    )
+    seconds = (time.perf_counter() - t0) / len(items)
+    shown = _display(y, x, op)
+    for i, it in enumerate(items):
+        save_png(shown[i], out / "degraded" / it.name)
+        save_png(res.images[i], out / "restored" / it.name)
+        m = {k: float(v[i]) for k, v in res.metrics.items()}
+        row = {
+            "index": it.index,
+            "name": it.name,
+            "method": method,
+            "task": task,
+            "psnr": m["psnr"],
+            "ssim": m["ssim"],
+            "masked_psnr": m.get("masked_psnr", ""),
+            "residual": m["residual"],
+            "seconds": seconds,
+            "shard": shard,
+        }
+        atomic_write_bytes(_row_path(out, it), json.dumps(row).encode())
+        _fail_path(out, it).unlink(missing_ok=True)
 
 
 def _wait_for(items: list[Item], out: Path, timeout: float) -> None:

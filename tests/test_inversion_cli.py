@@ -149,3 +149,17 @@ def test_per_image_masks_follow_the_image_index():
     op.mask_for(torch.zeros(1, 1, 16, 16))  # fills the operator's cache for batch size 1
     for i in range(4):
         assert torch.equal(cli._operator_for(op, i).mask_for(torch.zeros(1, 1, 16, 16))[0], batch[i])
+
+
+def test_batched_folder_run_matches_one_image_at_a_time(folder, tmp_path):
+    src, cfg = folder
+    one, four = tmp_path / "one", tmp_path / "four"
+    cli.main(_args(src, cfg, one, "--batch_size", "1"))
+    cli.main(_args(src, cfg, four, "--batch_size", "4"))
+    a, b = _rows(one), _rows(four)
+    assert [r["name"] for r in a] == [r["name"] for r in b] and len(a) == 4
+    for ra, rb in zip(a, b, strict=True):
+        assert float(ra["psnr"]) == pytest.approx(float(rb["psnr"]), abs=1e-3)
+    assert (
+        (four / "failures.txt").read_text().startswith("broken.png\t")
+    )  # the bad file did not sink its batch
