@@ -424,7 +424,10 @@ class _TableModule(PriorModule):
         k = min(n // 2, self.table.num_rows)
         rows = self.table.gather(torch.arange(k), self.device).to(self.device)
         g = torch.Generator().manual_seed(self.hparams.seed)
-        random = self.to_prior().sample_latent(n - k, generator=g) if n - k else rows[:0]
+        prior = self.to_prior()
+        if n - k and self.table.num_rows >= 2:  # sample like load_prior's prior: a Gaussian fit (GLO)
+            prior.fit_latent_distribution(self.table.all().to(self.device).view(-1, *prior.latent_shape))
+        random = prior.sample_latent(n - k, generator=g) if n - k else rows[:0]
         return to_unit(self.decode(torch.cat([rows, random.to(rows)])))
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):

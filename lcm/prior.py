@@ -133,20 +133,24 @@ class Prior(nn.Module):
         return self.generator.blocks
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draw ``n`` latents from the prior's latent distribution (seeded by ``generator``)."""
+        """Draw ``n`` latents from the prior's latent distribution (seeded by ``generator``).
+
+        The draw happens on ``generator``'s device (a CPU generator gives the same latents for a CPU
+        and a GPU prior); the result is on the prior's device.
+        """
         ref = next(self.generator.parameters())
         shape = (n, *self.latent_shape)
+        dev = generator.device if generator is not None else ref.device
         if self.latent_mean is not None:  # fitted to the training latents (GLO, Bojanowski et al.)
-            eps = torch.randn(
-                n, self.latent_mean.numel(), generator=generator, device=ref.device, dtype=ref.dtype
-            )
+            eps = torch.randn(n, self.latent_mean.numel(), generator=generator, device=dev, dtype=ref.dtype)
+            eps = eps.to(ref.device)
             scale = self.latent_scale.to(eps)
             flat = eps @ scale.T if scale.dim() == 2 else eps * scale
             return self.project_latent((flat + self.latent_mean.to(eps)).view(shape))
         if self.latent_kind == "convnet":
-            u = torch.rand(shape, generator=generator, device=ref.device, dtype=ref.dtype)
+            u = torch.rand(shape, generator=generator, device=dev, dtype=ref.dtype).to(ref.device)
             return (u * 2.0 - 1.0) * self.box
-        z = torch.randn(shape, generator=generator, device=ref.device, dtype=ref.dtype)
+        z = torch.randn(shape, generator=generator, device=dev, dtype=ref.dtype).to(ref.device)
         return self.project_latent(z)
 
     def project_latent(self, latent: torch.Tensor) -> torch.Tensor:
