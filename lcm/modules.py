@@ -343,6 +343,13 @@ class _TableModule(PriorModule):
     # to be provided by subclasses
     latent_dim: int
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        # a memmapped table is not in the checkpoint: put its rows on disk with it. It always holds
+        # the newest rows, so resuming from an OLDER checkpoint pairs older weights with newer latents.
+        if self.table is not None and self.table.memmap is not None:
+            self.table.memmap.flush()
+
     def init_table(self, n: int) -> torch.Tensor:
         raise NotImplementedError
 
