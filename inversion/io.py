@@ -4,31 +4,52 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["IMAGE_SUFFIXES", "atomic_write_bytes", "grid", "load_image", "save_gif", "save_png", "to_pil"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "atomic_write",
+    "atomic_write_bytes",
+    "grid",
+    "load_image",
+    "save_gif",
+    "save_png",
+    "to_pil",
+]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write ``path`` through ``write(fileobj)`` into a temporary file beside it, then ``os.replace``.
+
+    Readers never see a partial file; on error the temporary file is removed and ``path`` is untouched.
+    (The same contract as ``datamodules._common.atomic_write``, kept here so that ``inversion`` does not
+    import Lightning through ``datamodules``.)
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs should be readable like any file
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
+    atomic_write(path, lambda f: f.write(data))
 
 
 def to_pil(image: torch.Tensor) -> Image.Image:

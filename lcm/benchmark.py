@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from datamodules._common import atomic_write
 from lcm.loading import load_prior
 from lcm.prior import Prior
 
@@ -127,10 +127,7 @@ def _test_images(n: int, resolution: int, seed: int) -> tuple[torch.Tensor, torc
 
 
 def _write_json(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from datamodules._common import atomic_write
 from lcm.losses import gradient_penalty, lap_l1
 from lcm.networks import Critic, Generator, LatentConvNet, MappingNetwork
 from lcm.prior import Prior, from_unit, to_unit
@@ -57,11 +58,7 @@ def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int = 8) -> No
     arr = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     if arr.shape[2] == 1:
         arr = arr[:, :, 0]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(arr).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: Image.fromarray(arr).save(f, format="PNG"))
 
 
 class PriorModule(pl.LightningModule):

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from inversion.io import atomic_write
 from lcm.prior import Prior
 
 __all__ = ["cluster_centroids", "clear_memory_cache", "prior_fingerprint", "sample_codes"]
@@ -143,10 +144,7 @@ def cluster_centroids(
     cen = torch.from_numpy(_kmeans(codes, int(n_clusters), seed)).to(torch.float32)
     cen = cen.view(int(n_clusters), *codes.shape[1:])
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        torch.save(cen, tmp)
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: torch.save(cen, f))
     _remember(key, cen)
     return cen.to(device=ref.device, dtype=ref.dtype).clone()
 

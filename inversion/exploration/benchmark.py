@@ -25,8 +25,6 @@ import argparse
 import itertools
 import json
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,6 +34,7 @@ from torch import nn
 from inversion.exploration.eglass import EGlass
 from inversion.exploration.plots import save_image_grid
 from inversion.exploration.restarts import RestartResult, fit_latents, restart_solutions
+from inversion.io import atomic_write, atomic_write_bytes
 
 Tensor = torch.Tensor
 
@@ -104,11 +103,7 @@ def fit_tiny_prior(
     prior.eval()
     info = {"steps": steps, "train_images": len(images), "seconds": time.perf_counter() - t0}
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".tmp")
-        os.close(fd)
-        torch.save(prior.state_dict(), tmp)
-        os.replace(tmp, cache)
+        atomic_write(cache, lambda f: torch.save(prior.state_dict(), f))
     return prior, info
 
 
@@ -308,10 +303,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         "speedup_restarts_over_eglass": mean("restarts", "seconds") / max(mean("eglass", "seconds"), 1e-12),
         "images": rows,
     }
-    fd, tmp = tempfile.mkstemp(dir=out, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(summary, fh, indent=2)
-    os.replace(tmp, out / "summary.json")
+    atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=2).encode())
     print(
         json.dumps(
             {k: summary[k] for k in ("prior", "task", "mean", "speedup_restarts_over_eglass")}, indent=2

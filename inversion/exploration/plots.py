@@ -7,13 +7,13 @@ Drawn with PIL only (matplotlib is not a dependency of this project). Files are 
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
+
+from inversion.io import atomic_write
 
 Color = tuple[int, int, int]
 BLUE: Color = (40, 90, 220)
@@ -22,18 +22,7 @@ RED: Color = (210, 40, 40)
 
 def save_png(image: Image.Image, path: str | Path) -> Path:
     """Write ``image`` to ``path`` as PNG atomically (parent folders are created)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            image.save(fh, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda fh: image.save(fh, format="PNG"))
 
 
 def image_grid(
