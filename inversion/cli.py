@@ -5,16 +5,18 @@ Example::
     python -m inversion --config configs/inversion/sr4.yaml --prior outputs/prior.ckpt \\
         --method iagan --input fashion_mnist --limit 100 --output outputs/sr4_iagan --devices 2
 
-Writes under ``--output``: ``restored/<name>.png`` (under the input's names), ``degraded/<name>.png``,
-``grid.png`` (degraded | restored | truth), ``metrics.csv`` (one row per image) and
-``failures.txt`` (images that could not be read or restored, with the reason). Each finished image
-leaves ``rows/<name>.json`` (written atomically, last); a rerun skips those images, so an
-interrupted run resumes where it stopped. Image ``i`` uses seed ``seed + i`` (latent start),
-``noise_seed + i`` (measurement noise) and, for per-image masks, mask seed ``mask seed + i``, so its
-result does not depend on which process restores it: ``--devices N`` splits the images over N
-processes (launched here; under ``torchrun`` / SLURM each rank takes its share from
-``RANK`` / ``WORLD_SIZE`` or ``SLURM_PROCID`` / ``SLURM_NTASKS``) and rank 0 gathers one
-``metrics.csv``.
+Writes under ``--output``: ``restored/<name>`` (``<name>``: the file's path relative to the input, kept
+when it ends in ``.png``, else with ``.png`` appended, so every input file has its own output),
+``degraded/<name>``, ``grid.png`` (degraded | restored | truth), ``metrics.csv`` (one row per image)
+and ``failures.txt`` (images that could not be read or restored, with the reason). Each finished image
+leaves ``rows/<name minus .png>.json`` (written atomically, last); a rerun skips those images, so an
+interrupted run resumes where it stopped. An image with key ``k`` (a built-in split: its index; a
+folder: a number derived from the file's relative path, so adding files never changes another file's
+result) uses seed ``seed + k`` (latent start), ``noise_seed + k`` (measurement noise) and, for per-image
+masks, mask seed ``mask seed + k``, so its result does not depend on which process restores it:
+``--devices N`` splits the images over N processes (launched here; under ``torchrun`` / SLURM each
+rank takes its share from ``RANK`` / ``WORLD_SIZE`` or ``SLURM_PROCID`` / ``SLURM_NTASKS``) and rank 0
+gathers one ``metrics.csv``. A run that restores no image exits non-zero (and leaves no ``run.json`` behind).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from pathlib import Path
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from inversion.io import IMAGE_SUFFIXES, atomic_write_bytes, grid, load_image, save_png
+from inversion.io import atomic_write_bytes, grid, load_image, save_png
 from inversion.operators import Operator
 from lcm.prior import Prior
 
@@ -52,6 +54,30 @@ class Item:
     name: str
     load: Callable[[], torch.Tensor]
     label: int = -1
+    key: int = -1  # seed offset: the index for built-in splits, a hash of the relative path for folders
+
+    def __post_init__(self):
+        if self.key < 0:
+            self.key = self.index
+
+
+def output_name(rel: str) -> str:
+    """The output name of an input file at relative path ``rel``: unique for any set of input names.
+
+    ``rel`` is kept when it ends in ``.png`` and what precedes that is not itself an image name
+    (``a.png``, ``a_png.png``); otherwise ``.png`` is appended (``a.PNG.png``, ``a.jpg.png``,
+    ``a.jpg.png.png``). Two inputs never share an output, and a name depends on its own file only.
+    """
+    from datamodules.images import IMAGE_EXTENSIONS
+
+    if rel.endswith(".png") and not rel[:-4].lower().endswith(IMAGE_EXTENSIONS):
+        return rel
+    return rel + ".png"
+
+
+def _path_key(rel: str) -> int:
+    """A stable 31-bit number of a relative path (its seed offset; independent of the other files)."""
+    return int.from_bytes(hashlib.sha256(os.fsencode(rel)).digest()[:4], "big") >> 1
 
 
 def load_prior_spec(spec: str, device: str | torch.device = "cpu") -> Prior:
@@ -72,8 +98,18 @@ def load_prior_spec(spec: str, device: str | torch.device = "cpu") -> Prior:
     )
 
 
-def list_items(source: str, image_shape: tuple[int, int, int], limit: int | None = None) -> list[Item]:
-    """The images to restore: a folder's image files (sorted by name), or a built-in test split."""
+def list_items(
+    source: str,
+    image_shape: tuple[int, int, int],
+    limit: int | None = None,
+    recursive: bool = False,
+    exclude: tuple[str | os.PathLike, ...] = (),
+) -> list[Item]:
+    """The images to restore: a folder's image files (sorted by relative path), or a built-in test split.
+
+    A folder's sub-folders are searched with ``recursive`` (else their images are counted and named in
+    a note); folders in ``exclude`` (an output folder inside the input) are never read.
+    """
     c, h, _ = image_shape
     if source in BUILTIN:
         if source == "fashion_mnist":
@@ -97,18 +133,37 @@ def list_items(source: str, image_shape: tuple[int, int, int], limit: int | None
         raise FileNotFoundError(
             f"input {source!r} is neither a folder nor one of the built-in splits {BUILTIN}"
         )
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    from datamodules.images import IMAGE_EXTENSIONS, list_image_files
+
+    files = list_image_files(folder, recursive=recursive, exclude=exclude)
+    if not recursive and any(p.is_dir() and not p.name.startswith(".") for p in folder.iterdir()):
+        nested = len(list_image_files(folder, exclude=exclude)) - len(files)
+        if nested:
+            print(
+                f"[inversion] note: {nested} image file(s) in sub-folders of {source} are not restored; "
+                "pass --recursive true to include them",
+                file=sys.stderr,
+            )
     if not files:
-        raise ValueError(f"input folder {source!r} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+        raise ValueError(f"input folder {source!r} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
     if limit is not None:
         files = files[:limit]
 
     def file_loader(p):
         return lambda: load_image(p, channels=c, size=h)
 
-    stems = Counter(p.stem for p in files)  # a.png and a.jpg must not overwrite each other's outputs
-    names = [p.stem + ".png" if stems[p.stem] == 1 else f"{p.stem}_{p.suffix[1:].lower()}.png" for p in files]
-    return [Item(i, name, file_loader(p)) for i, (p, name) in enumerate(zip(files, names, strict=True))]
+    rels = [p.relative_to(folder).as_posix() for p in files]
+    names = [output_name(r) for r in rels]
+    # a case-insensitive output file system would merge A.png and a.png: tell those apart by their path
+    folded = Counter(n.casefold() for n in names)
+    names = [
+        n if folded[n.casefold()] == 1 else f"{n[:-4]}.{_path_key(r):08x}.png"
+        for n, r in zip(names, rels, strict=True)
+    ]
+    return [
+        Item(i, name, file_loader(p), key=_path_key(r))
+        for i, (p, r, name) in enumerate(zip(files, rels, names, strict=True))
+    ]
 
 
 def _operator_for(operator: Operator, index: int) -> Operator:
@@ -140,11 +195,11 @@ def _env_shard() -> tuple[int, int] | None:
 
 
 def _row_path(out: Path, item: Item) -> Path:
-    return out / "rows" / (Path(item.name).stem + ".json")
+    return out / "rows" / Path(item.name).with_suffix(".json")  # names end in .png: one record each
 
 
 def _fail_path(out: Path, item: Item) -> Path:
-    return out / "failed" / (Path(item.name).stem + ".json")
+    return out / "failed" / Path(item.name).with_suffix(".json")
 
 
 def restore_folder(
@@ -155,6 +210,7 @@ def restore_folder(
     method: str = "csgm",
     task: str | None = None,
     limit: int | None = None,
+    recursive: bool = False,
     seed: int = 0,
     noise_seed: int = 0,
     options: dict | None = None,
@@ -178,8 +234,10 @@ def restore_folder(
         method: ``csgm``, ``csgm_bp``, ``iagan``, ``iagan_bp``, ``latent``, ``latent_bp``, ``dgp``,
             ``dgp_bp`` (and other registered plug-ins; see ``inversion.methods.available_methods``).
         task: task name for metrics.csv (default: the operator's class name).
-        limit: restore only ``limit`` images: a folder's first (by name), or a seeded subsample of a
-            built-in split. A resumed run may raise it.
+        limit: restore only ``limit`` (>= 1) images: a folder's first (by relative path), or a seeded
+            subsample of a built-in split. A resumed run may raise it.
+        recursive: also restore the images in the input folder's sub-folders (outputs keep the
+            sub-folder path); without it they are skipped with a note saying how many.
         seed: base seed of the latent starts (image i: seed + i).
         noise_seed: base seed of the measurement noise (image i: noise_seed + i).
         options: overrides of the method's config, e.g. ``{csgm_steps: 300, restarts: 3}``
@@ -204,7 +262,19 @@ def restore_folder(
     method_config(method, options)  # a typo in options fails here, not once per image
     if devices < 1 or num_shards < 1:
         raise ValueError("devices and num_shards must be >= 1")
+    if limit is not None and (isinstance(limit, bool) or int(limit) < 1):
+        raise ValueError(f"--limit must be a positive number of images (or left out for all), got {limit}")
     out = Path(output)
+    exclude: tuple[Path, ...] = ()
+    if input not in BUILTIN and Path(input).is_dir():
+        src, dst = Path(input).resolve(), out.resolve()
+        if dst == src:
+            raise ValueError(
+                f"--output {output!r} is the input folder itself: its grid and restorations would be read "
+                "back as inputs; choose another folder (a sub-folder of the input is fine)"
+            )
+        if dst.is_relative_to(src):
+            exclude = (out,)  # outputs inside the input are never read back as inputs
     out.mkdir(parents=True, exist_ok=True)
     if devices > 1 and shard is None:
         return _launch(devices, _argv or [], out)
@@ -224,8 +294,10 @@ def restore_folder(
         dev = torch.device(device)
     pri = load_prior_spec(prior, dev)
     operator = operator.to(dev)
-    items = list_items(input, pri.image_shape, limit)
+    out.mkdir(parents=True, exist_ok=True)  # before listing, so that exclude names an existing folder
+    items = list_items(input, pri.image_shape, limit, recursive, exclude)
     task = task or type(operator).__name__
+    _check_fits(operator, pri, items)
     _check_run(out, prior, operator, input, method, task, seed, noise_seed, options)
     mine = [it for it in items if it.index % num_shards == shard]
     todo = [it for it in mine if not _row_path(out, it).exists()]
@@ -250,6 +322,24 @@ def restore_folder(
         _wait_for(items, out, wait_timeout)
     _finalize(items, out, method)
     return out
+
+
+def _check_fits(operator: Operator, prior: Prior, items: list[Item]) -> None:
+    """What would fail for every image fails here, before the first one (and before run.json)."""
+    if prior.num_classes and any(it.label < 0 for it in items):
+        raise ValueError(
+            f"the prior is class-conditional ({prior.num_classes} classes) but the input's images carry "
+            "no class labels; use an unconditional prior, or a built-in split with labels"
+        )
+    dev = next(prior.parameters()).device
+    probe = torch.zeros(1, *prior.image_shape, device=dev)
+    try:
+        with torch.no_grad():
+            _operator_for(operator, items[0].key).A(probe)
+    except (ValueError, RuntimeError) as e:
+        raise ValueError(
+            f"operator {type(operator).__name__} cannot measure this prior's {prior.image_shape} images: {e}"
+        ) from e
 
 
 def _check_run(out: Path, prior, operator, source, method, task, seed, noise_seed, options) -> None:
@@ -343,11 +433,11 @@ def _restore_batch(batch, prior, operator, out, method, task, seed, noise_seed, 
     t0 = time.perf_counter()
     items = [it for it, _ in batch]
     x = torch.cat([xi for _, xi in batch])
-    ops = [_operator_for(operator, it.index) for it in items]
+    ops = [_operator_for(operator, it.key) for it in items]
     with torch.no_grad():
         y = torch.cat(
             [
-                op(xi, generator=torch.Generator(device=dev).manual_seed(noise_seed + it.index))
+                op(xi, generator=torch.Generator(device=dev).manual_seed(noise_seed + it.key))
                 for op, (it, xi) in zip(ops, batch, strict=True)
             ]
         )
@@ -356,7 +446,7 @@ def _restore_batch(batch, prior, operator, out, method, task, seed, noise_seed, 
     if prior.num_classes and all(it.label >= 0 for it in items):
         labels = torch.tensor([it.label for it in items], device=dev)
     res = restore(
-        y, op, prior, method, seed=[seed + it.index for it in items], labels=labels, x_true=x, **options
+        y, op, prior, method, seed=[seed + it.key for it in items], labels=labels, x_true=x, **options
     )
     seconds = (time.perf_counter() - t0) / len(items)
     shown = _display(y, x, op)
@@ -396,19 +486,20 @@ def _wait_for(items: list[Item], out: Path, timeout: float) -> None:
 def _finalize(items: list[Item], out: Path, method: str) -> None:
     """Gather the per-image records into metrics.csv, failures.txt and grid.png (atomically)."""
     rows, fails = [], []
-    for it in items:
+    for it in items:  # index and name as listed now: records of an earlier listing cannot go stale
         if _row_path(out, it).exists():
-            rows.append(json.loads(_row_path(out, it).read_text()))
+            rows.append({**json.loads(_row_path(out, it).read_text()), "index": it.index, "name": it.name})
         elif _fail_path(out, it).exists():
-            fails.append(json.loads(_fail_path(out, it).read_text()))
+            fails.append({**json.loads(_fail_path(out, it).read_text()), "index": it.index, "name": it.name})
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n", extrasaction="ignore")
     w.writeheader()
     for r in sorted(rows, key=lambda r: r["index"]):
         w.writerow(r)
-    atomic_write_bytes(out / "metrics.csv", buf.getvalue().encode())
+    # names are file names: undecodable bytes are written back as they are on disk (surrogateescape)
+    atomic_write_bytes(out / "metrics.csv", buf.getvalue().encode("utf-8", "surrogateescape"))
     text = "".join(f"{f['name']}\t{f['error']}\n" for f in sorted(fails, key=lambda f: f["index"]))
-    atomic_write_bytes(out / "failures.txt", text.encode())
+    atomic_write_bytes(out / "failures.txt", text.encode("utf-8", "surrogateescape"))
     shown = [r for r in sorted(rows, key=lambda r: r["index"])][:16]
     if shown:
         tiles = []
@@ -426,6 +517,13 @@ def _finalize(items: list[Item], out: Path, method: str) -> None:
         )
     if fails:
         print(f"[inversion] {len(fails)} image(s) failed, listed in {out / 'failures.txt'}", file=sys.stderr)
+    if not rows:
+        if not any((out / "rows").rglob("*.json")):
+            (out / "run.json").unlink(missing_ok=True)  # nothing restored: do not pin this run's options
+        raise RuntimeError(
+            f"no image was restored ({len(fails)} failed, see {out / 'failures.txt'}); "
+            "fix the cause named there and rerun"
+        )
 
 
 def _launch(n: int, argv: list[str], out: Path) -> Path:

@@ -17,6 +17,7 @@ Step counts default to values scaled down from the papers for the project's smal
 from __future__ import annotations
 
 import importlib
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -80,7 +81,31 @@ class MethodConfig:
         unknown = set(overrides) - names
         if unknown:
             raise ValueError(f"unknown restore() options {sorted(unknown)}; valid options: {sorted(names)}")
-        return replace(self, **overrides)
+        return replace(self, **overrides).check()
+
+    def check(self) -> MethodConfig:
+        """Raise ValueError naming the first option whose value no fit can run with (before any fit)."""
+        for name in ("csgm_steps", "iagan_steps", "latent_steps", "restarts"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        for name, positive in (
+            ("csgm_lr", True),
+            ("latent_lr", True),
+            ("iagan_latent_lr", False),
+            ("iagan_generator_lr", False),
+            ("latent_prior", False),
+            ("noisy_step_fraction", True),
+        ):
+            v = getattr(self, name)
+            if v is None and name == "latent_lr":
+                continue
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            if not ok or v < 0 or (positive and v == 0):
+                raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {v!r}")
+        if self.patience is not None and (isinstance(self.patience, bool) or int(self.patience) < 1):
+            raise ValueError(f"patience must be None or a positive integer, got {self.patience!r}")
+        return self
 
 
 @dataclass
@@ -377,6 +402,54 @@ def _hole_mask(operator: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     return 1.0 - mask_for(x).to(x.dtype).expand_as(x)
 
 
+def _check_inputs(
+    y: torch.Tensor,
+    operator: nn.Module,
+    prior: Prior,
+    labels: torch.Tensor | None,
+    x_true: torch.Tensor | None,
+) -> None:
+    """What ``restore`` can check before a fit: y's values and shape, x_true's shape, the labels."""
+    if not isinstance(y, torch.Tensor) or y.dim() < 2:
+        raise ValueError("y must be a batched tensor (B, ...) of measurements")
+    if y.is_floating_point() or y.is_complex():
+        for bad, found in (("NaN", torch.isnan(y)), ("Inf", torch.isinf(y))):
+            if found.any():
+                raise ValueError(
+                    f"y contains {bad} values ({int(found.sum())} of {y.numel()} entries): the measurements "
+                    "must be finite; check how y was computed or loaded"
+                )
+    n = y.shape[0]
+    want_x = (n, *prior.image_shape)
+    if x_true is not None and tuple(x_true.shape) != want_x:
+        raise ValueError(f"x_true has shape {tuple(x_true.shape)}; this prior's images need {want_x}")
+    with torch.no_grad():  # the measurement of a blank image has exactly the shape y must have
+        probe = operator.A(
+            torch.zeros(want_x, device=y.device, dtype=y.dtype if y.is_floating_point() else None)
+        )
+    if tuple(y.shape) != tuple(probe.shape):
+        raise ValueError(
+            f"y has shape {tuple(y.shape)}, but {type(operator).__name__} measures this prior's images "
+            f"{tuple(prior.image_shape)} as {tuple(probe.shape)}: pass y = operator(x) for x of that shape"
+        )
+    k = prior.num_classes
+    if labels is None:
+        if k:
+            raise ValueError(f"this prior is class-conditional ({k} classes): pass labels (B,) in [0, {k})")
+        return
+    if not k:
+        raise ValueError("labels were given, but this prior is unconditional: leave labels out")
+    if not isinstance(labels, torch.Tensor) or labels.is_floating_point() or labels.is_complex():
+        raise ValueError(f"labels must be an integer tensor (B,) in [0, {k}), got {labels!r}")
+    if tuple(labels.shape) != (n,):
+        raise ValueError(f"labels has shape {tuple(labels.shape)}, expected ({n},): one class per image")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= k):
+        raise ValueError(
+            f"labels must lie in [0, {k}) for this {k}-class prior, got values from {int(labels.min())} "
+            f"to {int(labels.max())}"
+        )
+
+
 def restore(
     y: torch.Tensor,
     operator: nn.Module,
@@ -411,10 +484,7 @@ def restore(
         - y: ``(B, ...)``; x_true and ``result.images``: ``(B, C, H, W)``.
     """
     spec = _lookup(method)
-    if not isinstance(y, torch.Tensor) or y.dim() < 2:
-        raise ValueError("y must be a batched tensor (B, ...) of measurements")
-    if x_true is not None and x_true.shape[0] != y.shape[0]:
-        raise ValueError(f"x_true has {x_true.shape[0]} images for {y.shape[0]} measurements")
+    _check_inputs(y, operator, prior, labels, x_true)
     cfg = spec.config().updated(overrides)
     if cfg.batching not in ("sequential", "vmap"):
         raise ValueError(f"batching must be 'sequential' or 'vmap', got {cfg.batching!r}")
