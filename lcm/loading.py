@@ -28,8 +28,8 @@ def _read_checkpoint(path: Path, map_location) -> dict:
         ) from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         raise ValueError(
-            f"{str(path)!r} is not a readable torch checkpoint (truncated or corrupt? re-copy it or "
-            f"use last.ckpt / an earlier periodic checkpoint): {err}"
+            f"{str(path)!r} is not a readable torch checkpoint (truncated or corrupt?): re-copy it from "
+            f"where it was written, or load another .ckpt that is still in the run's checkpoint folder: {err}"
         ) from err
     if not isinstance(ckpt, dict):
         raise ValueError(f"{str(path)!r} holds a {type(ckpt).__name__}, not a Lightning checkpoint of lcm")
@@ -98,8 +98,14 @@ def load_prior(
     hparams.pop("num_images", None)
     state = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith("table.")}
     memmap = hparams.pop("latent_memmap", None)
-    module = MODULES[kind](**hparams)
-    module.load_state_dict(state, strict=True)
+    try:  # a checkpoint relabelled with another kind fits neither that kind's hparams nor its weights
+        module = MODULES[kind](**hparams)
+        module.load_state_dict(state, strict=True)
+    except (TypeError, RuntimeError) as err:
+        raise ValueError(
+            f"{str(path)!r} says it is a {kind!r} checkpoint, but its hyper-parameters or weights are not "
+            f"those of {MODULES[kind].__name__} (was 'genprior_kind' edited?): {err}"
+        ) from err
     prior = module.to_prior().to(map_location).eval()
     table = _trained_latents(ckpt["state_dict"], memmap, path)
     if table is not None and prior.latent_kind in ("sphere", "convnet"):
