@@ -259,7 +259,7 @@ def restore_folder(
 
     if method not in available_methods():
         raise ValueError(f"method must be one of {available_methods()}, got {method!r}")
-    method_config(method, options)  # a typo in options fails here, not once per image
+    method_config(method, options)  # a typo or a bad value in options fails here, not once per image
     if devices < 1 or num_shards < 1:
         raise ValueError("devices and num_shards must be >= 1")
     if limit is not None and (isinstance(limit, bool) or int(limit) < 1):
@@ -294,7 +294,6 @@ def restore_folder(
         dev = torch.device(device)
     pri = load_prior_spec(prior, dev)
     operator = operator.to(dev)
-    out.mkdir(parents=True, exist_ok=True)  # before listing, so that exclude names an existing folder
     items = list_items(input, pri.image_shape, limit, recursive, exclude)
     task = task or type(operator).__name__
     _check_fits(operator, pri, items)
@@ -330,6 +329,11 @@ def _check_fits(operator: Operator, prior: Prior, items: list[Item]) -> None:
         raise ValueError(
             f"the prior is class-conditional ({prior.num_classes} classes) but the input's images carry "
             "no class labels; use an unconditional prior, or a built-in split with labels"
+        )
+    if prior.num_classes and max(it.label for it in items) >= prior.num_classes:
+        raise ValueError(
+            f"the input's labels reach {max(it.label for it in items)}, but the prior knows "
+            f"{prior.num_classes} classes; use a prior trained on this dataset's classes"
         )
     dev = next(prior.parameters()).device
     probe = torch.zeros(1, *prior.image_shape, device=dev)

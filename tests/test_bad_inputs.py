@@ -1,26 +1,26 @@
 """The bad-input catalogue: each case that once lost data, hung or passed silently, one test per row.
 
-====  ============================================================  ================================================
-item  bad input                                                     test
-====  ============================================================  ================================================
-1     ``a.png`` + ``a.PNG`` + ``a.jpg`` + ``a_png.png`` + ...       test_output_names_are_unique_for_any_input_names
-2     ``y`` of a wrong shape that broadcasts (inpainting, CS)       test_restore_rejects_a_y_of_the_wrong_shape
-3     16-bit, palette, gray+alpha, RGBA, EXIF, non-square files     test_one_loader_reads_every_kind_of_file_right
-3     the CLI and the training loader agree pixel for pixel         test_cli_and_training_loader_agree
-4     symlink loops in an image folder                              test_symlink_loops_count_each_file_once
-5     a non-UTF-8 file name                                         test_non_utf8_file_name_gets_metrics_and_grid
-6     options / operator that fail for every image                  test_errors_hitting_every_image_fail_before_it
-6     every image fails: exit non-zero, run.json not pinned         test_a_run_that_restored_nothing_fails_unpinned
-7     ``--limit 0`` / ``--limit -1``                                test_limit_must_be_positive
-7     ``--output`` inside ``--input``                               test_output_inside_input_is_not_read_back
-7     files added between runs                                      test_files_added_between_runs_keep_their_seeds
-9     NaN / Inf in ``y``, NaN learning rate                         test_non_finite_y_or_lr_is_named_up_front
-10    labels out of range / to an unconditional prior, restarts 0  test_bad_labels_and_restarts_are_rejected
-10    a checkpoint whose kind was relabelled                        test_relabelled_checkpoint_kind_is_a_value_error
-11    sub-folders of ``--input`` (note, or ``--recursive``)         test_sub_folders_are_named_or_restored
-11    corrupt-checkpoint advice names only files that exist         test_corrupt_checkpoint_advice_is_honest
-12    conditional critic's initial gradient penalty                 test_conditional_critic_starts_at_the_scale_of_...
-====  ============================================================  ================================================
+====  =========================================================  =======================================
+item  test                                                       bad input
+====  =========================================================  =======================================
+1     test_output_names_are_unique_for_any_input_names           a.png, a.PNG, a.jpg, a_png.png, ...
+2     test_restore_rejects_a_y_of_the_wrong_shape                y that broadcasts (inpainting, CS)
+3     test_one_loader_reads_every_kind_of_file_right             16-bit, palette, LA, RGBA, EXIF, aspect
+3     test_cli_and_training_loader_agree                         the two loaders, pixel for pixel
+4     test_symlink_loops_count_each_file_once                    symlink loops in a folder
+5     test_non_utf8_file_name_gets_metrics_and_grid              a non-UTF-8 file name
+6     test_errors_hitting_every_image_fail_before_it             options / operator failing every image
+6     test_a_run_that_restored_nothing_fails_unpinned            all fail: exit non-zero, no run.json
+7     test_limit_must_be_positive                                --limit 0 / --limit -1
+7     test_output_inside_input_is_not_read_back                  --output inside (or equal to) --input
+7     test_files_added_between_runs_keep_their_seeds             files added between runs
+9     test_non_finite_y_or_lr_is_named_up_front                  NaN / Inf in y, NaN learning rate
+10    test_bad_labels_and_restarts_are_rejected                  bad labels, restarts <= 0
+10    test_relabelled_checkpoint_kind_is_a_value_error           checkpoint kind relabelled
+11    test_sub_folders_are_named_or_restored                     sub-folders (note, --recursive)
+11    test_corrupt_checkpoint_advice_is_honest                   advice names no deleted checkpoint
+12    test_conditional_critic_starts_at_the_unconditional_scale  conditional critic's first GP
+====  =========================================================  =======================================
 
 Item 8 of issue 16 (the demo's step count) is covered with the demo. Shard processes outliving a killed
 parent (item 11) go with the torch.distributed launcher.
@@ -29,7 +29,6 @@ parent (item 11) go with the torch.distributed launcher.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import signal
 from pathlib import Path
@@ -40,7 +39,6 @@ import torch
 from PIL import Image
 
 from inversion import cli
-from inversion.io import save_png
 from inversion.toy import TinyGenerator, blob_images, tiny_prior
 
 
@@ -87,7 +85,9 @@ def test_output_names_are_unique_for_any_input_names(tmp_path):
     cli.main(_args(src, out, _task(tmp_path)))
     rows = _rows(out)
     assert sorted(r["name"] for r in rows) == sorted(outs)
-    assert sorted(str(p.relative_to(out / "restored")) for p in (out / "restored").rglob("*.png")) == sorted(outs)
+    assert sorted(str(p.relative_to(out / "restored")) for p in (out / "restored").rglob("*.png")) == sorted(
+        outs
+    )
 
 
 # -- 2 ------------------------------------------------------------------------------------------
@@ -383,12 +383,15 @@ def test_corrupt_checkpoint_advice_is_honest(tmp_path):
 
 
 # -- 12 -----------------------------------------------------------------------------------------
-def test_conditional_critic_starts_at_the_scale_of_the_unconditional_one():
+def test_conditional_critic_starts_at_the_unconditional_scale():
     from lcm.losses import gradient_penalty
     from lcm.networks import Critic
 
     g = torch.Generator().manual_seed(0)
-    real, fake = torch.rand(16, 1, 32, 32, generator=g) * 2 - 1, torch.rand(16, 1, 32, 32, generator=g) * 2 - 1
+    real, fake = (
+        torch.rand(16, 1, 32, 32, generator=g) * 2 - 1,
+        torch.rand(16, 1, 32, 32, generator=g) * 2 - 1,
+    )
     labels = torch.randint(0, 10, (16,), generator=g)
     gps = {}
     for k in (0, 10):
