@@ -81,9 +81,11 @@ class MethodConfig:
         unknown = set(overrides) - names
         if unknown:
             raise ValueError(f"unknown restore() options {sorted(unknown)}; valid options: {sorted(names)}")
-        return replace(self, **overrides).check()
+        cfg = replace(self, **overrides)
+        cfg.check_values()
+        return cfg
 
-    def check(self) -> MethodConfig:
+    def check_values(self) -> None:
         """Raise ValueError naming the first option whose value no fit can run with (before any fit)."""
         for name in ("csgm_steps", "iagan_steps", "latent_steps", "restarts"):
             v = getattr(self, name)
@@ -105,7 +107,6 @@ class MethodConfig:
                 raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {v!r}")
         if self.patience is not None and (isinstance(self.patience, bool) or int(self.patience) < 1):
             raise ValueError(f"patience must be None or a positive integer, got {self.patience!r}")
-        return self
 
 
 @dataclass
@@ -433,9 +434,7 @@ def _check_inputs(
             f"{tuple(prior.image_shape)} as {tuple(probe.shape)}: pass y = operator(x) for x of that shape"
         )
     k = prior.num_classes
-    if labels is None:
-        if k:
-            raise ValueError(f"this prior is class-conditional ({k} classes): pass labels (B,) in [0, {k})")
+    if labels is None:  # a conditional prior without labels: the method infers them (CRI) or says so
         return
     if not k:
         raise ValueError("labels were given, but this prior is unconditional: leave labels out")
@@ -445,7 +444,7 @@ def _check_inputs(
         raise ValueError(f"labels has shape {tuple(labels.shape)}, expected ({n},): one class per image")
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= k):
         raise ValueError(
-            f"labels must lie in [0, {k}) for this {k}-class prior, got values from {int(labels.min())} "
+            f"labels must be class indices in [0, {k}) for this {k}-class prior, got {int(labels.min())} "
             f"to {int(labels.max())}"
         )
 
