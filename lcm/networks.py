@@ -166,10 +166,11 @@ class Critic(nn.Module):
         self.head = nn.Linear(feat, 1, bias=False)  # a bias cancels in the WGAN loss and the penalty
         if num_classes:
             self.embedding = nn.Embedding(num_classes, feat)
-            # the projection <embed(y), h> is a second head: start it at the head's scale. nn.Embedding's
-            # N(0, 1) rows have norm sqrt(feat) (45 at feat=2048), ~80x the head's, which made the first
-            # gradient penalty ~3e4 instead of ~1; Glorot-uniform as in Miyato & Koyama's projection code.
-            nn.init.xavier_uniform_(self.embedding.weight)
+            # the projection <embed(y), h> is a second linear head on h: start it at the head's scale
+            # (nn.Linear's U(-1/sqrt(feat), 1/sqrt(feat))). nn.Embedding's N(0, 1) rows have norm sqrt(feat)
+            # (45 at feat=2048), ~80x the head's, and made the first gradient penalty ~3e4 instead of ~1.
+            bound = 1.0 / feat**0.5
+            nn.init.uniform_(self.embedding.weight, -bound, bound)
 
     def _check(self, x: torch.Tensor) -> None:
         want = (self.in_channels, self.resolution, self.resolution)

@@ -388,16 +388,18 @@ def test_conditional_critic_starts_at_the_unconditional_scale():
     from lcm.networks import Critic
 
     g = torch.Generator().manual_seed(0)
-    real, fake = (
-        torch.rand(16, 1, 32, 32, generator=g) * 2 - 1,
-        torch.rand(16, 1, 32, 32, generator=g) * 2 - 1,
-    )
+    real = torch.rand(16, 1, 32, 32, generator=g) * 2 - 1
+    fake = torch.rand(16, 1, 32, 32, generator=g) * 2 - 1
     labels = torch.randint(0, 10, (16,), generator=g)
-    gps = {}
-    for k in (0, 10):
+    gps, norms = {}, {}
+    for k in (0, 10):  # the configs' critic: width 16 at 32x32
         torch.manual_seed(1)
         critic = Critic(1, 32, width=16, num_classes=k)
-        gen = torch.Generator().manual_seed(2)
-        gps[k] = float(gradient_penalty(critic, real, fake, labels if k else None, generator=gen))
-    # the config's reported penalty was 3.4e4 at step 2; the unconditional critic starts near 10
+        lab = labels if k else None
+        gps[k] = float(gradient_penalty(critic, real, fake, lab, generator=torch.Generator().manual_seed(2)))
+        x = ((real + fake) / 2).requires_grad_(True)
+        (grad,) = torch.autograd.grad(critic(x, lab).sum() if k else critic(x).sum(), x)
+        norms[k] = float(grad.flatten(1).norm(dim=1).mean())
+    # configs/lcm/wgangp_cond.yaml reported a penalty of 3.4e4 at step 2 (gradient norm ~60x too large)
+    assert 1 / 3 < norms[10] / norms[0] < 3, norms
     assert gps[10] < 10 * max(gps[0], 1.0), gps
