@@ -7,13 +7,15 @@
 * ``"w+"``: one code per synthesis layer ``(num_ws, w_dim)`` (Image2StyleGAN's W+; CRI inverts in W+);
   needs a generator with ``num_ws`` that accepts ``(B, num_ws, w_dim)`` (StyleGAN2).
 
-With ``optimize_noise`` (generators with noise inputs, :class:`lcm.architectures.stylegan2_prior.StyleSynthesis`)
-the latent also carries one noise map per noise input, packed after the code and starting from the
-generator's stored constant noise (CRI, remark after eq. 6: "the noise vector can be considered").
+With ``optimize_noise`` (generators with noise inputs:
+:class:`lcm.architectures.stylegan2_prior.StyleSynthesis`) the latent also carries one noise map per
+noise input, packed after the code and starting from the generator's stored constant noise (CRI,
+remark after eq. 6: "the noise vector can be considered").
 
-Starting latents are codes of Gaussian ``z`` (``sample_latent``); a class-conditional prior draws the
-class of each start uniformly, since a start is drawn before its image is known. The latent is
-unconstrained and has no prior penalty (W is not Gaussian).
+Starting latents are codes of Gaussian ``z`` (``sample_latent``). The class of a conditional prior is
+part of its code, so the code-space prior takes no labels (``num_classes == 0``; synthesis never reads
+them) and draws the class of each start uniformly, since a start is drawn before its image is known.
+The latent is unconstrained and has no prior penalty (W is not Gaussian).
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ class CodeSpacePrior(Prior):
         num_ws = getattr(gen, "num_ws", None)
         if space == "w+" and not isinstance(num_ws, int):
             raise ValueError(
-                f"space='w+' needs a generator with one code per layer (`num_ws`); {type(gen).__name__} has none"
+                f"space='w+' needs a generator with one code per layer (`num_ws`); "
+                f"{type(gen).__name__} has none"
             )
         if optimize_noise and not hasattr(gen, "pack"):
             raise ValueError(
@@ -68,12 +71,13 @@ class CodeSpacePrior(Prior):
             "gaussian",
             shape,
             base.image_shape,
-            num_classes=base.num_classes,
+            num_classes=0,
             kind=f"{base.kind}@{space}{'+noise' if optimize_noise else ''}",
         )
         self.critic = base.critic
         self.base = base
         self.space, self.optimize_noise, self.num_ws = space, optimize_noise, num_ws
+        self.base_classes = base.num_classes
 
     def lift(self, w: torch.Tensor) -> torch.Tensor:
         """W codes ``(B, w_dim)`` of the base prior as latents of this prior (broadcast, noise appended)."""
@@ -87,9 +91,9 @@ class CodeSpacePrior(Prior):
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         z = self.base.sample_latent(n, generator)
         labels = None
-        if self.num_classes:
+        if self.base_classes:
             dev = generator.device if generator is not None else z.device
-            labels = torch.randint(0, self.num_classes, (n,), generator=generator, device=dev).to(z.device)
+            labels = torch.randint(0, self.base_classes, (n,), generator=generator, device=dev).to(z.device)
         with torch.no_grad():
             return self.lift(self.base.code(z, labels))
 

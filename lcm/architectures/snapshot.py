@@ -215,8 +215,8 @@ def _build(record: PersistentRecord, what: str, device="cpu") -> torch.nn.Module
             net = cls(*record.init_args, **record.init_kwargs)
     except TypeError as err:
         raise ValueError(
-            f"snapshot {what} ({record.class_name}) has init kwargs this StyleGAN2-ADA implementation does not "
-            f"take (a StyleGAN3 / StyleGAN-XL snapshot?): {err}"
+            f"snapshot {what} ({record.class_name}) has init kwargs this StyleGAN2-ADA implementation "
+            f"does not take (a StyleGAN3 / StyleGAN-XL snapshot?): {err}"
         ) from err
     state = record_state_dict(record)
     _load_strict(net, state, f"snapshot {what}")

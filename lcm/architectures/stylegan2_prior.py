@@ -71,7 +71,7 @@ class StyleSynthesis(nn.Module):
         return torch.cat([m.noise_const.flatten() for b in self.blocks for m in b.noise_layers()])
 
     def pack(self, w: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """``(B, P)``: W ``(B, w_dim)`` or W+ ``(B, num_ws, w_dim)`` codes followed by flat noise ``(B, N)``."""
+        """``(B, P)``: W ``(B, w_dim)`` or W+ ``(B, num_ws, w_dim)`` codes, then flat noise ``(B, N)``."""
         return torch.cat([w.flatten(1), noise.flatten(1)], dim=1)
 
     def unpack(self, w: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
