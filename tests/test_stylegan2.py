@@ -223,3 +223,17 @@ def test_truncated_and_corrupt_snapshot(tmp_path):
     other.write_bytes(pickle.dumps([1, 2]))
     with pytest.raises(ValueError, match="not a StyleGAN2-ADA snapshot"):
         lcm.load_prior(other)
+
+
+def test_truncation_enters_the_prior_fingerprint():
+    from inversion.cri import prior_fingerprint
+
+    a = lcm.load_prior(DATA / "stylegan2ada_tiny.pkl")
+    b = lcm.load_prior(DATA / "stylegan2ada_tiny.pkl", truncation_psi=0.5)
+    assert prior_fingerprint(a) != prior_fingerprint(b)
+    z = a.sample_latent(2, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        w_avg = a.mapping.net.w_avg
+        assert torch.allclose(b.code(z) - w_avg, 0.5 * (a.code(z) - w_avg), atol=1e-6)
+    with pytest.raises(ValueError, match="truncation_psi"):
+        lcm.load_prior(DATA / "stylegan2ada_tiny.pkl", truncation_psi=1.5)

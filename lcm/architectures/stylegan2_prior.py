@@ -44,11 +44,12 @@ class StyleMapping(nn.Module):
     def __init__(self, mapping: nn.Module, truncation_psi: float = 1.0):
         super().__init__()
         self.net = mapping
-        self.truncation_psi = float(truncation_psi)
+        # a buffer, so that it is part of the weights' fingerprint (CRI's centroid cache keys on it)
+        self.register_buffer("truncation_psi", torch.tensor(float(truncation_psi)))
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         c = _one_hot(labels, self.net.c_dim, z.shape[0], z)
-        return self.net(z, c, truncation_psi=self.truncation_psi, broadcast=False)
+        return self.net(z, c, truncation_psi=float(self.truncation_psi), broadcast=False)
 
 
 class StyleSynthesis(nn.Module):
