@@ -555,7 +555,10 @@ class Conv2dLayer(nn.Module):
 
 
 class DiscriminatorBlock(nn.Module):
-    """Residual D block: (FromRGB at the top), conv0, strided conv1 (down 2), 1x1 skip, both * sqrt(1/2)."""
+    """Residual D block: (FromRGB at the top), conv0, strided conv1 (down 2), 1x1 skip, both * sqrt(1/2).
+
+    ``architecture="orig"``: the same without the skip path.
+    """
 
     def __init__(
         self,
@@ -574,9 +577,9 @@ class DiscriminatorBlock(nn.Module):
         freeze_layers: int = 0,
     ):
         super().__init__()
-        if architecture != "resnet":
-            raise ValueError(f"only the released 'resnet' discriminator is implemented, got {architecture!r}")
-        self.in_channels = in_channels
+        if architecture not in ("resnet", "orig"):
+            raise ValueError(f"discriminator architecture must be 'resnet' or 'orig', got {architecture!r}")
+        self.in_channels, self.architecture = in_channels, architecture
         self.register_buffer("resample_filter", fir_filter(resample_filter))
         if in_channels == 0:
             self.fromrgb = Conv2dLayer(
@@ -592,13 +595,16 @@ class DiscriminatorBlock(nn.Module):
             resample_filter=resample_filter,
             conv_clamp=conv_clamp,
         )
-        self.skip = Conv2dLayer(
-            tmp_channels, out_channels, 1, bias=False, down=2, resample_filter=resample_filter
-        )
+        if architecture == "resnet":
+            self.skip = Conv2dLayer(
+                tmp_channels, out_channels, 1, bias=False, down=2, resample_filter=resample_filter
+            )
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None) -> torch.Tensor:
         if self.in_channels == 0:
             x = self.fromrgb(img.float())
+        if self.architecture == "orig":  # no residual path (the released CIFAR-10 configuration)
+            return self.conv1(self.conv0(x))
         y = self.skip(x, gain=math.sqrt(0.5))
         x = self.conv1(self.conv0(x), gain=math.sqrt(0.5))
         return y + x
