@@ -237,3 +237,24 @@ def test_truncation_enters_the_prior_fingerprint():
         assert torch.allclose(b.code(z) - w_avg, 0.5 * (a.code(z) - w_avg), atol=1e-6)
     with pytest.raises(ValueError, match="truncation_psi"):
         lcm.load_prior(DATA / "stylegan2ada_tiny.pkl", truncation_psi=1.5)
+
+
+def test_state_dict_bundle_with_both_networks(tmp_path):
+    exp = _expected("stylegan2ada_tiny")
+    snap = read_snapshot(DATA / "stylegan2ada_tiny.pkl")
+    g, d = load_snapshot(DATA / "stylegan2ada_tiny.pkl")
+    cfg = {"G": snap["G_ema"].init_kwargs, "D": snap["D"].init_kwargs}
+    path = tmp_path / "bundle.pt"
+    torch.save({"G": g.state_dict(), "D": d.state_dict(), "config": cfg}, path)
+    g2, d2 = load_state_dict_file(path)
+    with torch.no_grad():
+        assert (d2(exp["image"]) - exp["d_logits"]).abs().max() <= 1e-4
+        assert (g2.synthesis(exp["ws"]) - exp["image"]).abs().max() <= 1e-4
+
+
+def test_orig_discriminator_has_no_skip_path():
+    d = sg2.Discriminator(0, 16, 3, architecture="orig", channel_base=64, channel_max=8)
+    assert not any(".skip." in k for k in d.state_dict())
+    assert d(torch.zeros(2, 3, 16, 16)).shape == (2, 1)
+    with pytest.raises(ValueError, match="architecture"):
+        sg2.Discriminator(0, 16, 3, architecture="skip", channel_base=64, channel_max=8)
