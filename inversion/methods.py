@@ -21,6 +21,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -59,7 +60,13 @@ class MethodConfig:
     and theta (BEGAN; PGGAN uses 1e-3 for theta) as published; half the steps when noisy.
     Latent-only (LCM eqs. 4-5): ``latent_steps=500``; lr 0.1 for Gaussian z, 0.05 on the sphere,
     ``box / 10`` for LCM's phi (the paper's box is +-0.01).
+    ``space``: the latent every method optimises, ``z`` (the prior's own), ``w`` or ``w+`` (the codes of
+    a prior with a mapping network, :func:`lcm.spaces.code_space_prior`); ``optimize_noise`` adds the
+    generator's noise inputs to a W / W+ latent (StyleGAN2).
     """
+
+    # False where a method gives ``space`` its own meaning (CRI: the offset's space; it clusters in W)
+    space_is_latent: ClassVar[bool] = True
 
     csgm_steps: int = 500
     csgm_lr: float = 0.1
@@ -75,6 +82,8 @@ class MethodConfig:
     latent_lr: float | None = None
     batching: str = "sequential"
     stages: list[dict] | None = field(default=None)
+    space: str = "z"
+    optimize_noise: bool = False
 
     def updated(self, overrides: Mapping) -> MethodConfig:
         names = {f.name for f in fields(self)}
@@ -490,6 +499,10 @@ def restore(
     if noisy is None:
         noisy = float(getattr(operator, "sigma", 0.0)) > 0
     seeds = _seeds(seed, y.shape[0])
+    if cfg.space_is_latent:
+        from lcm.spaces import code_space_prior
+
+        prior = code_space_prior(prior, cfg.space, cfg.optimize_noise)
     t0 = time.perf_counter()
     fit, history = spec.run(prior, operator, y, seeds, labels, cfg, noisy, callbacks, loss_terms)
     with torch.no_grad():

@@ -59,6 +59,7 @@ def load_prior(
     path: str | os.PathLike,
     map_location: str | torch.device = "cpu",
     image_shape: tuple[int, ...] | None = None,
+    **stylegan2_options,
 ) -> Prior:
     """Load a WGAN-GP, GLO or LCM checkpoint (from ``python -m lcm fit``) as a :class:`Prior` (eval mode).
 
@@ -67,6 +68,9 @@ def load_prior(
         map_location: device for the weights.
         image_shape: if given, ``(C, H, W)`` or ``(B, C, H, W)`` of the images the prior will be used
             on; a mismatch with the generator raises ValueError.
+        **stylegan2_options: a StyleGAN2-ADA snapshot ``.pkl`` (or, with ``config=``, a ``G_ema``
+            state-dict file) is read by :func:`lcm.architectures.snapshot.load_stylegan2_prior`
+            without executing it; options ``truncation_psi``, ``config``.
 
     Raises:
         FileNotFoundError: no file at ``path``.
@@ -75,6 +79,13 @@ def load_prior(
     from lcm.modules import FORMAT_VERSION, MODULES
 
     path = Path(path)
+    if path.suffix == ".pkl" or stylegan2_options:
+        from lcm.architectures.snapshot import load_stylegan2_prior
+
+        prior = load_stylegan2_prior(path, map_location, **stylegan2_options)
+        if image_shape is not None:
+            prior.check_image_shape(image_shape)
+        return prior
     ckpt = _read_checkpoint(path, map_location)
     kind = ckpt.get("genprior_kind")
     if kind is None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -75,6 +76,8 @@ class CRIConfig(MethodConfig):
       when a class-conditional prior gets no labels (CRI uses DeiT for out-of-domain images).
     * ``cache_dir``: folder of the on-disk centroid cache (None: memory only).
     """
+
+    space_is_latent: ClassVar[bool] = False  # ``space`` is the offset's space; CRI clusters in W
 
     n_clusters: int = 10
     n_samples: int = 10_000
@@ -149,12 +152,22 @@ class OffsetPrior(Prior):
         - start: ``(B, *w_shape)``; latent: ``(B, *w_shape)`` in W, ``(B, num_ws, *w_shape)`` in W+.
     """
 
-    def __init__(self, base: Prior, start: torch.Tensor, regularizer: str = "l2", space: str = "w"):
+    def __init__(
+        self, base: Prior, start: torch.Tensor, regularizer: str = "l2", space: str = "w", noise: bool = False
+    ):
         if regularizer not in REGULARIZERS:
             raise ValueError(f"regularizer must be one of {REGULARIZERS}, got {regularizer!r}")
         num_ws = _num_ws(base, space)
         w_shape = tuple(start.shape[1:])
         shape = w_shape if num_ws is None else (num_ws, *w_shape)
+        # noise inputs optimised with the offset (CRI, remark after eq. 6): the code packs them after w
+        self.__dict__["_lift"] = None
+        if noise:
+            from lcm.spaces import code_space_prior
+
+            lifted = code_space_prior(base, space, optimize_noise=True)
+            self.__dict__["_lift"] = lifted.lift
+            shape = lifted.latent_shape
         super().__init__(
             base.generator,
             "gaussian",
@@ -168,7 +181,9 @@ class OffsetPrior(Prior):
         self.register_buffer("start", start.detach().clone())
 
     def expand(self, w: torch.Tensor) -> torch.Tensor:
-        """A W code as this prior's generator input (repeated per block in W+)."""
+        """A W code as this prior's generator input (repeated per block in W+, noise maps appended)."""
+        if self._lift is not None:
+            return self._lift(w)
         if self.num_ws is None:
             return w
         return w.unsqueeze(1).expand(-1, self.num_ws, *w.shape[1:])
@@ -393,7 +408,7 @@ def cri(
         for k in keys
     }
     start, _, _ = select_centroids(prior, operator, y, centroids, labels, dist)
-    offset_prior = OffsetPrior(prior, start, cfg.regularizer, cfg.space)
+    offset_prior = OffsetPrior(prior, start, cfg.regularizer, cfg.space, cfg.optimize_noise)
     size = tuple(prior.image_shape[-2:])
     terms = {"perceptual": perceptual_term(dist, y, size), **dict(loss_terms or {})}
     w_off0 = torch.zeros(y.shape[0], *offset_prior.latent_shape, device=y.device, dtype=start.dtype)

@@ -1,0 +1,1 @@
+"""Published generator architectures, one module each (weights are loaded by the user, never downloaded)."""
