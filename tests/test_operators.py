@@ -427,3 +427,13 @@ def test_blur_is_one_grouped_convolution_with_exact_adjoint(padding, monkeypatch
     )
     op.A(x), op.A_adjoint(x)
     assert seen == [6, 6]  # B * C = 2 * 3 groups
+
+
+@pytest.mark.parametrize("padding", ["circular", "reflect", "replicate", "zeros"])
+def test_filter2d_adjoint_is_exact_for_an_asymmetric_kernel(padding):
+    g = torch.Generator().manual_seed(0)
+    k = torch.rand(5, 3, generator=g, dtype=torch.float64)
+    x, y = _x(ODD, seed=2), _x(ODD, seed=3)
+    lhs = (Fn.filter2d(x, k, padding) * y).sum()
+    rhs = (x * Fn.filter2d_adjoint(y, k, padding)).sum()
+    assert abs(float(lhs - rhs)) < 1e-10 * float(lhs)

@@ -241,7 +241,8 @@ def filter2d(x: torch.Tensor, kernel: torch.Tensor, padding: PadMode) -> torch.T
     """Same-size 2-D correlation of every channel with an odd-sized ``kernel`` (kh, kw).
 
     One depthwise (grouped) convolution over all ``B * C`` channels of the batch, the fast path of
-    oneDNN / cuDNN; ``padding`` pads each channel by ``kh // 2``, ``kw // 2``.
+    oneDNN / cuDNN; ``padding`` pads each channel by ``kh // 2``, ``kw // 2`` (``zeros`` inside the
+    convolution itself).
 
     Shape:
         x: (B, C, H, W) -> (B, C, H, W)
@@ -249,18 +250,34 @@ def filter2d(x: torch.Tensor, kernel: torch.Tensor, padding: PadMode) -> torch.T
     b, c, h, w = x.shape
     pad = _same_pad(kernel)
     _check_pad_fits((h, w), pad, padding, "size")
-    z = pad2d(x.reshape(1, b * c, h, w), pad, padding)
-    return F.conv2d(z, _depthwise(kernel, x, b * c), groups=b * c).reshape(b, c, h, w)
+    wgt = _depthwise(kernel, x, b * c)
+    z = x.reshape(1, b * c, h, w)
+    if padding == "zeros":
+        return F.conv2d(z, wgt, padding=(pad[2], pad[0]), groups=b * c).reshape(b, c, h, w)
+    return F.conv2d(pad2d(z, pad, padding), wgt, groups=b * c).reshape(b, c, h, w)
 
 
 def filter2d_adjoint(y: torch.Tensor, kernel: torch.Tensor, padding: PadMode) -> torch.Tensor:
-    """Exact adjoint of :func:`filter2d` (grouped transposed conv, folded padding).
+    """Exact adjoint of :func:`filter2d`: correlation with the flipped kernel, padding folded back.
+
+    ``circular``: the circular correlation with the flipped kernel; ``zeros``: the zero-padded one;
+    ``reflect`` / ``replicate``: the full correlation (the transposed convolution, written as a
+    grouped ``conv2d`` with ``k - 1`` zero padding, faster than ``conv_transpose2d`` on CPU), then the
+    padded margins folded onto the image (:func:`pad2d_adjoint`).
 
     Shape: (B, C, H, W) -> (B, C, H, W).
     """
     b, c, h, w = y.shape
-    z = F.conv_transpose2d(y.reshape(1, b * c, h, w), _depthwise(kernel, y, b * c), groups=b * c)
-    return pad2d_adjoint(z, _same_pad(kernel), padding).reshape(b, c, h, w)
+    pad = _same_pad(kernel)
+    wgt = _depthwise(kernel.flip(-2, -1), y, b * c)
+    z = y.reshape(1, b * c, h, w)
+    if padding == "circular":
+        return F.conv2d(pad2d(z, pad, "circular"), wgt, groups=b * c).reshape(b, c, h, w)
+    if padding == "zeros":
+        return F.conv2d(z, wgt, padding=(pad[2], pad[0]), groups=b * c).reshape(b, c, h, w)
+    kh, kw = kernel.shape[-2:]
+    full = F.conv2d(z, wgt, padding=(kh - 1, kw - 1), groups=b * c)
+    return pad2d_adjoint(full, pad, padding).reshape(b, c, h, w)
 
 
 # ---------------------------------------------------------------------------------------------- gray
