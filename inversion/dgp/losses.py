@@ -80,9 +80,9 @@ class CriticFeatureLoss:
     ``D_i`` is the output of critic block ``i`` (``prior.critic.features``), ``I`` = ``blocks`` (None:
     all blocks; negative indices count from the end). ``reduction="paper"`` (default) is eq. 3: the L1
     norms of the blocks summed, so each block weighs by its size; it is divided by one constant, ``N`` =
-    the total element count of the used blocks, which keeps the magnitude of a per-element mean (the
-    stage weights of the presets keep their balance against the MSE) without changing the minimiser or
-    the blocks' relative weights. ``reduction="block_mean"`` is the released code (``F.l1_loss`` per
+    the mean element count of the used blocks, which keeps the magnitude of the released code's sum of
+    block means (equal to it when all blocks have one size, so the presets' stage weights keep their
+    balance against the MSE) without changing the minimiser or the blocks' relative weights. ``reduction="block_mean"`` is the released code (``F.l1_loss`` per
     block, then summed): every block weighs the same whatever its size. The target's features
     are computed once per measurement tensor and cached. Used as a ``loss_terms`` entry (engine
     ``LossContext``) and, through :meth:`target` / :meth:`candidates` / :meth:`score`, to rank
@@ -140,8 +140,8 @@ class CriticFeatureLoss:
         pairs = list(zip(fa, fb, strict=True))
         if self.reduction == "block_mean":
             return sum((a - b).abs().flatten(1).mean(1) for a, b in pairs)
-        total = sum(a[0].numel() for a, _ in pairs)
-        return sum((a - b).abs().flatten(1).sum(1) for a, b in pairs) / total
+        mean_size = sum(a[0].numel() for a, _ in pairs) / len(pairs)
+        return sum((a - b).abs().flatten(1).sum(1) for a, b in pairs) / mean_size
 
     def target_features(self, y: torch.Tensor, operator: nn.Module | None = None) -> list[torch.Tensor]:
         key = (y.data_ptr(), tuple(y.shape), y._version, y.dtype, y.device)
