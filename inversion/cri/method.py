@@ -20,7 +20,6 @@ code per block: they expose ``num_ws`` and accept ``(B, num_ws, *w_shape)``; oth
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -71,7 +70,8 @@ class CRIConfig(MethodConfig):
       ``locality_alpha``: the locality code is ``pivot + alpha (w_rand - pivot)`` (PTI steps a fixed
       30 units towards w_rand in StyleGAN's 512-d W; we use a fraction, 0.5; 1.0 made no difference).
     * ``distance``: ``offline`` (EfficientNet-Lite0 ImageNet features, the offline stand-in for the
-      paper's VGG/LPIPS), ``critic`` (the prior's critic features) or ``mse``.
+      paper's VGG/LPIPS), ``lpips`` (the paper's LPIPS, :class:`inversion.metrics.LPIPS`; needs its
+      torchvision trunk weights on disk), ``critic`` (the prior's critic features) or ``mse``.
     * ``classifier``: checkpoint of :mod:`inversion.cri.classifier` to infer the class of each input
       when a class-conditional prior gets no labels (CRI uses DeiT for out-of-domain images).
     * ``cache_dir``: folder of the on-disk centroid cache (None: memory only).
@@ -107,8 +107,8 @@ class CRIConfig(MethodConfig):
             raise ValueError(f"regularizer must be one of {REGULARIZERS}, got {self.regularizer!r}")
         if self.space not in SPACES:
             raise ValueError(f"space must be 'w' or 'w+', got {self.space!r}")
-        if self.distance not in ("offline", "critic", "mse"):
-            raise ValueError(f"distance must be 'offline', 'critic' or 'mse', got {self.distance!r}")
+        if self.distance not in ("offline", "critic", "mse", "lpips"):
+            raise ValueError(f"distance must be 'offline', 'critic', 'mse' or 'lpips', got {self.distance!r}")
         if self.offset_steps < 1:
             raise ValueError(f"offset_steps must be >= 1, got {self.offset_steps}")
         if self.tune_steps < 0:
@@ -206,15 +206,10 @@ class OffsetPrior(Prior):
 
 def _candidate_operator(operator: nn.Module, n: int, k: int, image_shape, ref: torch.Tensor) -> nn.Module:
     """An operator for ``n * k`` candidate rows (image-major) that gives each image's k candidates
-    that image's mask (per-batch-position masks, generated or given with ``set_mask``)."""
-    if not (hasattr(operator, "mask_for") and hasattr(operator, "set_mask")):
-        return operator
-    mask = operator.mask_for(ref.new_zeros(n, *image_shape))
-    if mask.shape[0] == 1:
-        return operator
-    op = copy.deepcopy(operator)
-    op.set_mask(mask.repeat_interleave(k, dim=0))
-    return op
+    that image's measurement (per-batch-position masks, generated or given with ``set_mask``, also
+    inside a :class:`~inversion.operators.Composite`): :meth:`Operator.repeated`."""
+    repeated = getattr(operator, "repeated", None)
+    return operator if repeated is None else repeated(k)
 
 
 @torch.no_grad()
@@ -303,7 +298,7 @@ def locality_term(
     alpha: float = 0.5,
     lambda_l2: float = 0.1,
     samples: int = 1,
-    seed: int = 0,
+    seed: int | Sequence[int] = 0,
 ) -> LossTerm:
     """CRI eq. 8 (PTI's locality regulariser) as an engine loss term.
 
@@ -311,30 +306,43 @@ def locality_term(
     ``w_r = pivot + alpha (w_rand - pivot)``, and
     ``d(G_tuned(w_r), G_orig(w_r)) + lambda_l2 * MSE(G_tuned(w_r), G_orig(w_r))``, where ``G_tuned``
     is the image's private generator (``ctx.module.generate``) and ``G_orig`` the frozen original
-    (``ctx.prior.synthesize``). Averaged over ``samples`` random codes. Random codes come from a
-    generator seeded with ``seed`` (repeatable runs).
+    (``ctx.prior.synthesize``). Averaged over ``samples`` random codes. Image ``i``'s random codes come
+    from its own generator seeded with ``seed[i]`` (an int: ``seed + i``), so an image's draws, and
+    its result, do not depend on the batch it runs in.
 
     Shape:
         - returns a term mapping a :class:`LossContext` to ``(B,)``.
     """
-    state: dict[str, torch.Generator] = {}
+    state: dict[str, list[torch.Generator]] = {}
 
     def term(ctx: LossContext) -> torch.Tensor:
         if ctx.module is None:
             raise ValueError("the locality term needs the running InversionModule (ctx.module)")
         dev = ctx.latent.device
-        if "g" not in state:
-            state["g"] = torch.Generator(device=dev).manual_seed(int(seed))
         b = ctx.latent.shape[0]
+        if "g" not in state:
+            seeds = [int(seed) + i for i in range(b)] if isinstance(seed, int) else [int(v) for v in seed]
+            if len(seeds) != b:
+                raise ValueError(f"locality_term has {len(seeds)} seeds for {b} images: give one per image")
+            state["g"] = [torch.Generator(device=dev).manual_seed(v) for v in seeds]
         pivot = ctx.prior.code(ctx.latent, ctx.labels).detach()
         total = ctx.latent.new_zeros(b)
         for _ in range(samples):
             with torch.no_grad():
-                w_rand = base.code(base.sample_latent(b, generator=state["g"]), ctx.labels)
+                z = torch.cat([base.sample_latent(1, generator=g) for g in state["g"]])
+                w_rand = base.code(z, ctx.labels)
                 if isinstance(ctx.prior, OffsetPrior):
                     w_rand = ctx.prior.expand(w_rand)
                 w_r = pivot + alpha * (w_rand - pivot)
-                x_orig = ctx.prior.synthesize(w_r, ctx.labels)
+                # one row at a time, like the private copies: a batched pass differs by rounding, and
+                # Adam turns the tiny gradient of that difference into full steps (batch dependence)
+                lab = ctx.labels
+                x_orig = torch.cat(
+                    [
+                        ctx.prior.synthesize(w_r[i : i + 1], None if lab is None else lab[i : i + 1])
+                        for i in range(b)
+                    ]
+                )
             x_tuned = ctx.module.generate(w_r)
             mse = (x_tuned - x_orig).pow(2).flatten(1).mean(1)
             total = total + distance(x_tuned, x_orig) + lambda_l2 * mse
@@ -389,7 +397,8 @@ def cri(
     ``noisy`` is accepted for the method interface and not used (CRI has no noise schedule).
 
     Returns:
-        the fit (images at each image's best iterate of the tuning stage, ``latent`` = the pivot
+        the fit (images at the last iterate of the tuning stage -- at the best offset iterate when
+        ``tune_steps=0`` --, ``latent`` = the pivot
         codes ``w_cen + w_off`` ``(B, *code_shape)``, ``generators`` = tuned copies) and the
         history ``(T_offset + T_tune, B)``.
 
@@ -422,8 +431,8 @@ def cri(
     fit = run_stages(offset_prior, operator, y, w_off0, [offset_stage], labels, terms, callbacks=callbacks)
     history = fit.history
     if cfg.tune_steps > 0:
-        terms["locality"] = locality_term(
-            prior, dist, cfg.locality_alpha, cfg.lambda_locality_l2, cfg.locality_samples, seeds[0]
+        terms["locality"] = locality_term(  # per-image seeds: an image's result ignores its batch
+            prior, dist, cfg.locality_alpha, cfg.lambda_locality_l2, cfg.locality_samples, list(seeds)
         )
         tune_stage = Stage(  # CRI eq. 7: pivot frozen, generator tuned with the locality term (eq. 8)
             iterations=cfg.tune_steps,
@@ -434,8 +443,19 @@ def cri(
             patience=cfg.patience,
             name="cri_tune",
         )
+        # the locality term is a fresh random draw each step, so the objective cannot rank iterates:
+        # keep the last tuned generator (as PTI / CRI Algorithm 1 return after their T steps)
         fit = run_stages(
-            offset_prior, operator, y, fit.latent, [tune_stage], labels, terms, cfg.batching, callbacks
+            offset_prior,
+            operator,
+            y,
+            fit.latent,
+            [tune_stage],
+            labels,
+            terms,
+            cfg.batching,
+            callbacks,
+            keep="last",
         )
         history = torch.cat([history, fit.history])
     with torch.no_grad():

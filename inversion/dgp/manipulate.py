@@ -23,9 +23,28 @@ from inversion.io import grid, save_png
 __all__ = ["jitter", "main", "morph", "transfer"]
 
 
-def _fit(prior: str, input: str, indices: list[int], options: dict | None, seed: int, num_threads):
+def _check_depth(stages: list, depth: int) -> None:
+    """Block counts beyond the generator's depth are an error here (no silent clamping)."""
+    for i, st in enumerate(stages):
+        b = st.get("blocks") if isinstance(st, dict) else None
+        if isinstance(b, int) and not isinstance(b, bool) and b > depth:
+            raise ValueError(
+                f"stage {i} fine-tunes {b} blocks but this generator has {depth} blocks: "
+                f"give blocks <= {depth} or blocks: all"
+            )
+
+
+def _fit(
+    prior: str,
+    input: str,
+    indices: list[int],
+    options: dict | None,
+    seed: int,
+    num_threads,
+    command: str = "jitter",
+):
     from inversion.cli import list_items, load_prior_spec
-    from inversion.dgp.method import DGPConfig, fit_dgp
+    from inversion.dgp import method as dgp_method
     from inversion.operators import Denoising
 
     if num_threads:
@@ -38,8 +57,13 @@ def _fit(prior: str, input: str, indices: list[int], options: dict | None, seed:
     labels = None
     if pri.num_classes:
         labels = torch.tensor([items[i].label for i in indices], dtype=torch.long)
-    cfg = DGPConfig().updated(options or {})
-    out = fit_dgp(pri, Denoising(sigma=0.0), x, [seed + i for i in indices], labels, cfg)
+    options = dict(options or {})
+    if "stages" not in options and "preset" not in options:
+        # DGP Table 11 (the command's preset), not the restoration default (Table 9)
+        options["stages"] = dgp_method.load_preset(command)["stages"]
+    cfg = dgp_method._resolve(dgp_method.DGPConfig().updated(options))
+    _check_depth(list(cfg.stages or dgp_method.DEFAULT_STAGES), len(pri.generator.blocks))
+    out = dgp_method.fit_dgp(pri, Denoising(sigma=0.0), x, [seed + i for i in indices], labels, cfg)
     return pri, x, out
 
 
@@ -70,13 +94,15 @@ def jitter(
         sigma: std of the Gaussian noise added to the fitted latent (DGP Sec. 4.2).
         n: number of jittered images.
         output: folder of ``grid.png``.
-        options: :class:`inversion.dgp.DGPConfig` overrides (the preset's Table 11 schedule).
+        options: :class:`inversion.dgp.DGPConfig` overrides; without ``stages`` the fit uses DGP
+            Table 11's schedule (``configs/inversion/dgp/jitter.yaml``). Block counts beyond the
+            generator's depth raise ValueError.
         seed: seed of the candidate start and of the noise.
         num_threads: torch intra-op threads.
     """
     from inversion.dgp.manipulation import jitter as jitter_fn
 
-    pri, x, out = _fit(prior, input, [index], options, seed, num_threads)
+    pri, x, out = _fit(prior, input, [index], options, seed, num_threads, "jitter")
     lab = None if out.labels is None else int(out.labels[0])
     imgs = jitter_fn(pri, out.fit.generators[0], out.fit.latent[0], sigma, n, seed, lab)
     return _write(torch.cat([x, out.fit.images, imgs]), n + 2, output)
@@ -101,7 +127,7 @@ def morph(
 
     if steps < 2:
         raise ValueError(f"steps must be >= 2 (lambda = 1 and 0 at least), got {steps}")
-    pri, x, out = _fit(prior, input, [index_a, index_b], options, seed, num_threads)
+    pri, x, out = _fit(prior, input, [index_a, index_b], options, seed, num_threads, "morph")
     lab = None
     if out.labels is not None:
         if int(out.labels[0]) != int(out.labels[1]):
@@ -126,7 +152,7 @@ def transfer(
     """Fit image ``index`` (its own class) and write target | reconstruction | one image per class."""
     from inversion.dgp.manipulation import category_transfer
 
-    pri, x, out = _fit(prior, input, [index], options, seed, num_threads)
+    pri, x, out = _fit(prior, input, [index], options, seed, num_threads, "transfer")
     imgs = category_transfer(pri, out.fit.generators[0], out.fit.latent[0], classes)
     return _write(torch.cat([x, out.fit.images, imgs]), imgs.shape[0] + 2, output)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from callbacks import BatchNormToInstanceNorm, MSEThresholdStop, ProgressiveUnfreezing, schedule_to_stages
+from callbacks import BatchNormToInstanceNorm, ProgressiveUnfreezing, schedule_to_stages
 from inversion.dgp.init import CandidateInit, select_latents
 from inversion.dgp.losses import CriticFeatureLoss, MeasurementMSE
 from inversion.engine import FitResult, LossTerm, run_stages
@@ -83,8 +83,14 @@ class DGPConfig(MethodConfig):
         init_metric: ``critic`` (DGP) or ``mse`` for the candidate scoring; None: ``critic`` when the
             first stage weights the critic term, else ``mse``.
         bn_to_in: swap BatchNorm for InstanceNorm per image (DGP appendix B; Tables 7, 8, 10).
-        stop_mse: stop an image (and the fit, through :class:`callbacks.MSEThresholdStop`) once its
-            measurement MSE is <= this (DGP adversarial defence: 5e-3).
+        stop_mse: end the current stage for an image once its measurement MSE (on [0, 1] images) is
+            <= this; it resumes in the next stage from the iterate that met it (DGP's ``run()`` breaks
+            out of the stage only). DGP's defence uses 5e-3 on [-1, 1] images, i.e. 1.25e-3 here.
+        critic_reduction: ``paper`` (DGP eq. 3: summed L1 norms of the block features) or
+            ``block_mean`` (the released code: per-block mean absolute difference); see
+            :class:`~inversion.dgp.losses.CriticFeatureLoss`.
+        keep: the iterate returned, ``last`` (DGP's ``run()`` returns its final ``x``) or ``best``
+            (least objective, as CSGM / IAGAN).
         colorize_output: for a gray measurement of a colour prior, return the target's luminance with
             the predicted chroma (DGP Sec. 4.1, Lab via kornia).
 
@@ -102,6 +108,8 @@ class DGPConfig(MethodConfig):
     bn_to_in: bool = False
     stop_mse: float | None = None
     colorize_output: bool = True
+    critic_reduction: str = "paper"
+    keep: str = "last"
 
 
 def load_preset(name: str) -> dict:
@@ -168,7 +176,9 @@ def fit_dgp(
     terms: dict[str, LossTerm] = dict(loss_terms or {})
     critic = None
     if prior.critic is not None:
-        critic = CriticFeatureLoss(prior.critic, prior.image_shape, cfg.critic_blocks, cfg.lift)
+        critic = CriticFeatureLoss(
+            prior.critic, prior.image_shape, cfg.critic_blocks, cfg.lift, cfg.critic_reduction
+        )
         terms.setdefault("critic", critic)
     elif uses_critic:
         raise ValueError(
@@ -204,10 +214,18 @@ def fit_dgp(
         if cfg.batching != "sequential":
             raise ValueError("bn_to_in needs batching='sequential' (per-image generator copies)")
         cbs.append(BatchNormToInstanceNorm())
-    if cfg.stop_mse is not None:
-        cbs.append(MSEThresholdStop(float(cfg.stop_mse)))
+    # DGP run(): the MSE stop ends the current stage only (no MSEThresholdStop), the last x is returned
     fit = run_stages(
-        prior, operator, y, init.latent, stages, init.labels, terms, cfg.batching, [*cbs, *callbacks]
+        prior,
+        operator,
+        y,
+        init.latent,
+        stages,
+        init.labels,
+        terms,
+        cfg.batching,
+        [*cbs, *callbacks],
+        keep=cfg.keep,
     )
     return DGPFit(fit, init.labels, init)
 

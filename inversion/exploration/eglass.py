@@ -270,7 +270,9 @@ class EGlass:
             (paper Sec. 4: 1e-2).
         num_solutions: stop once this many feasible candidates exist (directions in the order of ``ks``);
             ``None`` evaluates every candidate.
-        perceptual: ``"mse"`` or a distance ``d_X(x, x0) -> (B,)`` for ``H_X`` (the paper uses LPIPS).
+        perceptual: ``"mse"``, ``"lpips"`` (the paper's choice: :class:`inversion.metrics.LPIPS`, which
+            raises FileNotFoundError naming the file when its trunk weights are not on disk) or a
+            distance ``d_X(x, x0) -> (B,)`` for ``H_X``.
         method, dense_max_dim, num_eig, num_blocks, chunk_size, seed, hvp_backend: see
             :func:`latent_geometry`.
         eval_batch: candidates per forward pass when evaluating.
@@ -287,7 +289,7 @@ class EGlass:
         y_energy: float = 0.99,
         feasibility_threshold: float = 1e-2,
         num_solutions: int | None = None,
-        perceptual: Literal["mse"] | Callable[[Tensor, Tensor], Tensor] = "mse",
+        perceptual: Literal["mse", "lpips"] | Callable[[Tensor, Tensor], Tensor] = "mse",
         method: EigMethod = "auto",
         dense_max_dim: int = 512,
         num_eig: int = 64,
@@ -318,6 +320,10 @@ class EGlass:
         self.y_energy = float(y_energy)
         self.feasibility_threshold = float(feasibility_threshold)
         self.num_solutions = num_solutions
+        if perceptual == "lpips":  # the paper's H_X distance (needs the LPIPS trunk weights on disk)
+            from inversion.metrics import LPIPS
+
+            perceptual = LPIPS()
         self.perceptual = perceptual
         self.method = method
         self.dense_max_dim = int(dense_max_dim)
