@@ -89,13 +89,14 @@ def search_direction(
         )
     start = start / start.norm().clamp_min(1e-30)
     d = start.clone()
+    level = max(float(threshold), 1e-10)  # below 1e-10 a correlation is rounding: threshold 0 can converge
     projected: list[int] = []
     iterations = 0
     converged = False
     vanished = False
     for _ in range(max_iter):
         corr = vec_y.mT @ d
-        over = (corr.abs() > threshold).nonzero().flatten()
+        over = (corr.abs() > level).nonzero().flatten()
         if over.numel() == 0:
             converged = True
             break
@@ -110,7 +111,7 @@ def search_direction(
             break
         d = d / norm
     else:
-        converged = bool((vec_y.mT @ d).abs().max() <= threshold) if vec_y.shape[1] else True
+        converged = bool((vec_y.mT @ d).abs().max() <= level) if vec_y.shape[1] else True
     return DirectionSearch(start, d, projected, iterations, converged, vanished)
 
 
@@ -291,7 +292,8 @@ class EGlass:
 
     Args:
         ks: start eigenvectors ``v^K`` of ``H_X``, 1-based as in the paper (its figures use K = 8, 12, 26
-            on BigGAN/PGGAN; K from 2 here, since ``v^1`` is the most coupled with ``H_Y``).
+            on BigGAN/PGGAN). Default ``None``: K = 2..25 (as many as the latent has; ``v^1`` is the most
+            coupled with ``H_Y``).
         etas: step lengths, absolute latent units (the paper gives none; ours, for unit-Gaussian
             latents of 64 dimensions).
         signs: directions are defined up to sign; ``(1, -1)`` tries both.
@@ -313,7 +315,7 @@ class EGlass:
 
     def __init__(
         self,
-        ks: Sequence[int] = tuple(range(2, 26)),
+        ks: Sequence[int] | None = None,
         etas: Sequence[float] = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0),
         signs: Sequence[int] = (1, -1),
         threshold: float = 0.1,
@@ -334,7 +336,7 @@ class EGlass:
         eval_batch: int = 256,
         hvp_backend: HvpBackend = "autograd",
     ):
-        if not ks or any(int(k) < 1 for k in ks):
+        if ks is not None and (not ks or any(int(k) < 1 for k in ks)):
             raise ValueError(f"ks must be a non-empty list of 1-based eigenvector indices (>= 1), got {ks}")
         if not etas or any(not math.isfinite(float(e)) or float(e) <= 0 for e in etas):
             raise ValueError(f"etas must be a non-empty list of positive step lengths, got {etas}")
@@ -348,7 +350,7 @@ class EGlass:
             raise ValueError(f"criterion must be a Feasibility, got {type(criterion).__name__}")
         if distinct is not None and not isinstance(distinct, Distinctness):
             raise ValueError(f"distinct must be a Distinctness, got {type(distinct).__name__}")
-        self.ks = [int(k) for k in ks]
+        self.ks = None if ks is None else [int(k) for k in ks]
         self.etas = sorted(float(e) for e in etas)
         self.signs = [int(s) for s in signs]
         self.threshold = float(threshold)
@@ -381,7 +383,7 @@ class EGlass:
             perceptual=self.perceptual,
             method=self.method,
             dense_max_dim=self.dense_max_dim,
-            num_eig=max(self.num_eig, max(self.ks)),
+            num_eig=max(self.num_eig, max(self.ks or [25])),
             num_blocks=self.num_blocks,
             chunk_size=self.chunk_size,
             seed=self.seed,
@@ -452,7 +454,8 @@ class EGlass:
                 raise ValueError(f"geometry is for latents {geometry.latent_shape}, z0 has {shape}")
             t_geo = time.perf_counter()
             num_x = geometry.vec_x.shape[1]
-            bad = [k for k in self.ks if k > num_x]
+            ks = self.ks if self.ks is not None else list(range(min(2, num_x), min(26, num_x + 1)))
+            bad = [k for k in ks if k > num_x]
             if bad:
                 raise ValueError(
                     f"ks {bad} exceed the {num_x} computed eigenvectors of H_X: raise num_eig or lower ks"
@@ -470,7 +473,7 @@ class EGlass:
             steps = torch.tensor(
                 [sg * e for sg in self.signs for e in self.etas], dtype=z0.dtype, device=z0.device
             )
-            for k in self.ks:
+            for k in ks:
                 s = search_direction(geometry.vec_x[:, k - 1], vec_y, self.threshold, self.max_iter)
                 searches[k] = s
                 if s.vanished or not s.converged:
