@@ -554,3 +554,32 @@ def test_class_conditional_prior_uses_labels():
         )
     with pytest.raises(ValueError, match="class-conditional"):
         explore(prior, Mask(6, 3), z0)
+
+
+def test_finetune_phase_is_per_start_and_batch_independent():
+    prior = tiny_prior(10)
+    op = Mask(6, keep_rows=3)
+    x = torch.rand(1, 1, 6, 6, generator=torch.Generator().manual_seed(0), dtype=DT)  # off the range
+    y = op.A(x)
+    init = prior.sample_latent(2, torch.Generator().manual_seed(1))
+    crit = Feasibility(rel_tol=1e-6)  # never met: both phases run their full budgets
+    kw = {"z_steps": 5, "finetune_steps": 8, "generator_lr": 1e-2}
+    pair = fit_solutions(prior, op, y, init, crit, **kw)
+    alone = fit_solutions(prior, op, y, init[:1], crit, **kw)  # the one-start (plain copy) path
+    assert bool(pair.finetuned.all()) and pair.steps.tolist() == [13, 13]
+    torch.testing.assert_close(alone.latents[0], pair.latents[0])
+    torch.testing.assert_close(alone.images[0], pair.images[0])
+    for a, b in zip(alone.generators[0].parameters(), pair.generators[0].parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    # the generator moved, the prior's own did not, and each start has its own copy
+    base = dict(prior.generator.named_parameters())
+    moved = [n for n, p in pair.generators[0].named_parameters() if not torch.equal(p, base[n])]
+    assert moved and not torch.equal(
+        dict(pair.generators[0].named_parameters())[moved[0]],
+        dict(pair.generators[1].named_parameters())[moved[0]],
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(
+            pair.images[1:], GeneratorPrior(prior, pair.generators[1])(pair.latents[1:])
+        )
+        assert float(pair.residuals.max()) < float(crit.residual(op, prior(init), y).min())
