@@ -134,6 +134,8 @@ class RestoreResult:
             ``x_true`` was given, else None.
         seconds: wall time of the restoration.
         generators: per-image fine-tuned generator copies (IAGAN), else None.
+        prior: the prior that was inverted (so that ``inversion.exploration.explore(result, op, y)``
+            can rebuild the generator of each image).
     """
 
     images: torch.Tensor
@@ -147,6 +149,7 @@ class RestoreResult:
     metrics: dict[str, torch.Tensor] | None = None
     generators: list[nn.Module] | None = None
     config: dict = field(default_factory=dict)
+    prior: Prior | None = field(default=None, repr=False)
 
 
 # A method runs (prior, operator, y, seeds, labels, cfg, noisy, callbacks, loss_terms) -> (fit, history).
@@ -528,6 +531,7 @@ def restore(
         metrics=metrics,
         generators=fit.generators,
         config=asdict(cfg),
+        prior=prior,
     )
 
 
