@@ -51,8 +51,22 @@ __all__ = [
 # DGP's released configurations (config_128 / config_256 of its scripts): G_ch = D_ch = 96, dim_z = 120,
 # shared_dim = 128, hierarchical z, shared embedding, attention at 64, 1000 ImageNet classes.
 RELEASED = {
-    128: {"ch": 96, "dim_z": 120, "shared_dim": 128, "attention": (64,), "n_classes": 1000, "resolution": 128},
-    256: {"ch": 96, "dim_z": 120, "shared_dim": 128, "attention": (64,), "n_classes": 1000, "resolution": 256},
+    128: {
+        "ch": 96,
+        "dim_z": 120,
+        "shared_dim": 128,
+        "attention": (64,),
+        "n_classes": 1000,
+        "resolution": 128,
+    },
+    256: {
+        "ch": 96,
+        "dim_z": 120,
+        "shared_dim": 128,
+        "attention": (64,),
+        "n_classes": 1000,
+        "resolution": 256,
+    },
 }
 
 # channel multipliers (in, out) per generator block, by output resolution (BigGAN-PyTorch G_arch)
@@ -307,7 +321,9 @@ class BigGANGenerator(nn.Module):
     ):
         super().__init__()
         if resolution not in _G_ARCH:
-            raise ValueError(f"BigGAN generator resolution must be one of {sorted(_G_ARCH)}, got {resolution}")
+            raise ValueError(
+                f"BigGAN generator resolution must be one of {sorted(_G_ARCH)}, got {resolution}"
+            )
         ins, outs = ([m * ch for m in a] for a in _G_ARCH[resolution])
         self.ch, self.resolution, self.n_classes, self.shared_dim = ch, resolution, n_classes, shared_dim
         self.attention = tuple(int(a) for a in attention)
@@ -409,7 +425,9 @@ class BigGANDiscriminator(nn.Module):
         out.append(F.relu(h).sum(dim=(2, 3)))
         return out
 
-    def logits(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def logits(
+        self, x: torch.Tensor, y: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """``(out (B, 1), features)`` exactly as the original ``forward(x, y)`` returns them."""
         feats = self.features(x)
         h = feats[-1]
@@ -434,7 +452,9 @@ class BigGANPriorGenerator(nn.Module):
 
     def __init__(self, net: BigGANGenerator):
         super().__init__()
-        self.blocks = nn.ModuleList([nn.ModuleList([net.linear]), *net.blocks, nn.ModuleList([net.output_layer])])
+        self.blocks = nn.ModuleList(
+            [nn.ModuleList([net.linear]), *net.blocks, nn.ModuleList([net.output_layer])]
+        )
         self.embedding = net.shared
         self.z_chunk_size, self.bottom_width = net.z_chunk_size, net.bottom_width
         self.dim_z, self.num_classes = net.dim_z, net.n_classes
@@ -457,7 +477,13 @@ class BigGANPriorGenerator(nn.Module):
     def synthesize_embedded(self, z: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] from latents and class *embeddings* (DGP's class interpolation)."""
         return _synthesize(
-            self.blocks[0][0], self.blocks[1:-1], self.blocks[-1][0], z, emb, self.z_chunk_size, self.bottom_width
+            self.blocks[0][0],
+            self.blocks[1:-1],
+            self.blocks[-1][0],
+            z,
+            emb,
+            self.z_chunk_size,
+            self.bottom_width,
         )
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -488,7 +514,9 @@ def _num_blocks(state: Mapping) -> int:
 def generator_config(state: Mapping[str, torch.Tensor]) -> dict:
     """:class:`BigGANGenerator` arguments read from a generator state dict's shapes."""
     if not is_biggan_generator_state(state):
-        raise ValueError("not a BigGAN generator state dict (needs shared.weight, linear.weight, output_layer)")
+        raise ValueError(
+            "not a BigGAN generator state dict (needs shared.weight, linear.weight, output_layer)"
+        )
     n_classes, shared_dim = state["shared.weight"].shape
     ch = int(state["output_layer.2.weight"].shape[1])
     n = _num_blocks(state)
@@ -582,7 +610,9 @@ def _read_state(path: Path, role: str) -> dict:
 
 def biggan_prior(generator: BigGANGenerator, critic: BigGANDiscriminator | None = None) -> Prior:
     """Wrap BigGAN networks as a :class:`lcm.Prior` (Gaussian z, images in [0, 1], eval mode)."""
-    if critic is not None and (critic.resolution != generator.resolution or critic.n_classes != generator.n_classes):
+    if critic is not None and (
+        critic.resolution != generator.resolution or critic.n_classes != generator.n_classes
+    ):
         raise ValueError(
             f"BigGAN discriminator ({critic.resolution} px, {critic.n_classes} classes) does not match the "
             f"generator ({generator.resolution} px, {generator.n_classes} classes)"
@@ -615,7 +645,9 @@ def load_biggan_prior(
     gpath = Path(generator_path)
     gstate = dict(state) if state is not None else _read_state(gpath, "generator")
     if not is_biggan_generator_state(gstate):
-        raise ValueError(f"{str(gpath)!r} is not a BigGAN generator state dict (no shared/linear/output_layer)")
+        raise ValueError(
+            f"{str(gpath)!r} is not a BigGAN generator state dict (no shared/linear/output_layer)"
+        )
     generator = build_generator(gstate)
     critic = None
     if critic_path is not None:

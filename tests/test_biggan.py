@@ -1,0 +1,106 @@
+"""BigGAN as DGP uses it, against tensors produced by the authors' code (tests/data/biggan_dgp_*)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import lcm
+from lcm.architectures import biggan
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def ref():
+    return torch.load(DATA / "biggan_dgp_128_tiny.pt", weights_only=True)
+
+
+@pytest.fixture()
+def files(ref, tmp_path):
+    g, d = tmp_path / "G_ema.pth", tmp_path / "D.pth"
+    torch.save(ref["G"], g)
+    torch.save(ref["D"], d)
+    return g, d
+
+
+def test_tiny_biggan_reproduces_authors_outputs(ref, files):
+    prior = lcm.load_prior(files[0], critic=files[1])
+    assert prior.num_classes == 10 and prior.image_shape == (3, 128, 128) and prior.latent_shape == (120,)
+    with torch.no_grad():
+        x = prior(ref["z"], labels=ref["y"])
+        assert (x * 2 - 1 - ref["image"]).abs().max() <= 1e-4
+        feats = prior.critic.features((ref["image"] + 1) / 2)
+        assert len(feats) == len(ref["d_features"]) == 8
+        for got, want in zip(feats, ref["d_features"], strict=True):
+            assert got.shape == want.shape
+            assert (got - want).abs().max() <= 1e-4
+        out, _ = prior.critic.net.logits(ref["image"], ref["y"])
+        assert (out - ref["d_out"]).abs().max() <= 1e-4
+    # eval mode leaves the stored singular vectors untouched
+    assert torch.equal(prior.generator.blocks[0][0].u0, ref["G"]["linear.u0"])
+
+
+def test_biggan_state_dict_round_trip(ref):
+    gen = biggan.BigGANPriorGenerator(biggan.build_generator(ref["G"]))
+    out = gen.biggan_state_dict()
+    assert set(out) == set(ref["G"]) and all(torch.equal(out[k], ref["G"][k]) for k in out)
+
+
+@pytest.mark.parametrize("res", [128, 256])
+def test_released_configurations_match_manifest(res):
+    manifest = json.loads((DATA / "biggan_dgp_manifest.json").read_text())
+    cfg = biggan.RELEASED[res]
+    with torch.device("meta"):
+        g = biggan.BigGANGenerator(**cfg)
+        d = biggan.BigGANDiscriminator(cfg["ch"], cfg["n_classes"], res, cfg["attention"])
+    for name, net in (("G", g), ("D", d)):
+        got = {k: list(v.shape) for k, v in net.state_dict().items()}
+        assert got == manifest[f"{name}_{res}"]
+    # and the configuration is recovered from the shapes alone
+    gs = {k: torch.empty(v, device="meta") for k, v in manifest[f"G_{res}"].items()}
+    ds = {k: torch.empty(v, device="meta") for k, v in manifest[f"D_{res}"].items()}
+    # (at 256 px the 120-d z splits into 7 chunks of 17: BigGAN-PyTorch's dim_z becomes 119)
+    assert biggan.generator_config(gs) == {**cfg, "dim_z": 120 if res == 128 else 119}
+    assert g.dim_z == biggan.generator_config(gs)["dim_z"]
+    assert biggan.discriminator_config(ds)["resolution"] == res
+
+
+def test_dgp_parameter_groups(ref):
+    gen = biggan.BigGANPriorGenerator(biggan.build_generator(ref["G"]))
+    assert len(gen.blocks) == 7  # linear, 5 residual blocks (attention inside the 4th), output layer
+    names = [[n for n, _ in b.named_parameters()] for b in gen.blocks]
+    assert names[0] == ["0.weight", "0.bias"]
+    assert any("gamma" in n for n in names[4]) and names[6][0].startswith("0.0.gain")
+    # every parameter but the class embedding sits in exactly one group
+    grouped = {id(p) for b in gen.blocks for p in b.parameters()}
+    rest = [p for p in gen.parameters() if id(p) not in grouped]
+    assert len(rest) == 1 and rest[0] is gen.embedding.weight
+
+
+def test_strict_loading_lists_missing_and_unexpected(ref, tmp_path):
+    state = dict(ref["G"])
+    state.pop("blocks.1.0.conv1.u0")
+    state["blocks.1.0.extra"] = torch.zeros(1)
+    path = tmp_path / "bad.pth"
+    torch.save(state, path)
+    with pytest.raises(
+        ValueError, match=r"missing keys: blocks.1.0.conv1.u0.*unexpected keys: blocks.1.0.extra"
+    ):
+        lcm.load_prior(path)
+
+
+def test_missing_and_foreign_files(files, tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        lcm.load_prior(files[0], critic=tmp_path / "nope.pth")
+    with pytest.raises(ValueError, match="not a BigGAN discriminator.*it is a generator"):
+        lcm.load_prior(files[0], critic=files[0])
+    with pytest.raises(ValueError, match="BigGAN discriminator \\(pass it as critic="):
+        lcm.load_prior(files[1])
+    foreign = tmp_path / "foreign.pth"
+    torch.save({"weight": torch.zeros(2)}, foreign)
+    with pytest.raises(ValueError, match="not a BigGAN discriminator"):
+        lcm.load_prior(files[0], critic=foreign)
