@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -104,3 +105,122 @@ def test_missing_and_foreign_files(files, tmp_path):
     torch.save({"weight": torch.zeros(2)}, foreign)
     with pytest.raises(ValueError, match="not a BigGAN discriminator"):
         lcm.load_prior(files[0], critic=foreign)
+
+
+# -- DGP on BigGAN -------------------------------------------------------------------------------
+def tiny_biggan():
+    """The tiny BigGAN of the fixture as a prior (also a ``module:function`` prior spec for the CLIs)."""
+    ref = torch.load(DATA / "biggan_dgp_128_tiny.pt", weights_only=True)
+    return biggan.biggan_prior(biggan.build_generator(ref["G"]), biggan.build_discriminator(ref["D"]))
+
+
+def _target(prior, n=2, seed=5):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        x = prior(prior.sample_latent(n, generator=g), torch.arange(n) % prior.num_classes)
+    return (0.8 * x + 0.1).clamp(0, 1)
+
+
+SCHED = [
+    {
+        "blocks": 1,
+        "iterations": 2,
+        "latent_lr": 0.01,
+        "generator_lr": 1e-2,
+        "weights": {"critic": 1.0, "mse": 1.0},
+    },
+    {
+        "blocks": 2,
+        "iterations": 2,
+        "latent_lr": 0.01,
+        "generator_lr": 1e-2,
+        "weights": {"critic": 1.0, "mse": 1.0},
+    },
+]
+FAST = {"stages": SCHED, "n_candidates": 4, "candidate_batch": 4}
+
+
+@pytest.mark.parametrize("finetune_embedding", [False, True])
+def test_dgp_on_biggan_keeps_frozen_groups_bit_identical(finetune_embedding):
+    from inversion import dgp
+    from inversion.operators import SuperResolution
+
+    prior = tiny_biggan()
+    op = SuperResolution(factor=2, kernel="box")
+    y = op.A(_target(prior))
+    import pytorch_lightning as pl
+
+    class LastIterate(pl.Callback):  # the copies at the end of the fit (fit.generators hold the best)
+        def on_train_end(self, trainer, module):
+            self.copies = [copy.deepcopy(c) for c in module.copies]
+
+    last = LastIterate()
+    cfg = dgp.DGPConfig(**FAST, finetune_embedding=finetune_embedding)
+    out = dgp.fit_dgp(prior, op, y, [0, 1], torch.tensor([3, 7]), cfg, callbacks=[last])
+    shared = prior.generator
+    for g, final in zip(out.fit.generators, last.copies, strict=True):
+        for k, (best, mine, orig) in enumerate(zip(g.blocks, final.blocks, shared.blocks, strict=True)):
+            same = [torch.equal(a, b) for a, b in zip(mine.parameters(), orig.parameters(), strict=True)]
+            kept = [torch.equal(a, b) for a, b in zip(best.parameters(), orig.parameters(), strict=True)]
+            if k < 2:  # the stages fine-tuned groups 0 and 1 (linear, first residual block)
+                assert not all(same), k
+            else:
+                assert all(same) and all(kept), k
+            bufs = [torch.equal(a, b) for a, b in zip(mine.buffers(), orig.buffers(), strict=True)]
+            assert all(bufs)  # eval mode: stored u0/sv0 and BN statistics never move
+        assert torch.equal(final.embedding.weight, shared.embedding.weight) != finetune_embedding
+
+
+def test_finetune_embedding_preset_option_for_a_conditional_dcgan():
+    from inversion import dgp
+    from inversion.operators import Denoising
+    from tests.test_dgp import images, tiny
+
+    prior = tiny(num_classes=3)
+    x = images(prior, 1)
+    for flag in (False, True):
+        cfg = dgp.DGPConfig(**{**FAST, "stages": [dict(SCHED[0], iterations=3)]}, finetune_embedding=flag)
+        out = dgp.fit_dgp(prior, Denoising(0.0), x, [0], torch.tensor([1]), cfg)
+        same = torch.equal(out.fit.generators[0].embedding.weight, prior.generator.embedding.weight)
+        assert same != flag
+    assert dgp.load_preset("inpainting")["finetune_embedding"] is True  # DGP Table 7
+
+
+def test_bn_to_in_swap_on_class_conditional_bn_preserves_the_output():
+    from callbacks import swap_batchnorm_for_instancenorm
+
+    prior = tiny_biggan()
+    gen = prior.generator
+    z = prior.sample_latent(1, generator=torch.Generator().manual_seed(2))
+    y = torch.tensor([4])
+    with torch.no_grad():
+        before = gen(z, y)
+    g = copy.deepcopy(gen)
+    assert swap_batchnorm_for_instancenorm(g, z, y) == 10  # bn1, bn2 of 5 blocks; output BN stays
+    with torch.no_grad():
+        assert (g(z, y) - before).abs().max() <= 1e-5
+    assert not any(isinstance(m, biggan.ClassConditionalBN) for m in g.modules())
+    assert swap_batchnorm_for_instancenorm(g, z, y) == 0
+
+
+def test_w_nll_adds_dgp_latent_term():
+    from inversion import dgp
+    from inversion.operators import Denoising
+
+    prior = tiny_biggan()
+    x = _target(prior, 1)
+    sched = [{"blocks": 0, "iterations": 1, "latent_lr": 0.0, "weights": {"mse": 1.0}}]
+    runs = {
+        w: dgp.fit_dgp(
+            prior,
+            Denoising(0.0),
+            x,
+            [0],
+            torch.tensor([0]),
+            dgp.DGPConfig(**{**FAST, "stages": sched}, w_nll=w),
+        )
+        for w in (0.0, 0.02)
+    }
+    z0 = runs[0.0].init.latent
+    diff = runs[0.02].fit.history[0] - runs[0.0].fit.history[0]
+    assert torch.allclose(diff, 0.02 * (z0**2 / 2).mean(1), rtol=1e-4)

@@ -87,6 +87,10 @@ class DGPConfig(MethodConfig):
             measurement MSE is <= this (DGP adversarial defence: 5e-3).
         colorize_output: for a gray measurement of a colour prior, return the target's luminance with
             the predicted chroma (DGP Sec. 4.1, Lab via kornia).
+        finetune_embedding: also fine-tune the generator's class embedding with its first block (DGP
+            Table 7, inpainting; no effect on an unconditional prior).
+        w_nll: weight of DGP's latent term ``mean(z**2 / 2)`` (its examples: 0.02; added to every stage
+            as ``latent_prior`` weight ``w_nll / 2``, since ``latent_prior`` is ``mean(z**2)``).
 
     A stage's ``blocks`` larger than the generator's depth fine-tunes every block (DGP's counts refer to
     BigGAN; our 32x32 generators have 4-5 blocks).
@@ -102,6 +106,8 @@ class DGPConfig(MethodConfig):
     bn_to_in: bool = False
     stop_mse: float | None = None
     colorize_output: bool = True
+    finetune_embedding: bool = False
+    w_nll: float = 0.0
 
 
 def load_preset(name: str) -> dict:
@@ -164,6 +170,9 @@ def fit_dgp(
     cfg = _resolve(cfg or DGPConfig())
     schedule = cfg.stages if cfg.stages is not None else DEFAULT_STAGES
     blocks, stages = schedule_to_stages(schedule)
+    if cfg.w_nll:
+        for s in stages:  # DGP: loss += w_nll * mean(z**2 / 2)
+            s.weights = {**s.weights, "latent_prior": s.weights.get("latent_prior", 0.0) + cfg.w_nll / 2}
     uses_critic = any(s.weights.get("critic", 0.0) > 0 for s in stages)
     terms: dict[str, LossTerm] = dict(loss_terms or {})
     critic = None
@@ -199,7 +208,8 @@ def fit_dgp(
     if cfg.stop_mse is not None:
         for s in stages:
             s.stop_mse = float(cfg.stop_mse)
-    cbs = [ProgressiveUnfreezing(blocks)]
+    # (an unconditional prior has no class embedding: the option is a no-op there, so presets stay shared)
+    cbs = [ProgressiveUnfreezing(blocks, embedding=cfg.finetune_embedding and bool(prior.num_classes))]
     if cfg.bn_to_in:
         if cfg.batching != "sequential":
             raise ValueError("bn_to_in needs batching='sequential' (per-image generator copies)")

@@ -173,7 +173,8 @@ class ClassConditionalBN(nn.Module):
 
 
 class _Unconditional(nn.Module):
-    """A norm layer in a conditional slot: ``forward(x, c)`` ignores ``c`` (a per-image copy's class is fixed)."""
+    """A norm layer in a conditional slot: ``forward(x, c)`` ignores ``c`` (a per-image copy's class
+    is fixed)."""
 
     def __init__(self, norm: nn.Module):
         super().__init__()
