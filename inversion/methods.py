@@ -74,6 +74,8 @@ class MethodConfig:
     latent_lr: float | None = None
     batching: str = "sequential"
     stages: list[dict] | None = field(default=None)
+    # a class-conditional prior with unknown classes (-1 / no labels): candidates for DGP's class pick
+    label_candidates: int = 500
 
     def updated(self, overrides: Mapping) -> MethodConfig:
         names = {f.name for f in fields(self)}
@@ -399,7 +401,8 @@ def restore(
         method: one of :func:`available_methods` (``csgm``, ``iagan``, ``latent``, ``dgp``, ``cri``,
             each also with ``_bp``).
         seed: an int (image ``i`` uses ``seed + i``) or one seed per image. Same seed, same result.
-        labels: ``(B,)`` class labels for a class-conditional prior.
+        labels: ``(B,)`` class labels for a class-conditional prior; unknown ones (-1, or None) are
+            picked as DGP does (best of ``label_candidates`` random latent/class pairs).
         x_true: ground truth ``(B, C, H, W)``; when given, per-image metrics are returned.
         noisy: whether y is noisy (IAGAN halves its steps); default: ``operator.sigma > 0``.
         callbacks: Lightning callbacks for the fits.
@@ -422,6 +425,11 @@ def restore(
         noisy = float(getattr(operator, "sigma", 0.0)) > 0
     seeds = _seeds(seed, y.shape[0])
     t0 = time.perf_counter()
+    unknown = labels is None or bool((labels < 0).any())
+    if prior.num_classes and unknown and not getattr(spec.run, "selects_labels", False):
+        from inversion.dgp.init import sample_labels  # DGP's class pick, for every method
+
+        labels = sample_labels(prior, operator, y, seeds, labels, cfg.label_candidates)
     fit, history = spec.run(prior, operator, y, seeds, labels, cfg, noisy, callbacks, loss_terms)
     with torch.no_grad():
         raw = fit.images

@@ -19,7 +19,7 @@ from torch import nn
 
 from lcm.prior import Prior
 
-__all__ = ["CandidateInit", "candidate_pool", "operators_per_image", "select_latents"]
+__all__ = ["CandidateInit", "candidate_pool", "operators_per_image", "sample_labels", "select_latents"]
 
 
 @dataclass
@@ -145,3 +145,31 @@ def select_latents(
                         if cond:
                             out_labels[i] = lc[j]
     return CandidateInit(latent, out_labels, best, index)
+
+
+def sample_labels(
+    prior: Prior,
+    operator: nn.Module,
+    y: torch.Tensor,
+    seeds: Sequence[int],
+    labels: torch.Tensor | None = None,
+    n_candidates: int = 500,
+    batch_size: int = 100,
+) -> torch.Tensor:
+    """Classes for the images whose class is unknown (-1, or all when ``labels`` is None), picked as DGP
+    does (its ``select_z(select_y=True)``): the class of the best of ``n_candidates`` random
+    (latent, class) candidates under the critic feature distance (measurement MSE without a critic).
+    Known classes are kept.
+
+    Shape:
+        - y: ``(B, ...)``; labels ``(B,)`` or None; output ``(B,)`` int64.
+    """
+    from inversion.dgp.losses import CriticFeatureLoss, MeasurementMSE
+
+    if not prior.num_classes:
+        raise ValueError("sample_labels needs a class-conditional prior (num_classes > 0)")
+    metric = (
+        CriticFeatureLoss(prior.critic, prior.image_shape) if prior.critic is not None else MeasurementMSE()
+    )
+    init = select_latents(prior, operator, y, metric, seeds, labels, n_candidates, batch_size)
+    return init.labels.to(y.device)
