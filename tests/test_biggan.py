@@ -224,3 +224,92 @@ def test_w_nll_adds_dgp_latent_term():
     z0 = runs[0.0].init.latent
     diff = runs[0.02].fit.history[0] - runs[0.0].fit.history[0]
     assert torch.allclose(diff, 0.02 * (z0**2 / 2).mean(1), rtol=1e-4)
+
+
+# -- every method, manipulation, e-GLASS and the CLI on the tiny BigGAN ---------------------------
+FEW = {
+    "csgm": {"csgm_steps": 2, "restarts": 1},
+    "iagan": {"csgm_steps": 1, "restarts": 1, "iagan_steps": 2},
+    "latent": {"latent_steps": 2},
+    "dgp": FAST,
+    "cri": {"n_clusters": 2, "n_samples": 8, "offset_steps": 2, "tune_steps": 1, "distance": "mse"},
+}
+
+
+@pytest.mark.parametrize("method", [m + bp for m in FEW for bp in ("", "_bp")])
+def test_every_method_runs_on_biggan(method):
+    import inversion.cri  # noqa: F401 - registers cri
+    import inversion.dgp  # noqa: F401 - registers dgp
+    from inversion.methods import restore
+    from inversion.operators import SuperResolution
+
+    prior = tiny_biggan()
+    x = _target(prior, 1)
+    op = SuperResolution(factor=2, kernel="box")
+    opts = {**FEW[method.removesuffix("_bp")], "label_candidates": 4}
+    # the class is unknown (-1): picked as DGP does, for every method
+    res = restore(op.A(x), op, prior, method, seed=0, labels=torch.tensor([-1]), x_true=x, **opts)
+    assert res.images.shape == (1, 3, 128, 128) and torch.isfinite(res.images).all()
+    assert torch.isfinite(res.metrics["psnr"]).all()
+
+
+def test_dgp_manipulation_and_eglass_on_biggan():
+    from inversion import dgp
+    from inversion.dgp import manipulation as M
+    from inversion.operators import Inpainting
+
+    prior = tiny_biggan()
+    x = _target(prior, 2)
+    op = Inpainting(mask_kind="center", box_size=0.4)
+    out = dgp.fit_dgp(prior, op, op.A(x), [0, 1], torch.tensor([2, 2]), dgp.DGPConfig(**FAST))
+    g, z, fitted = out.fit.generators, out.fit.latent, out.fit.images
+    j = M.jitter(prior, g[0], z[0], sigma=0.0, n=2, label=2)
+    assert torch.allclose(j, fitted[:1].expand(2, -1, -1, -1), atol=1e-5)
+    m = M.morph(prior, g[0], z[0], g[1], z[1], [1.0, 0.5, 0.0], label=2)
+    assert torch.allclose(m[0], fitted[0], atol=1e-5) and torch.allclose(m[2], fitted[1], atol=1e-5)
+    t = M.category_transfer(prior, g[0], z[0], classes=[2, 5])
+    assert torch.allclose(t[0], fitted[0], atol=1e-5) and not torch.allclose(t[1], t[0], atol=1e-4)
+
+
+@pytest.mark.slow  # ~15 s: the Hessians' products run double backward through the 128-px generator
+def test_eglass_explore_on_biggan():
+    from inversion.exploration import explore
+    from inversion.operators import Inpainting
+
+    prior = tiny_biggan()
+    op = Inpainting(mask_kind="center", box_size=0.4)
+    z = prior.sample_latent(1, generator=torch.Generator().manual_seed(0))
+    cfg = {"ks": (2,), "etas": (0.5,), "signs": (1,), "top_y": 1, "num_eig": 2, "num_blocks": 2}
+    res = explore(prior, op, z, labels=torch.tensor([2]), method="lanczos", hvp_backend="func", **cfg)
+    assert res.latents.shape[1:] == (120,) and torch.isfinite(res.latents).all()
+
+
+def test_cli_restores_a_folder_of_photos_with_biggan(files, tmp_path):
+    from PIL import Image
+    from skimage import data
+
+    from inversion import cli
+
+    src = tmp_path / "photos"
+    src.mkdir()
+    for name in ("astronaut", "coffee"):  # RGB photos, resized by the loader to the prior's 128 px
+        Image.fromarray(getattr(data, name)()).save(src / f"{name}.jpg")
+    (tmp_path / "labels.csv").write_text("file,class\nastronaut.jpg,3\n")  # coffee: unknown, picked
+    out = cli.main(
+        [
+            "--prior", str(files[0]), "--critic", str(files[1]), "--input", str(src),
+            "--labels", str(tmp_path / "labels.csv"), "--output", str(tmp_path / "out"),
+            "--method", "dgp", "--operator", "inversion.operators.SuperResolution",
+            "--operator.factor", "4", "--options", json.dumps({**FAST, "label_candidates": 4}),
+            "--progress", "false", "--device", "cpu",
+        ]
+    )  # fmt: skip
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 3 and all(",dgp," in r for r in rows[1:])
+    assert Image.open(out / "restored" / "coffee.png").size == (128, 128)
+    run = json.loads((out / "run.json").read_text())
+    assert run["critic"].startswith("sha256:") and run["labels"].startswith("sha256:")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("astronaut.jpg,12\n")
+    with pytest.raises(ValueError, match="line 1: class 12 outside"):
+        cli.read_labels(bad, 10)
