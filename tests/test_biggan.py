@@ -313,3 +313,12 @@ def test_cli_restores_a_folder_of_photos_with_biggan(files, tmp_path):
     bad.write_text("astronaut.jpg,12\n")
     with pytest.raises(ValueError, match="line 1: class 12 outside"):
         cli.read_labels(bad, 10)
+
+
+def test_candidate_std_scales_the_start_pool():
+    from inversion.dgp.init import candidate_pool
+
+    prior = tiny_biggan()
+    z1, l1 = candidate_pool(prior, 3, seed=4)
+    z3, l3 = candidate_pool(prior, 3, seed=4, std=0.3)
+    assert torch.allclose(z3, 0.3 * z1) and torch.equal(l1, l3)

@@ -34,11 +34,12 @@ class CandidateInit:
 
 
 def candidate_pool(
-    prior: Prior, n: int, seed: int, label: int | None = None
+    prior: Prior, n: int, seed: int, label: int | None = None, std: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``n`` candidate latents (and classes for a conditional prior) drawn from ``seed``.
 
-    ``label`` None on a conditional prior draws one class per candidate (after the latents).
+    ``label`` None on a conditional prior draws one class per candidate (after the latents). ``std``
+    scales Gaussian latents (DGP's ``sample_std``: 0.3 in its BigGAN scripts).
 
     Shape:
         - output: latents ``(n, *latent_shape)``, labels ``(n,)`` int64 or None.
@@ -48,6 +49,10 @@ def candidate_pool(
     device = next(prior.generator.parameters()).device
     g = torch.Generator(device=device).manual_seed(int(seed))
     z = prior.sample_latent(n, generator=g)
+    if std != 1.0:
+        if prior.latent_kind != "gaussian" or prior.latent_mean is not None:
+            raise ValueError("candidate std applies to standard Gaussian latents only")
+        z = z * float(std)
     if not prior.num_classes:
         return z, None
     if label is None:
@@ -83,6 +88,7 @@ def select_latents(
     n_candidates: int = 500,
     batch_size: int = 100,
     pool_seed: int | None = None,
+    std: float = 1.0,
 ) -> CandidateInit:
     """For each image, the candidate whose degraded image is nearest to ``y`` under ``metric``.
 
@@ -98,6 +104,7 @@ def select_latents(
         n_candidates: N (DGP: 500).
         batch_size: candidates per generator / critic call (1 = the published one-at-a-time loop).
         pool_seed: one pool shared by every image.
+        std: scale of Gaussian candidates (DGP's ``sample_std``).
 
     Shape:
         - y: ``(B, ...)``; result latent ``(B, *prior.latent_shape)``.
@@ -123,7 +130,7 @@ def select_latents(
     latent = torch.zeros(n, *prior.latent_shape, dtype=ref.dtype, device=ref.device)
     out_labels = torch.zeros(n, dtype=torch.long, device=y.device) if cond else None
     for (seed, lab), members in pools.items():
-        z, zl = candidate_pool(prior, n_candidates, seed, lab)
+        z, zl = candidate_pool(prior, n_candidates, seed, lab, std)
         # images of this pool that share an operator object share the candidates' features
         by_op: dict[int, list[int]] = {}
         for i in members:

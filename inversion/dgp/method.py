@@ -91,6 +91,8 @@ class DGPConfig(MethodConfig):
             Table 7, inpainting; no effect on an unconditional prior).
         w_nll: weight of DGP's latent term ``mean(z**2 / 2)`` (its examples: 0.02; added to every stage
             as ``latent_prior`` weight ``w_nll / 2``, since ``latent_prior`` is ``mean(z**2)``).
+        candidate_std: std of the Gaussian candidates of the start (DGP's ``sample_std``; its BigGAN
+            scripts use 0.3, 0.5 for category transfer; 1 = the prior's own distribution).
 
     A stage's ``blocks`` larger than the generator's depth fine-tunes every block (DGP's counts refer to
     BigGAN; our 32x32 generators have 4-5 blocks).
@@ -108,6 +110,7 @@ class DGPConfig(MethodConfig):
     colorize_output: bool = True
     finetune_embedding: bool = False
     w_nll: float = 0.0
+    candidate_std: float = 1.0
 
 
 def load_preset(name: str) -> dict:
@@ -204,6 +207,7 @@ def fit_dgp(
         cfg.n_candidates,
         cfg.candidate_batch,
         cfg.candidate_seed,
+        cfg.candidate_std,
     )
     if cfg.stop_mse is not None:
         for s in stages:
