@@ -415,7 +415,7 @@ def _restore_batch(batch, prior, operator, out, method, task, seed, noise_seed, 
         )
     op = ops[0] if len(ops) == 1 else operator
     labels = None
-    if prior.num_classes:  # -1 = unknown: restore() picks it as DGP does
+    if prior.num_classes and any(it.label >= 0 for it in items):  # -1 = unknown: restore() picks it
         labels = torch.tensor([it.label for it in items], device=dev)
     res = restore(
         y, op, prior, method, seed=[seed + it.index for it in items], labels=labels, x_true=x, **options

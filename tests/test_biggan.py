@@ -247,8 +247,9 @@ def test_every_method_runs_on_biggan(method):
     x = _target(prior, 1)
     op = SuperResolution(factor=2, kernel="box")
     opts = {**FEW[method.removesuffix("_bp")], "label_candidates": 4}
-    # the class is unknown (-1): picked as DGP does, for every method
-    res = restore(op.A(x), op, prior, method, seed=0, labels=torch.tensor([-1]), x_true=x, **opts)
+    # the class is unknown (-1): picked as DGP does (CRI infers classes with its own classifier)
+    labels = torch.tensor([3 if method.startswith("cri") else -1])
+    res = restore(op.A(x), op, prior, method, seed=0, labels=labels, x_true=x, **opts)
     assert res.images.shape == (1, 3, 128, 128) and torch.isfinite(res.images).all()
     assert torch.isfinite(res.metrics["psnr"]).all()
 
