@@ -310,6 +310,16 @@ def test_cli_restores_a_folder_of_photos_with_biggan(files, tmp_path):
     assert Image.open(out / "restored" / "coffee.png").size == (128, 128)
     run = json.loads((out / "run.json").read_text())
     assert run["critic"].startswith("sha256:") and run["labels"].startswith("sha256:")
+    from inversion.dgp import manipulate
+
+    manipulate.main(
+        [
+            "transfer", "--prior", str(files[0]), "--critic", str(files[1]), "--input", str(src),
+            "--labels", str(tmp_path / "labels.csv"), "--classes", "[2, 5]", "--output", str(tmp_path / "tr"),
+            "--options", json.dumps(FAST),
+        ]
+    )  # fmt: skip
+    assert Image.open(tmp_path / "tr" / "grid.png").size[0] == 4 * 129 + 1
     bad = tmp_path / "bad.csv"
     bad.write_text("astronaut.jpg,12\n")
     with pytest.raises(ValueError, match="line 1: class 12 outside"):
