@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -562,9 +563,15 @@ def discriminator_config(state: Mapping[str, torch.Tensor]) -> dict:
     }
 
 
+# DGP's InstanceNorm twins of each GBlock (``in1``/``in2``): BigGAN-PyTorch's own checkpoints predate them
+# (DGP loads with strict=False for that); they are unused here, so their absence keeps IN's defaults
+_OPTIONAL = re.compile(r"blocks\.\d+\.0\.in[12]\.(weight|bias)")
+
+
 def _load_strict(net: nn.Module, state: Mapping, what: str) -> None:
     own = net.state_dict()
-    missing = sorted(set(own) - set(state))
+    optional = {k for k in set(own) - set(state) if _OPTIONAL.fullmatch(k)}
+    missing = sorted(set(own) - set(state) - optional)
     unexpected = sorted(set(state) - set(own))
     wrong = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
     if missing or unexpected or wrong:
@@ -577,7 +584,7 @@ def _load_strict(net: nn.Module, state: Mapping, what: str) -> None:
             f"{what} does not match the BigGAN architecture inferred from it ({net.config}): "
             + "; ".join(parts)
         )
-    net.load_state_dict(state, strict=True)
+    net.load_state_dict({**{k: own[k] for k in optional}, **state}, strict=True)
 
 
 def build_generator(state: Mapping[str, torch.Tensor]) -> BigGANGenerator:
