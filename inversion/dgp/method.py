@@ -95,7 +95,9 @@ class DGPConfig(MethodConfig):
             scripts use 0.3, 0.5 for category transfer; 1 = the prior's own distribution).
 
     A stage's ``blocks`` larger than the generator's depth fine-tunes every block (DGP's counts refer to
-    BigGAN; our 32x32 generators have 4-5 blocks).
+    BigGAN; our 32x32 generators have 4-5 blocks). On a BigGAN prior ``blocks`` is DGP's ``ft_num``:
+    its parameter groups (first linear, then one per residual block; 6 at 128 px = all DGP trains);
+    ``'all'`` (7 at 128 px) also trains the output layer, which DGP's optimizer leaves out.
     """
 
     preset: str | None = None

@@ -40,6 +40,7 @@ __all__ = [
     "BigGANDiscriminator",
     "BigGANGenerator",
     "BigGANPriorGenerator",
+    "biggan_prior",
     "build_discriminator",
     "build_generator",
     "discriminator_config",
