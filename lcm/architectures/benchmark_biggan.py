@@ -31,12 +31,12 @@ import torch
 __all__ = ["main"]
 
 
-def _setup(threads: int, seed: int = 0):
+def _setup(threads: int, seed: int = 0, ch: int = 96):
     from lcm.architectures.biggan import RELEASED, BigGANDiscriminator, BigGANGenerator, biggan_prior
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    cfg = RELEASED[128]
+    cfg = {**RELEASED[128], "ch": ch}
     g = BigGANGenerator(**cfg)
     d = BigGANDiscriminator(cfg["ch"], cfg["n_classes"], 128, cfg["attention"])
     prior = biggan_prior(g, d)
@@ -68,7 +68,7 @@ def _phase_ours(args) -> dict:
     from inversion.dgp.losses import CriticFeatureLoss
     from inversion.engine import run_stages
 
-    prior, op, y, labels = _setup(args.threads)
+    prior, op, y, labels = _setup(args.threads, ch=args.ch)
     z0 = prior.sample_latent(1, generator=torch.Generator().manual_seed(3))
     blocks, stages = schedule_to_stages([_stage(args)])
     stages[0].weights["latent_prior"] = 0.01  # DGP w_nll 0.02 * mean(z^2 / 2)
@@ -92,7 +92,7 @@ def _phase_ours(args) -> dict:
 def _phase_published(args) -> dict:
     from inversion.dgp.losses import CriticFeatureLoss
 
-    prior, op, y, labels = _setup(args.threads)
+    prior, op, y, labels = _setup(args.threads, ch=args.ch)
     z = prior.sample_latent(1, generator=torch.Generator().manual_seed(3)).clone().requires_grad_(True)
     t0 = time.perf_counter()
     g = copy.deepcopy(prior.generator).eval()
@@ -127,7 +127,7 @@ def _phase_candidates(args, batch: int) -> dict:
     from inversion.dgp.init import select_latents
     from inversion.dgp.losses import CriticFeatureLoss
 
-    prior, op, y, _ = _setup(args.threads)
+    prior, op, y, _ = _setup(args.threads, ch=args.ch)
     crit = CriticFeatureLoss(prior.critic, prior.image_shape)
     t0 = time.perf_counter()
     init = select_latents(prior, op, y, crit, [0], None, args.candidates, batch)
@@ -160,6 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--candidates", type=int, default=16, help="candidates of the best-of-N start (DGP: 500)")
     p.add_argument("--candidate-batch", type=int, default=8)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--ch", type=int, default=96, help="width multiplier (96: the released BigGAN-128)")
     p.add_argument("--phase", choices=["ours", "published", "batched", "single"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.phase:
@@ -168,7 +169,14 @@ def main(argv: list[str] | None = None) -> dict:
     res = {"config": {k: v for k, v in vars(args).items() if k != "phase"}}
     base = [sys.executable, "-m", "lcm.architectures.benchmark_biggan"]
     opts = ["--steps", str(args.steps), "--blocks", str(args.blocks), "--candidates", str(args.candidates)]
-    opts += ["--candidate-batch", str(args.candidate_batch), "--threads", str(args.threads)]
+    opts += [
+        "--candidate-batch",
+        str(args.candidate_batch),
+        "--threads",
+        str(args.threads),
+        "--ch",
+        str(args.ch),
+    ]
     for phase in ("ours", "published", "batched", "single"):
         proc = subprocess.run([*base, *opts, "--phase", phase], capture_output=True, text=True, check=False)
         line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
