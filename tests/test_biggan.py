@@ -262,7 +262,7 @@ def test_every_method_runs_on_biggan(method):
     assert torch.isfinite(res.metrics["psnr"]).all()
 
 
-def test_dgp_manipulation_and_eglass_on_biggan():
+def test_dgp_manipulation_on_biggan():
     from inversion import dgp
     from inversion.dgp import manipulation as M
     from inversion.operators import Inpainting
