@@ -293,16 +293,44 @@ def test_eglass_explore_on_biggan():
     assert res.latents.shape[1:] == (120,) and torch.isfinite(res.latents).all()
 
 
-def test_cli_restores_a_folder_of_photos_with_biggan(files, tmp_path):
+def _photos(folder: Path) -> Path:
     from PIL import Image
     from skimage import data
 
+    folder.mkdir()
+    for name in ("astronaut", "coffee"):  # RGB photos, resized by the loader to the prior's 128 px
+        Image.fromarray(getattr(data, name)()).save(folder / f"{name}.jpg")
+    return folder
+
+
+@pytest.mark.parametrize("method", ["csgm_bp", "iagan", "latent_bp", "cri"])
+def test_cli_runs_every_method_on_biggan(files, tmp_path, method):
     from inversion import cli
 
-    src = tmp_path / "photos"
-    src.mkdir()
-    for name in ("astronaut", "coffee"):  # RGB photos, resized by the loader to the prior's 128 px
-        Image.fromarray(getattr(data, name)()).save(src / f"{name}.jpg")
+    src = _photos(tmp_path / "photos")
+    (tmp_path / "labels.csv").write_text("astronaut,3\ncoffee.jpg,-1\n")  # by stem or name; -1 = unknown
+    if method == "cri":  # CRI infers unknown classes with its own classifier: give both
+        (tmp_path / "labels.csv").write_text("astronaut,3\ncoffee.jpg,1\n")
+    opts = {**FEW[method.removesuffix("_bp")], "label_candidates": 4}
+    out = cli.main(
+        [
+            "--prior", str(files[0]), "--critic", str(files[1]), "--input", str(src),
+            "--labels", str(tmp_path / "labels.csv"), "--output", str(tmp_path / "out"), "--method", method,
+            "--operator", "inversion.operators.SuperResolution", "--operator.factor", "4",
+            "--options", json.dumps(opts), "--progress", "false", "--device", "cpu",
+        ]
+    )  # fmt: skip
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 3 and all(f",{method}," in r for r in rows[1:]), rows
+    assert not (out / "failures.txt").exists() or not (out / "failures.txt").read_text().strip()
+
+
+def test_cli_restores_a_folder_of_photos_with_biggan(files, tmp_path):
+    from PIL import Image
+
+    from inversion import cli
+
+    src = _photos(tmp_path / "photos")
     (tmp_path / "labels.csv").write_text("file,class\nastronaut.jpg,3\n")  # coffee: unknown, picked
     out = cli.main(
         [
