@@ -4,7 +4,7 @@ Measures, each phase in a fresh subprocess (so each peak RSS is its own), with t
 
 * ``ours``: seconds per DGP step of :func:`inversion.engine.run_stages` with progressive unfreezing
   (frozen groups ``requires_grad=False``: no weight gradients, no optimizer state for them);
-* ``published``: a loop written the way DGP's ``models/dgp.py`` runs it: every generator parameter
+* ``published``: a loop written the way DGP's code (XingangPan/deep-generative-prior, ``models/dgp.py``) runs it: every generator parameter
   requires grad, one Adam group per DGP parameter group with the frozen groups at learning rate 0,
   a separate Adam on z; same loss (critic features L1 + MSE + w_nll);
 * ``batched`` / ``single``: best-of-N candidate selection (DGP appendix B) with ``candidate_batch``
