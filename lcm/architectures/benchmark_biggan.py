@@ -4,12 +4,15 @@ Measures, each phase in a fresh subprocess (so each peak RSS is its own), with t
 
 * ``ours``: seconds per DGP step of :func:`inversion.engine.run_stages` with progressive unfreezing
   (frozen groups ``requires_grad=False``: no weight gradients, no optimizer state for them);
-* ``published``: a loop written the way DGP's code (XingangPan/deep-generative-prior, ``models/dgp.py``) runs it: every generator parameter
-  requires grad, one Adam group per DGP parameter group with the frozen groups at learning rate 0,
-  a separate Adam on z; same loss (critic features L1 + MSE + w_nll);
+* ``published``: a loop written the way DGP's code (XingangPan/deep-generative-prior,
+  ``models/dgp.py``) runs it: every generator parameter requires grad, one Adam group per DGP
+  parameter group with the frozen groups at learning rate 0, a separate Adam on z; same loss
+  (critic features L1 + MSE + w_nll);
 * ``batched`` / ``single``: best-of-N candidate selection (DGP appendix B) with ``candidate_batch``
   candidates per generator / critic call vs one at a time (DGP's loop).
 
+Memory: ``peak_rss_mb`` is the process peak; ``fit_peak_mb`` the peak RSS during the timed part above
+the RSS just before it (sampled every 10 ms), i.e. what the fit itself adds to the loaded networks.
 Prints one JSON object with every number and the ratios (published / ours, single / batched).
 Example (a few minutes on one core)::
 
@@ -24,11 +27,38 @@ import json
 import resource
 import subprocess
 import sys
+import threading
 import time
 
 import torch
 
 __all__ = ["main"]
+
+
+class _PeakRSS:
+    """Peak resident memory (MB) above the level at ``__enter__``, sampled from /proc every 10 ms."""
+
+    def __enter__(self):
+        self.base = self.peak = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    @staticmethod
+    def _rss() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+    def _run(self):
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, self._rss())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+        self.added = self.peak - self.base
 
 
 def _setup(threads: int, seed: int = 0, ch: int = 96):
@@ -82,11 +112,12 @@ def _phase_ours(args) -> dict:
             times.append(time.perf_counter() - self.t)
 
     t0 = time.perf_counter()
-    run_stages(
-        prior, op, y, z0, stages, labels, {"critic": CriticFeatureLoss(prior.critic, prior.image_shape)},
-        callbacks=[ProgressiveUnfreezing(blocks), Clock()],
-    )  # fmt: skip
-    return {"step_s": times, "total_s": time.perf_counter() - t0}
+    with _PeakRSS() as mem:
+        run_stages(
+            prior, op, y, z0, stages, labels, {"critic": CriticFeatureLoss(prior.critic, prior.image_shape)},
+            callbacks=[ProgressiveUnfreezing(blocks), Clock()],
+        )  # fmt: skip
+    return {"step_s": times, "total_s": time.perf_counter() - t0, "fit_peak_mb": mem.added}
 
 
 def _phase_published(args) -> dict:
@@ -95,6 +126,7 @@ def _phase_published(args) -> dict:
     prior, op, y, labels = _setup(args.threads, ch=args.ch)
     z = prior.sample_latent(1, generator=torch.Generator().manual_seed(3)).clone().requires_grad_(True)
     t0 = time.perf_counter()
+    mem = _PeakRSS().__enter__()
     g = copy.deepcopy(prior.generator).eval()
     g.requires_grad_(True)  # DGP: every parameter requires grad
     # DGP's G.optim: one group per get_params(i) for i in range(len(G.blocks) + 1) (the output layer is
@@ -120,7 +152,8 @@ def _phase_published(args) -> dict:
         z_opt.step()
         g_opt.step()
         times.append(time.perf_counter() - t)
-    return {"step_s": times, "total_s": time.perf_counter() - t0}
+    mem.__exit__(None, None, None)
+    return {"step_s": times, "total_s": time.perf_counter() - t0, "fit_peak_mb": mem.added}
 
 
 def _phase_candidates(args, batch: int) -> dict:
@@ -130,9 +163,11 @@ def _phase_candidates(args, batch: int) -> dict:
     prior, op, y, _ = _setup(args.threads, ch=args.ch)
     crit = CriticFeatureLoss(prior.critic, prior.image_shape)
     t0 = time.perf_counter()
-    init = select_latents(prior, op, y, crit, [0], None, args.candidates, batch)
+    with _PeakRSS() as mem:
+        init = select_latents(prior, op, y, crit, [0], None, args.candidates, batch)
     s = time.perf_counter() - t0
-    return {"seconds": s, "per_candidate_s": s / args.candidates, "index": int(init.index[0])}
+    out = {"seconds": s, "per_candidate_s": s / args.candidates, "index": int(init.index[0])}
+    return {**out, "fit_peak_mb": mem.added}
 
 
 def _run_phase(args) -> None:
@@ -190,6 +225,10 @@ def main(argv: list[str] | None = None) -> dict:
         "step_ratio_published_over_ours": pub / ours,
         "peak_rss_mb_ours": res["ours"]["peak_rss_mb"],
         "peak_rss_mb_published": res["published"]["peak_rss_mb"],
+        "fit_peak_mb_ours": res["ours"]["fit_peak_mb"],
+        "fit_peak_mb_published": res["published"]["fit_peak_mb"],
+        "fit_peak_mb_candidates_batched": res["batched"]["fit_peak_mb"],
+        "fit_peak_mb_candidates_single": res["single"]["fit_peak_mb"],
         "candidate_s_batched": res["batched"]["per_candidate_s"],
         "candidate_s_single": res["single"]["per_candidate_s"],
         "candidates_ratio_single_over_batched": res["single"]["seconds"] / res["batched"]["seconds"],

@@ -1,5 +1,6 @@
 """BigGAN (Brock et al. 2019) as DGP (Pan et al. 2020) uses it: the BigGAN-PyTorch architecture of
-``models/biggan.py`` in github.com/XingangPan/deep-generative-prior, whose ``G_ema.pth`` / ``D.pth`` DGP releases (128 and 256 px, ImageNet).
+``models/biggan.py`` in github.com/XingangPan/deep-generative-prior, whose ``G_ema.pth`` / ``D.pth``
+DGP releases (128 and 256 px, ImageNet).
 
 Parameter and buffer names follow the authors' code, so their state dicts load strictly:
 
