@@ -54,6 +54,7 @@ class Item:
     name: str
     load: Callable[[], torch.Tensor]
     label: int = -1
+    source: str = ""  # the relative path of a folder file (labels CSV lookup)
     key: int = -1  # seed offset: the index for built-in splits, a hash of the relative path for folders
 
     def __post_init__(self):
@@ -80,12 +81,15 @@ def _path_key(rel: str) -> int:
     return int.from_bytes(hashlib.sha256(os.fsencode(rel)).digest()[:4], "big") >> 1
 
 
-def load_prior_spec(spec: str, device: str | torch.device = "cpu") -> Prior:
-    """A prior from a checkpoint path (``lcm.load_prior``) or a ``module:factory`` returning one."""
+def load_prior_spec(spec: str, device: str | torch.device = "cpu", critic: str | None = None) -> Prior:
+    """A prior from a checkpoint path (``lcm.load_prior``; ``critic``: a published generator's
+    discriminator file, e.g. BigGAN's D.pth) or a ``module:factory`` returning one."""
     if Path(spec).is_file():
         from lcm import load_prior
 
-        return load_prior(spec, map_location=device).eval()
+        return load_prior(spec, map_location=device, critic=critic).eval()
+    if critic is not None:
+        raise ValueError(f"--critic {critic!r} needs --prior to be a generator file, got {spec!r}")
     if ":" in spec and not spec.endswith((".ckpt", ".pt", ".pth")):
         mod, _, fn = spec.partition(":")
         prior = getattr(importlib.import_module(mod), fn)()
@@ -93,8 +97,8 @@ def load_prior_spec(spec: str, device: str | torch.device = "cpu") -> Prior:
             raise ValueError(f"prior factory {spec!r} returned {type(prior).__name__}, not an lcm.Prior")
         return prior.to(device).eval()
     raise FileNotFoundError(
-        f"prior {spec!r}: no such checkpoint file; pass a checkpoint from `python -m lcm fit` "
-        "or a factory 'package.module:function' that returns an lcm.Prior"
+        f"prior {spec!r}: no such checkpoint file; pass a checkpoint from `python -m lcm fit`, a BigGAN "
+        "G_ema.pth (with --critic D.pth) or a factory 'package.module:function' that returns an lcm.Prior"
     )
 
 
@@ -161,9 +165,49 @@ def list_items(
         for n, r in zip(names, rels, strict=True)
     ]
     return [
-        Item(i, name, file_loader(p), key=_path_key(r))
+        Item(i, name, file_loader(p), source=r, key=_path_key(r))
         for i, (p, r, name) in enumerate(zip(files, rels, names, strict=True))
     ]
+
+
+def read_labels(path: str | os.PathLike, num_classes: int) -> dict[str, int]:
+    """Class labels from a CSV of ``file,class`` rows (a header row is allowed): file name (or stem) -> class.
+
+    Raises:
+        FileNotFoundError / ValueError: no such file, a malformed row, or a class outside
+        ``[0, num_classes)`` (the line is named).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"labels CSV {str(p)!r} does not exist")
+    if not num_classes:
+        raise ValueError(f"labels CSV {str(p)!r} given, but the prior is unconditional (no classes)")
+    out: dict[str, int] = {}
+    with open(p, newline="") as f:
+        for n, row in enumerate(csv.reader(f), 1):
+            if not row or not "".join(row).strip():
+                continue
+            if len(row) < 2:
+                raise ValueError(f"{str(p)!r} line {n}: expected 'file,class', got {row!r}")
+            name, cls = row[0].strip(), row[1].strip()
+            try:
+                c = int(cls)
+            except ValueError:
+                if n == 1:
+                    continue  # header
+                raise ValueError(f"{str(p)!r} line {n}: class {cls!r} is not an integer") from None
+            if not -1 <= c < num_classes:
+                raise ValueError(f"{str(p)!r} line {n}: class {c} outside [0, {num_classes}) (-1 = unknown)")
+            out[name] = c
+    return out
+
+
+def _apply_labels(items: list[Item], labels: dict[str, int]) -> None:
+    """Give each folder item its class from ``labels`` (by relative path, file name, else stem); others -1."""
+    for it in items:
+        if it.source:
+            name = Path(it.source).name
+            it.label = labels.get(it.source, labels.get(name, labels.get(Path(name).stem, -1)))
 
 
 def _operator_for(operator: Operator, index: int) -> Operator:
@@ -214,6 +258,8 @@ def restore_folder(
     seed: int = 0,
     noise_seed: int = 0,
     options: dict | None = None,
+    critic: str | None = None,
+    labels: str | None = None,
     devices: int = 1,
     shard: int | None = None,
     num_shards: int = 1,
@@ -242,6 +288,10 @@ def restore_folder(
         noise_seed: base seed of the measurement noise (image i: noise_seed + i).
         options: overrides of the method's config, e.g. ``{csgm_steps: 300, restarts: 3}``
             (``MethodConfig``; DGP: ``inversion.dgp.DGPConfig``, e.g. ``{preset: sr_mse}``).
+        critic: the discriminator file of a published generator (BigGAN: ``--prior G_ema.pth --critic
+            D.pth``; DGP's loss reads its features).
+        labels: CSV of ``file,class`` rows for a class-conditional prior; images without a class are
+            given one as DGP picks it (best of ``label_candidates`` random latent/class candidates).
         devices: number of processes to split the images over (launched by this command).
         shard, num_shards: restore only images with ``index % num_shards == shard`` (set by the
             launcher; normally left alone).
@@ -292,12 +342,15 @@ def restore_folder(
         )
     else:
         dev = torch.device(device)
-    pri = load_prior_spec(prior, dev)
+    pri = load_prior_spec(prior, dev, critic)
     operator = operator.to(dev)
     items = list_items(input, pri.image_shape, limit, recursive, exclude)
+    if labels is not None:
+        _apply_labels(items, read_labels(labels, pri.num_classes))
     task = task or type(operator).__name__
     _check_fits(operator, pri, items)
-    _check_run(out, prior, operator, input, method, task, seed, noise_seed, options)
+    extra = {"critic": _file_id(critic), "labels": _file_id(labels)}
+    _check_run(out, prior, operator, input, method, task, seed, noise_seed, options, extra)
     mine = [it for it in items if it.index % num_shards == shard]
     todo = [it for it in mine if not _row_path(out, it).exists()]
     _run_items(
@@ -325,11 +378,6 @@ def restore_folder(
 
 def _check_fits(operator: Operator, prior: Prior, items: list[Item]) -> None:
     """What would fail for every image fails here, before the first one (and before run.json)."""
-    if prior.num_classes and any(it.label < 0 for it in items):
-        raise ValueError(
-            f"the prior is class-conditional ({prior.num_classes} classes) but the input's images carry "
-            "no class labels; use an unconditional prior, or a built-in split with labels"
-        )
     if prior.num_classes and max(it.label for it in items) >= prior.num_classes:
         raise ValueError(
             f"the input's labels reach {max(it.label for it in items)}, but the prior knows "
@@ -346,17 +394,23 @@ def _check_fits(operator: Operator, prior: Prior, items: list[Item]) -> None:
         ) from e
 
 
-def _check_run(out: Path, prior, operator, source, method, task, seed, noise_seed, options) -> None:
+def _file_id(path) -> str | None:
+    """``sha256:<hex>`` of a file, the string itself for anything else, None for None."""
+    if path is None or not Path(path).is_file():
+        return None if path is None else str(path)
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return f"sha256:{h.hexdigest()}"
+
+
+def _check_run(
+    out: Path, prior, operator, source, method, task, seed, noise_seed, options, extra=None
+) -> None:
     """Record what this run computes in ``run.json``; a resumed run must compute the same."""
-    prior_id = str(prior)
-    if Path(prior).is_file():
-        h = hashlib.sha256()
-        with open(prior, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        prior_id = f"sha256:{h.hexdigest()}"
     run = {
-        "prior": prior_id,
+        "prior": _file_id(prior),
         "operator": repr(operator),
         "input": str(source),
         "method": method,
@@ -364,6 +418,7 @@ def _check_run(out: Path, prior, operator, source, method, task, seed, noise_see
         "seed": seed,
         "noise_seed": noise_seed,
         "options": options or {},
+        **{k: v for k, v in (extra or {}).items() if v is not None},  # absent in runs without them
     }
     path = out / "run.json"
     if path.exists():
@@ -447,7 +502,7 @@ def _restore_batch(batch, prior, operator, out, method, task, seed, noise_seed, 
         )
     op = ops[0] if len(ops) == 1 else operator
     labels = None
-    if prior.num_classes and all(it.label >= 0 for it in items):
+    if prior.num_classes and any(it.label >= 0 for it in items):  # -1 = unknown: restore() picks it
         labels = torch.tensor([it.label for it in items], device=dev)
     res = restore(
         y, op, prior, method, seed=[seed + it.key for it in items], labels=labels, x_true=x, **options

@@ -407,7 +407,12 @@ class InversionModule(pl.LightningModule):
         self.best_latent[improved] = self.latent[improved]
         if self.copies is not None:
             for i in improved.nonzero().flatten().tolist():
-                self.best_state[i] = {n: p.detach().clone() for n, p in self.copies[i].named_parameters()}
+                params, best = dict(self.copies[i].named_parameters()), self.best_state[i]
+                if best is not None and best.keys() == params.keys():  # in place: no second copy in memory
+                    for n, p in params.items():
+                        best[n].copy_(p)
+                else:
+                    self.best_state[i] = {n: p.detach().clone() for n, p in params.items()}
         if self.stacked is not None:
             for n, v in self.stacked.items():
                 m = improved.view(-1, *([1] * (v.dim() - 1)))

@@ -84,6 +84,8 @@ class MethodConfig:
     stages: list[dict] | None = field(default=None)
     space: str = "z"
     optimize_noise: bool = False
+    # a class-conditional prior with unknown classes (-1 / no labels): candidates for DGP's class pick
+    label_candidates: int = 500
 
     def updated(self, overrides: Mapping) -> MethodConfig:
         names = {f.name for f in fields(self)}
@@ -454,10 +456,10 @@ def _check_inputs(
         raise ValueError(f"labels must be an integer tensor (B,) in [0, {k}), got {labels!r}")
     if tuple(labels.shape) != (n,):
         raise ValueError(f"labels has shape {tuple(labels.shape)}, expected ({n},): one class per image")
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= k):
+    if labels.numel() and (int(labels.min()) < -1 or int(labels.max()) >= k):
         raise ValueError(
-            f"labels must be class indices in [0, {k}) for this {k}-class prior, got {int(labels.min())} "
-            f"to {int(labels.max())}"
+            f"labels must be class indices in [0, {k}) (or -1: unknown, picked as DGP does) for this "
+            f"{k}-class prior, got {int(labels.min())} to {int(labels.max())}"
         )
 
 
@@ -483,7 +485,8 @@ def restore(
         method: one of :func:`available_methods` (``csgm``, ``iagan``, ``latent``, ``dgp``, ``cri``,
             each also with ``_bp``).
         seed: an int (image ``i`` uses ``seed + i``) or one seed per image. Same seed, same result.
-        labels: ``(B,)`` class labels for a class-conditional prior.
+        labels: ``(B,)`` class labels for a class-conditional prior; unknown ones (-1, or None) are
+            picked as DGP does (best of ``label_candidates`` random latent/class pairs).
         x_true: ground truth ``(B, C, H, W)``; when given, per-image metrics are returned.
         noisy: whether y is noisy (IAGAN halves its steps); default: ``operator.sigma > 0``.
         callbacks: Lightning callbacks for the fits.
@@ -507,6 +510,11 @@ def restore(
 
         prior = code_space_prior(prior, cfg.space, cfg.optimize_noise)
     t0 = time.perf_counter()
+    unknown = labels is None or bool((labels < 0).any())
+    if prior.num_classes and unknown and not getattr(spec.run, "selects_labels", False):
+        from inversion.dgp.init import sample_labels  # DGP's class pick, for every method
+
+        labels = sample_labels(prior, operator, y, seeds, labels, cfg.label_candidates)
     fit, history = spec.run(prior, operator, y, seeds, labels, cfg, noisy, callbacks, loss_terms)
     with torch.no_grad():
         raw = fit.images

@@ -59,6 +59,7 @@ def load_prior(
     path: str | os.PathLike,
     map_location: str | torch.device = "cpu",
     image_shape: tuple[int, ...] | None = None,
+    critic: str | os.PathLike | None = None,
     **stylegan2_options,
 ) -> Prior:
     """Load a WGAN-GP, GLO or LCM checkpoint (from ``python -m lcm fit``) as a :class:`Prior` (eval mode).
@@ -68,6 +69,9 @@ def load_prior(
         map_location: device for the weights.
         image_shape: if given, ``(C, H, W)`` or ``(B, C, H, W)`` of the images the prior will be used
             on; a mismatch with the generator raises ValueError.
+        critic: for a published generator (a BigGAN ``G_ema.pth`` state dict, see
+            :mod:`lcm.architectures.biggan`), its discriminator's file (``D.pth``); lcm checkpoints carry
+            their critic and take none.
         **stylegan2_options: a StyleGAN2-ADA snapshot ``.pkl`` (or, with ``config=``, a ``G_ema``
             state-dict file) is read by :func:`lcm.architectures.snapshot.load_stylegan2_prior`
             without executing it; options ``truncation_psi``, ``config``.
@@ -87,6 +91,18 @@ def load_prior(
             prior.check_image_shape(image_shape)
         return prior
     ckpt = _read_checkpoint(path, map_location)
+    from lcm.architectures import biggan
+
+    if biggan.is_biggan_generator_state(ckpt):
+        prior = biggan.load_biggan_prior(path, critic, map_location, state=ckpt)
+        if image_shape is not None:
+            prior.check_image_shape(image_shape)
+        return prior
+    if critic is not None:
+        raise ValueError(
+            f"critic={str(critic)!r} is for published generators (BigGAN G_ema.pth); {str(path)!r} is "
+            "not one (lcm checkpoints carry their own critic: drop critic=)"
+        )
     kind = ckpt.get("genprior_kind")
     if kind is None:
         what = (
@@ -94,9 +110,12 @@ def load_prior(
             if "state_dict" in ckpt
             else "not a Lightning checkpoint"
         )
+        if biggan.is_biggan_discriminator_state(ckpt):
+            what = "a BigGAN discriminator (pass it as critic=, the G_ema.pth as the prior)"
         raise ValueError(
             f"{str(path)!r} is {what}: it has no 'genprior_kind' entry; load_prior reads checkpoints "
-            f"written by {', '.join(c.__name__ for c in MODULES.values())} (python -m lcm fit)"
+            f"written by {', '.join(c.__name__ for c in MODULES.values())} (python -m lcm fit) and BigGAN "
+            "generator state dicts (DGP's G_ema.pth)"
         )
     if kind not in MODULES:
         raise ValueError(

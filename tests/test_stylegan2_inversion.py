@@ -117,7 +117,7 @@ def test_explore_in_w_and_w_plus(tiny, space):
     z0 = pw.sample_latent(1, torch.Generator().manual_seed(1))
     res = explore(pw, op, z0, ks=(1, 2), etas=(0.5,), top_y=8)
     assert res.latents.shape == (4, *pw.latent_shape) and res.images.shape == (4, 3, 32, 32)
-    assert torch.isfinite(res.distances).all()
+    assert torch.isfinite(res.residuals).all()
 
 
 @pytest.fixture(scope="module")

@@ -82,8 +82,9 @@ class CriticFeatureLoss:
     norms of the blocks summed, so each block weighs by its size; it is divided by one constant, ``N`` =
     the mean element count of the used blocks, which keeps the magnitude of the released code's sum of
     block means (equal to it when all blocks have one size, so the presets' stage weights keep their
-    balance against the MSE) without changing the minimiser or the blocks' relative weights. ``reduction="block_mean"`` is the released code (``F.l1_loss`` per
-    block, then summed): every block weighs the same whatever its size. The target's features
+    balance against the MSE) without changing the minimiser or the blocks' relative weights.
+    ``reduction="block_mean"`` is the released code (``F.l1_loss`` per block, then summed): every block
+    weighs the same whatever its size. The target's features
     are computed once per measurement tensor and cached. Used as a ``loss_terms`` entry (engine
     ``LossContext``) and, through :meth:`target` / :meth:`candidates` / :meth:`score`, to rank
     candidate latents.

@@ -42,15 +42,19 @@ def _fit(
     seed: int,
     num_threads,
     command: str = "jitter",
+    critic: str | None = None,
+    labels_csv: str | None = None,
 ):
-    from inversion.cli import list_items, load_prior_spec
+    from inversion.cli import _apply_labels, list_items, load_prior_spec, read_labels
     from inversion.dgp import method as dgp_method
     from inversion.operators import Denoising
 
     if num_threads:
         torch.set_num_threads(int(num_threads))
-    pri = load_prior_spec(prior)
+    pri = load_prior_spec(prior, critic=critic)
     items = list_items(input, pri.image_shape)  # indices refer to the whole split / folder
+    if labels_csv is not None:
+        _apply_labels(items, read_labels(labels_csv, pri.num_classes))
     if max(indices) >= len(items) or min(indices) < 0:
         raise ValueError(f"image indices {indices} out of range: {input!r} has {len(items)} images")
     x = torch.stack([items[i].load() for i in indices])
@@ -84,6 +88,8 @@ def jitter(
     options: dict | None = None,
     seed: int = 0,
     num_threads: int | None = None,
+    critic: str | None = None,
+    labels: str | None = None,
 ) -> Path:
     """Fit image ``index`` of ``input`` and write target | reconstruction | ``n`` jittered latents.
 
@@ -99,10 +105,12 @@ def jitter(
             generator's depth raise ValueError.
         seed: seed of the candidate start and of the noise.
         num_threads: torch intra-op threads.
+        critic: a published generator's discriminator file (BigGAN: ``--prior G_ema.pth --critic D.pth``).
+        labels: CSV of ``file,class`` rows for a class-conditional prior (unknown: picked as DGP does).
     """
     from inversion.dgp.manipulation import jitter as jitter_fn
 
-    pri, x, out = _fit(prior, input, [index], options, seed, num_threads, "jitter")
+    pri, x, out = _fit(prior, input, [index], options, seed, num_threads, "jitter", critic, labels)
     lab = None if out.labels is None else int(out.labels[0])
     imgs = jitter_fn(pri, out.fit.generators[0], out.fit.latent[0], sigma, n, seed, lab)
     return _write(torch.cat([x, out.fit.images, imgs]), n + 2, output)
@@ -118,6 +126,8 @@ def morph(
     options: dict | None = None,
     seed: int = 0,
     num_threads: int | None = None,
+    critic: str | None = None,
+    labels: str | None = None,
 ) -> Path:
     """Fit images ``index_a`` and ``index_b`` and write A | lambda = 1 ... 0 (``steps`` values) | B.
 
@@ -127,7 +137,7 @@ def morph(
 
     if steps < 2:
         raise ValueError(f"steps must be >= 2 (lambda = 1 and 0 at least), got {steps}")
-    pri, x, out = _fit(prior, input, [index_a, index_b], options, seed, num_threads, "morph")
+    pri, x, out = _fit(prior, input, [index_a, index_b], options, seed, num_threads, "morph", critic, labels)
     lab = None
     if out.labels is not None:
         if int(out.labels[0]) != int(out.labels[1]):
@@ -148,11 +158,13 @@ def transfer(
     options: dict | None = None,
     seed: int = 0,
     num_threads: int | None = None,
+    critic: str | None = None,
+    labels: str | None = None,
 ) -> Path:
     """Fit image ``index`` (its own class) and write target | reconstruction | one image per class."""
     from inversion.dgp.manipulation import category_transfer
 
-    pri, x, out = _fit(prior, input, [index], options, seed, num_threads, "transfer")
+    pri, x, out = _fit(prior, input, [index], options, seed, num_threads, "transfer", critic, labels)
     imgs = category_transfer(pri, out.fit.generators[0], out.fit.latent[0], classes)
     return _write(torch.cat([x, out.fit.images, imgs]), imgs.shape[0] + 2, output)
 

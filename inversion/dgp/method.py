@@ -93,9 +93,17 @@ class DGPConfig(MethodConfig):
             (least objective, as CSGM / IAGAN).
         colorize_output: for a gray measurement of a colour prior, return the target's luminance with
             the predicted chroma (DGP Sec. 4.1, Lab via kornia).
+        finetune_embedding: also fine-tune the generator's class embedding with its first block (DGP
+            Table 7, inpainting; no effect on an unconditional prior).
+        w_nll: weight of DGP's latent term ``mean(z**2 / 2)`` (its examples: 0.02; added to every stage
+            as ``latent_prior`` weight ``w_nll / 2``, since ``latent_prior`` is ``mean(z**2)``).
+        candidate_std: std of the Gaussian candidates of the start (DGP's ``sample_std``; its BigGAN
+            scripts use 0.3, 0.5 for category transfer; 1 = the prior's own distribution).
 
     A stage's ``blocks`` larger than the generator's depth fine-tunes every block (DGP's counts refer to
-    BigGAN; our 32x32 generators have 4-5 blocks).
+    BigGAN; our 32x32 generators have 4-5 blocks). On a BigGAN prior ``blocks`` is DGP's ``ft_num``:
+    its parameter groups (first linear, then one per residual block; 6 at 128 px = all DGP trains);
+    ``'all'`` (7 at 128 px) also trains the output layer, which DGP's optimizer leaves out.
     """
 
     preset: str | None = None
@@ -110,6 +118,9 @@ class DGPConfig(MethodConfig):
     colorize_output: bool = True
     critic_reduction: str = "paper"
     keep: str = "last"
+    finetune_embedding: bool = False
+    w_nll: float = 0.0
+    candidate_std: float = 1.0
 
 
 def load_preset(name: str) -> dict:
@@ -172,6 +183,9 @@ def fit_dgp(
     cfg = _resolve(cfg or DGPConfig())
     schedule = cfg.stages if cfg.stages is not None else DEFAULT_STAGES
     blocks, stages = schedule_to_stages(schedule)
+    if cfg.w_nll:
+        for s in stages:  # DGP: loss += w_nll * mean(z**2 / 2)
+            s.weights = {**s.weights, "latent_prior": s.weights.get("latent_prior", 0.0) + cfg.w_nll / 2}
     uses_critic = any(s.weights.get("critic", 0.0) > 0 for s in stages)
     terms: dict[str, LossTerm] = dict(loss_terms or {})
     critic = None
@@ -205,11 +219,13 @@ def fit_dgp(
         cfg.n_candidates,
         cfg.candidate_batch,
         cfg.candidate_seed,
+        cfg.candidate_std,
     )
     if cfg.stop_mse is not None:
         for s in stages:
             s.stop_mse = float(cfg.stop_mse)
-    cbs = [ProgressiveUnfreezing(blocks)]
+    # (an unconditional prior has no class embedding: the option is a no-op there, so presets stay shared)
+    cbs = [ProgressiveUnfreezing(blocks, embedding=cfg.finetune_embedding and bool(prior.num_classes))]
     if cfg.bn_to_in:
         if cfg.batching != "sequential":
             raise ValueError("bn_to_in needs batching='sequential' (per-image generator copies)")
