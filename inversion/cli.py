@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from inversion.io import IMAGE_SUFFIXES, atomic_write_bytes, grid, load_image, save_png
+from inversion.io import IMAGE_SUFFIXES, atomic_write_bytes, load_image, save_png
 from inversion.operators import Operator
 from lcm.prior import Prior
 
@@ -416,7 +416,9 @@ def _finalize(items: list[Item], out: Path, method: str) -> None:
             restored = load_image(out / "restored" / r["name"])
             degraded = load_image(out / "degraded" / r["name"], channels=restored.shape[0])
             tiles += [degraded, restored]
-        save_png(grid(torch.stack(tiles), nrow=2 * min(4, len(shown))), out / "grid.png")
+        from datamodules.grid import save_image_grid
+
+        save_image_grid(torch.stack(tiles), out / "grid.png", nrow=2 * min(4, len(shown)), min_size=64)
     if rows:
         mean = {k: sum(float(r[k]) for r in rows) / len(rows) for k in ("psnr", "ssim", "seconds")}
         print(

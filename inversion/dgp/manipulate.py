@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 from jsonargparse import CLI
 
-from inversion.io import grid, save_png
+from datamodules.grid import image_grid
+from inversion.io import save_png
 
 __all__ = ["jitter", "main", "morph", "transfer"]
 
@@ -45,7 +46,7 @@ def _fit(prior: str, input: str, indices: list[int], options: dict | None, seed:
 
 def _write(images: torch.Tensor, nrow: int, output: str) -> Path:
     path = Path(output) / "grid.png"
-    save_png(grid(images.float().cpu(), nrow=nrow), path)
+    save_png(image_grid(images, nrow, padding=1, min_size=64), path)
     print(f"[dgp] wrote {path}", file=sys.stderr)
     return path
 
