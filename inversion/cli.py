@@ -24,6 +24,7 @@ import hashlib
 import importlib
 import io
 import json
+import math
 import os
 import subprocess
 import sys
@@ -226,7 +227,7 @@ def restore_folder(
     operator = operator.to(dev)
     items = list_items(input, pri.image_shape, limit)
     task = task or type(operator).__name__
-    _check_run(out, prior, operator, input, method, task, seed, noise_seed, options)
+    _check_run(out, prior, operator, input, method, task, seed, noise_seed, options, pri)
     mine = [it for it in items if it.index % num_shards == shard]
     todo = [it for it in mine if not _row_path(out, it).exists()]
     _run_items(
@@ -252,8 +253,16 @@ def restore_folder(
     return out
 
 
-def _check_run(out: Path, prior, operator, source, method, task, seed, noise_seed, options) -> None:
-    """Record what this run computes in ``run.json``; a resumed run must compute the same."""
+def _check_run(out: Path, prior, operator, source, method, task, seed, noise_seed, options, pri=None) -> None:
+    """Record what this run computes in ``run.json``; a resumed run must compute the same.
+
+    ``config`` (the method's effective configuration, defaults included) and ``prior_info`` are recorded
+    for the report and follow from the compared keys.
+    """
+    from dataclasses import asdict
+
+    from inversion.methods import method_config
+
     prior_id = str(prior)
     if Path(prior).is_file():
         h = hashlib.sha256()
@@ -271,6 +280,7 @@ def _check_run(out: Path, prior, operator, source, method, task, seed, noise_see
         "noise_seed": noise_seed,
         "options": options or {},
     }
+    info = {"config": asdict(method_config(method, options)), "prior_info": _prior_info(prior, pri)}
     path = out / "run.json"
     if path.exists():
         old = json.loads(path.read_text())
@@ -281,7 +291,19 @@ def _check_run(out: Path, prior, operator, source, method, task, seed, noise_see
                 "its finished images would be mixed with this run's; choose another --output or delete it"
             )
         return
-    atomic_write_bytes(path, json.dumps(run, indent=1).encode())
+    atomic_write_bytes(path, json.dumps({**run, **info}, indent=1, default=str).encode())
+
+
+def _prior_info(spec: str, pri) -> dict:
+    info = {"path": str(spec)}
+    if pri is not None:
+        info.update(
+            kind=type(pri).__name__,
+            latent=getattr(pri, "latent_kind", None),
+            image_shape=list(pri.image_shape),
+            classes=int(getattr(pri, "num_classes", 0) or 0),
+        )
+    return info
 
 
 def _run_items(
@@ -338,6 +360,7 @@ def _restore_batch(batch, prior, operator, out, method, task, seed, noise_seed, 
     Image i is measured with noise seed ``noise_seed + index`` and starts from seed ``seed + index``,
     whatever batch it is in.
     """
+    from callbacks.marks import StageMarks
     from inversion.methods import restore
 
     t0 = time.perf_counter()
@@ -355,14 +378,25 @@ def _restore_batch(batch, prior, operator, out, method, task, seed, noise_seed, 
     labels = None
     if prior.num_classes and all(it.label >= 0 for it in items):
         labels = torch.tensor([it.label for it in items], device=dev)
+    marks = StageMarks()
     res = restore(
-        y, op, prior, method, seed=[seed + it.index for it in items], labels=labels, x_true=x, **options
-    )
+        y, op, prior, method, seed=[seed + it.index for it in items], labels=labels, x_true=x,
+        callbacks=[marks], **options,
+    )  # fmt: skip
     seconds = (time.perf_counter() - t0) / len(items)
     shown = _display(y, x, op)
+    starts = marks.starts(res.history.shape[0])
+    adjoint = None
+    if getattr(op, "linear", False):
+        with torch.no_grad():
+            adjoint = op.A_dagger(y)
     for i, it in enumerate(items):
         save_png(shown[i], out / "degraded" / it.name)
         save_png(res.images[i], out / "restored" / it.name)
+        save_png(x[i], out / "truth" / it.name)
+        if adjoint is not None and adjoint.shape[1:] == x.shape[1:]:
+            save_png(adjoint[i].clamp(0, 1), out / "adjoint" / it.name)
+        hist = res.history[:, i].tolist() if res.history.dim() == 2 else []
         m = {k: float(v[i]) for k, v in res.metrics.items()}
         row = {
             "index": it.index,
@@ -375,6 +409,8 @@ def _restore_batch(batch, prior, operator, out, method, task, seed, noise_seed, 
             "residual": m["residual"],
             "seconds": seconds,
             "shard": shard,
+            "history": [round(v, 6) if math.isfinite(v) else None for v in hist],  # objective per step
+            "stage_starts": starts,
         }
         atomic_write_bytes(_row_path(out, it), json.dumps(row).encode())
         _fail_path(out, it).unlink(missing_ok=True)
@@ -428,6 +464,9 @@ def _finalize(items: list[Item], out: Path, method: str) -> None:
         )
     if fails:
         print(f"[inversion] {len(fails)} image(s) failed, listed in {out / 'failures.txt'}", file=sys.stderr)
+    from inversion.report import write_report
+
+    print(f"[inversion] report: {write_report(out)}", file=sys.stderr)
 
 
 def _launch(n: int, argv: list[str], out: Path) -> Path:
@@ -466,6 +505,10 @@ def build_parser() -> ArgumentParser:
 
 def main(argv: list[str] | None = None) -> Path:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["compare"]:  # python -m inversion compare OUT1 OUT2 ...
+        from inversion.report import compare_main
+
+        return compare_main(argv[1:])
     parser = build_parser()
     cfg = parser.parse_args(argv)
     init = parser.instantiate_classes(cfg)

@@ -1,0 +1,137 @@
+"""Run reports (inversion.report): atomic, complete on resume, every image and failure; compare."""
+
+from __future__ import annotations
+
+import base64
+import html.parser
+import io
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from inversion import cli, report
+from inversion.io import save_png
+from inversion.toy import blob_images
+
+
+@pytest.fixture()
+def folder(tmp_path):
+    src = tmp_path / "in"
+    x = blob_images(3, generator=torch.Generator().manual_seed(9))
+    for i, img in enumerate(x):
+        save_png(img, src / f"img{i}.png")
+    (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    cfg = tmp_path / "task.yaml"
+    cfg.write_text(
+        "task: sr2\n"
+        "operator:\n  class_path: inversion.operators.SuperResolution\n"
+        "  init_args: {factor: 2, kernel: box}\n"
+        "options: {csgm_steps: 5, restarts: 2, iagan_steps: 3}\n"
+    )
+    return src, cfg
+
+
+def _run(src, cfg, out, method="iagan", *extra):
+    args = [
+        "--config", str(cfg), "--prior", "inversion.toy:tiny_prior", "--input", str(src),
+        "--output", str(out), "--method", method, "--progress", "false", "--num_threads", "1", *extra,
+    ]  # fmt: skip
+    return cli.main(args)
+
+
+class _Images(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.srcs, self.alts = [], []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            a = dict(attrs)
+            self.srcs.append(a["src"])
+            self.alts.append(a.get("alt", ""))
+
+
+def _images(path):
+    p = _Images()
+    p.feed(path.read_text())
+    out = []
+    for src in p.srcs:
+        assert src.startswith("data:image/png;base64,")  # embedded: no file or server needed
+        with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as im:
+            im.load()
+            out.append(im.size)
+    return out, p.alts
+
+
+def test_report_has_every_image_failure_curve_and_config(folder, tmp_path):
+    src, cfg = folder
+    out = tmp_path / "out"
+    _run(src, cfg, out)
+    page = (out / "report.html").read_text()
+    sizes, alts = _images(out / "report.html")
+    assert "loss curves" in alts and any(a.startswith("restorations") for a in alts)
+    grid_w, grid_h = sizes[alts.index("restorations 0-7")]
+    assert grid_w >= 4 * 96 and grid_h >= 3 * 96  # 4 columns, a row per image, tiles upscaled to 96 px
+    for name in ("img0.png", "img1.png", "img2.png"):
+        assert name in page  # per-image table
+    assert "broken.png" in page and "cannot read image" in page  # the failure, with its reason
+    assert "A†y" in page and "± " in page  # column legend, mean ± 95% interval
+    run = json.loads((out / "run.json").read_text())
+    assert run["config"]["iagan_steps"] == 3 and run["config"]["iagan_generator_lr"] == 1e-4  # effective
+    row = json.loads((out / "rows" / "img0.json").read_text())
+    assert len(row["history"]) > 5 + 3 and row["stage_starts"][0] == 0 and len(row["stage_starts"]) == 2
+    assert row["stage_starts"][1] == 6  # IAGAN's joint stage starts after CSGM's 5 steps + its final row
+    for sub in ("truth", "adjoint"):
+        assert sorted(p.name for p in (out / sub).iterdir()) == ["img0.png", "img1.png", "img2.png"]
+
+
+def test_report_is_rebuilt_whole_on_resume_and_written_atomically(folder, tmp_path, monkeypatch):
+    src, cfg = folder
+    out = tmp_path / "out"
+    _run(src, cfg, out, "csgm", "--limit", "3")  # broken.png, img0.png, img1.png
+    first = (out / "report.html").read_text()
+    assert "img1.png" in first and "img2.png" not in first
+    _run(src, cfg, out, "csgm")  # resumed with more images: the report holds old and new ones
+    page = (out / "report.html").read_text()
+    assert all(f"img{i}.png" in page for i in range(3)) and "broken.png" in page
+    before = (out / "report.html").read_bytes()
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(report, "_failures", boom)  # rendering dies half-way: old report stays whole
+    with pytest.raises(RuntimeError, match="disk full"):
+        report.write_report(out)
+    assert (out / "report.html").read_bytes() == before
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_compare_side_by_side_and_refuses_different_images(folder, tmp_path, capsys):
+    src, cfg = folder
+    a, b = _run(src, cfg, tmp_path / "a", "csgm"), _run(src, cfg, tmp_path / "b", "iagan")
+    path = cli.main(["compare", str(a), str(b), "--output", str(tmp_path / "cmp")])
+    page = path.read_text()
+    assert "Paired differences" in page and "csgm (a)" in page and "iagan (b)" in page
+    sizes, alts = _images(path)
+    w, h = sizes[alts.index("comparison 0-7")]
+    assert w >= 4 * 96 and h >= 3 * 96  # truth | degraded | csgm | iagan, a row per image
+
+    c = _run(src, cfg, tmp_path / "c", "csgm", "--limit", "2")
+    with pytest.raises(ValueError, match="different images.*only in the first: \\['img1.png', 'img2.png'\\]"):
+        report.compare([a, c], tmp_path / "cmp2")
+    with pytest.raises(SystemExit):
+        cli.main(["compare", str(a), str(c)])
+    assert "restored different images" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="at least two"):
+        report.compare([a], tmp_path / "cmp3")
+    with pytest.raises(FileNotFoundError, match="no run.json"):
+        report.compare([a, tmp_path], tmp_path / "cmp4")
+
+
+def test_mean_ci_matches_student_t():
+    m, h = report.mean_ci([1.0, 2.0, 3.0, 4.0])
+    assert m == pytest.approx(2.5) and h == pytest.approx(3.182446 * 1.290994 / 2, rel=1e-5)
+    d, hd, wins = report.paired_diff([1.0, 2.0, 3.0], [2.0, 2.5, 2.0])
+    assert d == pytest.approx(0.5 / 3) and wins == 2 and hd > 0
