@@ -12,9 +12,7 @@ Example::
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import math
 import sys
@@ -24,13 +22,14 @@ from pathlib import Path
 
 import torch
 
+from callbacks.report import figure_png, figure_report, img_tag, page, png_bytes, table
 from inversion.io import atomic_write_bytes, load_image
 
 __all__ = [
     "Run",
     "compare",
     "compare_main",
-    "figure_report",
+    "figure_report",  # re-exported from callbacks.report
     "load_run",
     "mean_ci",
     "paired_diff",
@@ -40,17 +39,6 @@ __all__ = [
 METRICS = ("psnr", "ssim", "masked_psnr", "residual", "seconds")
 TILE = 96  # px: small images are upscaled (nearest) to about this size
 CHUNK = 8  # images per comparison grid
-
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
-h1{font-size:22px;margin-bottom:4px} h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;font-size:13px}
-td,th{padding:3px 8px;border-bottom:1px solid #eee;text-align:right}
-th{background:#f4f4f4} td.l,th.l{text-align:left} .grids{display:flex;flex-wrap:wrap;gap:18px}
-img{image-rendering:pixelated} .sub{color:#666;font-size:13px}
-pre{background:#f7f7f7;padding:8px;font-size:12px}
-.fail{color:#a00}
-"""
 
 
 # -- data -------------------------------------------------------------------------------------------
@@ -116,43 +104,6 @@ def _fmt(m: float, h: float, digits: int) -> str:
     return f"{m:.{digits}f}" + (f" ± {h:.{digits}f}" if math.isfinite(h) else "")
 
 
-# -- rendering helpers --------------------------------------------------------------------------------
-def _png_bytes(img) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _img(data: bytes, alt: str, width: int | None = None) -> str:
-    w = f' width="{width}"' if width else ""
-    b64 = base64.b64encode(data).decode()
-    return f'<img alt="{html.escape(alt)}"{w} src="data:image/png;base64,{b64}">'
-
-
-def _figure(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="PNG", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def _page(title: str, body: list[str]) -> bytes:
-    head = f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-    return (head + f"<style>{_CSS}</style></head><body>" + "\n".join(body) + "</body></html>\n").encode()
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[object]], left: int = 1) -> str:
-    def cell(tag: str, i: int, v: object) -> str:
-        cls = ' class="l"' if i < left else ""
-        return f"<{tag}{cls}>{html.escape(str(v))}</{tag}>"
-
-    out = ["<table><tr>" + "".join(cell("th", i, h) for i, h in enumerate(header)) + "</tr>"]
-    out += ["<tr>" + "".join(cell("td", i, v) for i, v in enumerate(r)) + "</tr>" for r in rows]
-    return "".join(out) + "</table>"
-
-
 def _tile(run: Run, sub: str, name: str, like: torch.Tensor | None = None) -> torch.Tensor | None:
     p = run.path / sub / name
     if not p.is_file():
@@ -174,7 +125,7 @@ def _score(x: torch.Tensor | None, truth: torch.Tensor | None) -> str:
 def _grid_png(tiles: list[torch.Tensor], captions: list[str], ncol: int) -> bytes:
     from datamodules.grid import grid_pil
 
-    return _png_bytes(grid_pil(torch.stack(tiles), ncol, captions=captions, min_size=TILE, padding=3))
+    return png_bytes(grid_pil(torch.stack(tiles), ncol, captions=captions, min_size=TILE, padding=3))
 
 
 def _blank(like: torch.Tensor) -> torch.Tensor:
@@ -204,7 +155,7 @@ def _curves(series: list[tuple[str, list[list[float]], list[int]]]) -> bytes | N
         ax.set_ylabel("objective")
         ax.set_title(title + (" (dashed: stage starts)" if len(starts) > 1 else ""), fontsize=10)
         ax.grid(alpha=0.3)
-    return _figure(fig)
+    return figure_png(fig)
 
 
 def _summary_rows(run: Run) -> list[list[str]]:
@@ -230,7 +181,7 @@ def write_report(out: str | Path) -> Path:
         f"{len(run.failures)} failed · folder {html.escape(str(run.path))}</p>"
     )
     body.append("<h2>Summary (mean ± 95% interval)</h2>")
-    body.append(_table(["metric", "mean ± 95% CI", "n"], _summary_rows(run)))
+    body.append(table(["metric", "mean ± 95% CI", "n"], _summary_rows(run)))
     body.append("<h2>Restorations</h2>")
     body.append(
         '<p class="sub">columns: degraded | A†y | restored | truth; captions: PSNR and SSIM against truth'
@@ -256,16 +207,16 @@ def write_report(out: str | Path) -> Path:
                 tiles.append(x if x is not None else _blank(rest))
                 caps.append(cap)
         if tiles:
-            body.append(_img(_grid_png(tiles, caps, 4), f"restorations {k}-{k + CHUNK - 1}"))
+            body.append(img_tag(_grid_png(tiles, caps, 4), f"restorations {k}-{k + CHUNK - 1}"))
     body.append("</div>")
     curves = _curves([(title, [r.get("history", []) for r in run.rows], _starts(run.rows))])
     if curves is not None:
         body.append("<h2>Loss curves of the fits</h2>")
-        body.append(_img(curves, "loss curves"))
+        body.append(img_tag(curves, "loss curves"))
     body.append("<h2>Per image</h2>")
     cols = ["index", "name", *[k for k in METRICS if any(r.get(k, "") != "" for r in run.rows)], "steps"]
     body.append(
-        _table(
+        table(
             cols,
             [
                 [r["index"], r["name"], *[_num(r.get(k)) for k in cols[2:-1]], len(r.get("history", []))]
@@ -278,7 +229,7 @@ def write_report(out: str | Path) -> Path:
     body.append("<h2>Configuration</h2>")
     body.append(f"<pre>{html.escape(json.dumps(info, indent=1))}</pre>")
     path = run.path / "report.html"
-    atomic_write_bytes(path, _page(title, body))
+    atomic_write_bytes(path, page(title, body))
     return path
 
 
@@ -360,14 +311,14 @@ def compare(outputs: Sequence[str | Path], output: str | Path) -> Path:
         rows.append(
             [lab, _fmt(*p, 2), _fmt(*s, 4), _fmt(*t, 2), len(run.failures), str(run.info.get("prior"))[:19]]
         )
-    body.append(_table(["run", "PSNR dB", "SSIM", "s/image", "failed", "prior"], rows))
+    body.append(table(["run", "PSNR dB", "SSIM", "s/image", "failed", "prior"], rows))
     body.append(f"<h2>Paired differences against {html.escape(labels[0])}</h2>")
     diffs = []
     for lab, b in zip(labels[1:], by_name[1:], strict=True):
         dp = paired_diff([by_name[0][n]["psnr"] for n in common], [b[n]["psnr"] for n in common])
         ds = paired_diff([by_name[0][n]["ssim"] for n in common], [b[n]["ssim"] for n in common])
         diffs.append([lab, _fmt(dp[0], dp[1], 2), f"{dp[2]}/{len(common)}", _fmt(ds[0], ds[1], 4)])
-    body.append(_table(["run", "Δ PSNR dB", "PSNR higher on", "Δ SSIM"], diffs))
+    body.append(table(["run", "Δ PSNR dB", "PSNR higher on", "Δ SSIM"], diffs))
     body.append("<h2>Same images side by side</h2>")
     body.append(
         '<p class="sub">columns: truth | degraded | '
@@ -389,7 +340,7 @@ def compare(outputs: Sequence[str | Path], output: str | Path) -> Path:
                 tiles.append(x if x is not None else _blank(like))
                 caps.append(f"{float(b[name]['psnr']):.1f}dB {float(b[name]['ssim']):.2f}")
         if tiles:
-            body.append(_img(_grid_png(tiles, caps, ncol), f"comparison {k}-{k + CHUNK - 1}"))
+            body.append(img_tag(_grid_png(tiles, caps, ncol), f"comparison {k}-{k + CHUNK - 1}"))
     body.append("</div>")
     curves = _curves(
         [
@@ -399,10 +350,10 @@ def compare(outputs: Sequence[str | Path], output: str | Path) -> Path:
     )
     if curves is not None:
         body.append("<h2>Loss curves</h2>")
-        body.append(_img(curves, "loss curves"))
+        body.append(img_tag(curves, "loss curves"))
     body.append("<h2>Per image PSNR (dB)</h2>")
     body.append(
-        _table(["name", *labels], [[n, *[f"{float(b[n]['psnr']):.2f}" for b in by_name]] for n in common])
+        table(["name", *labels], [[n, *[f"{float(b[n]['psnr']):.2f}" for b in by_name]] for n in common])
     )
     for run in runs:
         if run.failures:
@@ -411,7 +362,7 @@ def compare(outputs: Sequence[str | Path], output: str | Path) -> Path:
     for lab, run in zip(labels, runs, strict=True):
         body.append(f"<h3>{html.escape(lab)}</h3><pre>{html.escape(json.dumps(run.info, indent=1))}</pre>")
     path = Path(output) / "report.html"
-    atomic_write_bytes(path, _page(title, body))
+    atomic_write_bytes(path, page(title, body))
     return path
 
 
@@ -431,30 +382,4 @@ def compare_main(argv: Sequence[str]) -> Path:
     except (ValueError, FileNotFoundError) as e:
         parser.exit(2, f"error: {e}\n")
     print(f"[inversion] comparison report: {path}", file=sys.stderr)
-    return path
-
-
-# -- figure reports (e-GLASS, DGP manipulation, prior training) ----------------------------------------------
-def figure_report(
-    folder: str | Path,
-    title: str,
-    figures: Sequence[tuple[str, str | Path | bytes]],
-    info: dict | None = None,
-    tables: Sequence[tuple[str, Sequence[str], Sequence[Sequence[object]]]] = (),
-) -> Path:
-    """Write ``<folder>/report.html``: ``figures`` as ``(caption, PNG path or bytes)``, optional tables
-    ``(heading, header, rows)`` and a configuration block ``info`` (atomically)."""
-    body = [f"<h1>{html.escape(title)}</h1>"]
-    for heading, header, rows in tables:
-        body += [f"<h2>{html.escape(heading)}</h2>", _table(header, rows)]
-    for caption, fig in figures:
-        data = fig if isinstance(fig, bytes) else Path(fig).read_bytes()
-        body += [f"<h2>{html.escape(caption)}</h2>", _img(data, caption)]
-    if info:
-        body += [
-            "<h2>Configuration</h2>",
-            f"<pre>{html.escape(json.dumps(info, indent=1, default=str))}</pre>",
-        ]
-    path = Path(folder) / "report.html"
-    atomic_write_bytes(path, _page(title, body))
     return path

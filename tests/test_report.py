@@ -135,3 +135,42 @@ def test_mean_ci_matches_student_t():
     assert m == pytest.approx(2.5) and h == pytest.approx(3.182446 * 1.290994 / 2, rel=1e-5)
     d, hd, wins = report.paired_diff([1.0, 2.0, 3.0], [2.0, 2.5, 2.0])
     assert d == pytest.approx(0.5 / 3) and wins == 2 and hd > 0
+
+
+def test_prior_training_report_samples_per_checkpoint_and_honest_done(tmp_path, capsys):
+    import yaml
+
+    from lcm.cli import cli_main
+
+    config = tmp_path / "tiny.yaml"
+    model = {"class_path": "lcm.WGANGP", "init_args": {"latent_dim": 4, "width": 4, "critic_width": 4}}
+    model["init_args"].update(n_critic=2, sample_every_n_steps=0)
+    trainer = {"max_steps": 10, "max_epochs": 1, "accelerator": "cpu", "enable_progress_bar": False}
+    trainer.update(default_root_dir=str(tmp_path), logger=False, log_every_n_steps=1)
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "seed_everything": 0,
+                "model": model,
+                "data": {"class_path": "test_lcm_modules.TinyData", "init_args": {"n": 16}},
+                "trainer": trainer,
+                "checkpoint": {"dirpath": str(tmp_path / "ck"), "every_n_train_steps": 2},
+                "report": {"every_n_steps": 1},
+            }
+        )
+    )
+    cli_main(["fit", "-c", str(config)])  # one epoch of 4 batches = 4 critic + 2 generator steps
+    status = json.loads((tmp_path / "training.json").read_text())
+    assert status == {"global_step": 6, "max_steps": 10, "done": False}
+    assert "stopped at step 6 of max_steps 10 (not finished)" in capsys.readouterr().err
+    assert len(list((tmp_path / "samples").glob("samples_step*.png"))) >= 2  # one per checkpoint save
+    cli_main(["fit", "-c", str(config), "--trainer.max_epochs=3", "--ckpt_path=last"])
+    assert json.loads((tmp_path / "training.json").read_text())["done"] is True
+    sizes, alts = _images(tmp_path / "report.html")
+    assert "training losses" in alts and "samples at step 10" in alts
+    page = (tmp_path / "report.html").read_text()
+    assert "stopped at step 10 of max_steps 10" in page and "train/loss_critic" in page
+    ckpt = torch.load(tmp_path / "ck" / "last.ckpt", weights_only=True)
+    (state,) = [v for k, v in ckpt["callbacks"].items() if k.startswith("PriorReport")]
+    steps = [s for s, _ in state["curves"]["train/loss_critic"]]
+    assert min(steps) < 6 <= max(steps)  # curves of the first session survived the resume
