@@ -29,6 +29,7 @@ __all__ = [
     "Run",
     "compare",
     "compare_main",
+    "exploration_report",
     "figure_report",  # re-exported from callbacks.report
     "load_run",
     "mean_ci",
@@ -383,3 +384,40 @@ def compare_main(argv: Sequence[str]) -> Path:
         parser.exit(2, f"error: {e}\n")
     print(f"[inversion] comparison report: {path}", file=sys.stderr)
     return path
+
+
+# -- e-GLASS ------------------------------------------------------------------------------------------
+def exploration_report(out: str | Path) -> Path:
+    """``<out>/report.html`` of an e-GLASS run (``python -m inversion.exploration.benchmark``), from what it
+    wrote: ``summary.json`` and per image ``eglass_grid_<i>.png`` (x0 framed blue, feasible solutions green,
+    rejected red, each captioned with its measurement residual), ``eglass_fig1_<i>.png`` (the paper's
+    Fig. 1) and ``restarts_grid_<i>.png`` (the restart baseline). Diversity: the solutions' spread."""
+    out = Path(out)
+    summary = json.loads((out / "summary.json").read_text())
+    header = ["image", "method", "feasible", "candidates", "pixel spread", "perceptual spread", "seconds"]
+    rows = []
+    for i, r in enumerate(summary.get("images", [])):
+        for m in ("eglass", "restarts"):
+            d = r.get(m, {})
+            n = d.get("candidates", d.get("restarts", ""))
+            rows.append([i, m, d.get("feasible", ""), n, _num(d.get("pixel_rms")), _num(d.get("perceptual"))])
+            rows[-1].append(_num(d.get("seconds")))
+    figures = []
+    for i in range(len(summary.get("images", []))):
+        for stem, what in (
+            ("eglass_grid", "e-GLASS solutions (blue: x0, green: feasible, red: rejected; K, eta, residual)"),
+            ("restarts_grid", "restart baseline (truth first)"),
+            ("eglass_fig1", "directions vs the eigenvectors of H_Y and H_X (paper Fig. 1)"),
+        ):
+            if (out / f"{stem}_{i}.png").is_file():
+                figures.append((f"image {i}: {what}", out / f"{stem}_{i}.png"))
+    mean = summary.get("mean", {})
+    keys = ("feasible", "pixel_rms", "perceptual", "seconds")
+    means = [[m, *[_num(v.get(k)) for k in keys]] for m, v in mean.items()]
+    tables = [
+        ("Mean over images", ["method", "feasible", "pixel spread", "perceptual spread", "seconds"], means),
+        ("Per image (diversity = spread of the feasible solutions)", header, rows),
+    ]
+    info = {k: v for k, v in summary.items() if k != "images"}
+    title = f"e-GLASS exploration: {summary.get('task', '?')}"
+    return figure_report(out, title, figures, info=info, tables=tables)

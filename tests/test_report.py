@@ -174,3 +174,17 @@ def test_prior_training_report_samples_per_checkpoint_and_honest_done(tmp_path, 
     (state,) = [v for k, v in ckpt["callbacks"].items() if k.startswith("PriorReport")]
     steps = [s for s, _ in state["curves"]["train/loss_critic"]]
     assert min(steps) < 6 <= max(steps)  # curves of the first session survived the resume
+
+
+def test_eglass_benchmark_writes_its_report(tmp_path):
+    from inversion.exploration import benchmark
+
+    out = tmp_path / "eg"
+    args = ["--tiny-prior", "--tiny-steps", "5", "--tiny-latent", "4", "--data", "samples"]
+    args += ["--num-images", "1"]
+    args += ["--num-solutions", "2", "--steps", "10", "--num-k", "2", "--etas", "1", "2", "--max-rounds", "1"]
+    benchmark.main([*args, "--restart-batch", "2", "--threads", "1", "--out", str(out)])
+    sizes, alts = _images(out / "report.html")
+    assert any(a.startswith("image 0: e-GLASS solutions") for a in alts)
+    page = (out / "report.html").read_text()
+    assert "perceptual spread" in page and "Mean over images" in page

@@ -35,6 +35,7 @@ from inversion.exploration.eglass import EGlass
 from inversion.exploration.plots import save_image_grid
 from inversion.exploration.restarts import RestartResult, fit_latents, restart_solutions
 from inversion.io import atomic_write, atomic_write_bytes
+from inversion.report import exploration_report
 
 Tensor = torch.Tensor
 
@@ -304,6 +305,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         "images": rows,
     }
     atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=2).encode())
+    print(f"report: {exploration_report(out)}")
     print(
         json.dumps(
             {k: summary[k] for k in ("prior", "task", "mean", "speedup_restarts_over_eglass")}, indent=2
