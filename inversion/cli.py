@@ -6,8 +6,11 @@ Example::
         --method iagan --input fashion_mnist --limit 100 --output outputs/sr4_iagan --devices 2
 
 Writes under ``--output``: ``restored/<name>.png`` (under the input's names), ``degraded/<name>.png``,
-``grid.png`` (degraded | restored | truth), ``metrics.csv`` (one row per image) and
-``failures.txt`` (images that could not be read or restored, with the reason). Each finished image
+``truth/`` and ``adjoint/`` (A†y, linear operators), ``grid.png`` (degraded | restored | truth, the first
+16 images), ``metrics.csv`` (one row per image), ``failures.txt`` (images that could not be read or
+restored, with the reason) and ``report.html`` (``inversion.report``: every image, loss curves, mean ±
+95% interval, failures, the effective configuration). ``python -m inversion compare OUT1 OUT2 ...``
+writes one report comparing runs on the same images. Each finished image
 leaves ``rows/<name>.json`` (written atomically, last); a rerun skips those images, so an
 interrupted run resumes where it stopped. Image ``i`` uses seed ``seed + i`` (latent start),
 ``noise_seed + i`` (measurement noise) and, for per-image masks, mask seed ``mask seed + i``, so its
@@ -451,10 +454,12 @@ def _finalize(items: list[Item], out: Path, method: str) -> None:
         for r in shown:
             restored = load_image(out / "restored" / r["name"])
             degraded = load_image(out / "degraded" / r["name"], channels=restored.shape[0])
-            tiles += [degraded, restored]
+            t = out / "truth" / r["name"]
+            truth = load_image(t, channels=restored.shape[0]) if t.is_file() else torch.ones_like(restored)
+            tiles += [degraded, restored, truth]
         from datamodules.grid import save_image_grid
 
-        save_image_grid(torch.stack(tiles), out / "grid.png", nrow=2 * min(4, len(shown)), min_size=64)
+        save_image_grid(torch.stack(tiles), out / "grid.png", nrow=3 * min(2, len(shown)), min_size=64)
     if rows:
         mean = {k: sum(float(r[k]) for r in rows) / len(rows) for k in ("psnr", "ssim", "seconds")}
         print(
