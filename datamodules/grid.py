@@ -83,7 +83,7 @@ def grid_pil(
     """:func:`image_grid` as a PIL image, with one caption line under each tile when given."""
     if captions is not None and len(captions) != images.shape[0]:
         raise ValueError(f"captions has {len(captions)} entries for {images.shape[0]} images")
-    cap = 14 if captions is not None else 0
+    cap = 16 if captions is not None else 0
     g = image_grid(images, nrow, caption_height=cap, **kwargs)
     arr = (g.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     img = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
@@ -92,7 +92,7 @@ def grid_pil(
         pad = kwargs.get("padding", 2)
         th = (g.shape[1] - pad) // math.ceil(images.shape[0] / nrow)  # tile + caption + padding
         tw = (g.shape[2] - pad) // min(nrow, images.shape[0])
-        draw, font = ImageDraw.Draw(img), _font(10)
+        draw, font = ImageDraw.Draw(img), _font(12)
         for i, text in enumerate(captions):
             x0, y0 = pad + (i % nrow) * tw, pad + (i // nrow) * th
             draw.text((x0 + 1, y0 + th - pad - cap + 1), text, fill=(0, 0, 0), font=font)

@@ -120,7 +120,11 @@ def _score(x: torch.Tensor | None, truth: torch.Tensor | None) -> str:
         return ""
     from inversion.metrics import psnr, ssim
 
-    return f"{float(psnr(x[None], truth[None])):.1f}dB {float(ssim(x[None], truth[None])):.2f}"
+    return _cap(float(psnr(x[None], truth[None])), float(ssim(x[None], truth[None])))
+
+
+def _cap(p: float, s: float) -> str:
+    return f"{p:.1f} dB  {s:.2f}"
 
 
 def _grid_png(tiles: list[torch.Tensor], captions: list[str], ncol: int) -> bytes:
@@ -202,7 +206,7 @@ def write_report(out: str | Path) -> Path:
             for x, cap in (
                 (deg, _score(deg, truth)),
                 (adj, _score(adj, truth) if adj is not None else "A†y n/a"),
-                (rest, f"{float(r['psnr']):.1f}dB {float(r['ssim']):.2f}"),
+                (rest, _cap(float(r["psnr"]), float(r["ssim"]))),
                 (truth, Path(name).stem[:16] if truth is not None else "no truth"),
             ):
                 tiles.append(x if x is not None else _blank(rest))
@@ -339,7 +343,7 @@ def compare(outputs: Sequence[str | Path], output: str | Path) -> Path:
             caps += [Path(name).stem[:16], _score(deg, truth)]
             for x, b in zip(rests, by_name, strict=True):
                 tiles.append(x if x is not None else _blank(like))
-                caps.append(f"{float(b[name]['psnr']):.1f}dB {float(b[name]['ssim']):.2f}")
+                caps.append(_cap(float(b[name]["psnr"]), float(b[name]["ssim"])))
         if tiles:
             body.append(img_tag(_grid_png(tiles, caps, ncol), f"comparison {k}-{k + CHUNK - 1}"))
     body.append("</div>")

@@ -24,7 +24,7 @@ def test_frames_captions_and_atomic_png(tmp_path):
         x, tmp_path / "g" / "grid.png", nrow=2, frame_colors=[(255, 0, 0), (0, 0, 255)], captions=["a", "b"]
     )
     with Image.open(path) as im:
-        assert im.mode == "RGB" and im.height == 2 + 8 + 4 + 14 + 2
+        assert im.mode == "RGB" and im.height == 2 + 8 + 4 + 16 + 2
         assert im.getpixel((3, 3)) == (255, 0, 0) and im.getpixel((2 + 12 + 2 + 1, 3)) == (0, 0, 255)
         assert im.getpixel((6, 6)) == (0, 0, 0)  # the image inside the frame
     assert [p.name for p in path.parent.iterdir()] == ["grid.png"]
