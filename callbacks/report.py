@@ -27,7 +27,7 @@ h1{font-size:22px;margin-bottom:4px} h2{font-size:17px;margin-top:28px;border-bo
 table{border-collapse:collapse;font-size:13px}
 td,th{padding:3px 8px;border-bottom:1px solid #eee;text-align:right}
 th{background:#f4f4f4} td.l,th.l{text-align:left} .grids{display:flex;flex-wrap:wrap;gap:18px}
-img{image-rendering:pixelated} .sub{color:#666;font-size:13px}
+img{image-rendering:pixelated;max-width:100%} .sub{color:#666;font-size:13px}
 pre{background:#f7f7f7;padding:8px;font-size:12px} .fail{color:#a00}
 """
 
@@ -136,7 +136,7 @@ def _curves_png(curves: dict[str, list[tuple[int, float]]], title: str) -> bytes
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
     return figure_png(fig)
 
 
@@ -206,6 +206,9 @@ class PriorReport(pl.Callback):
         data = json.dumps(status).encode()
         atomic_write(root / "training.json", lambda f: f.write(data))
         reach = f"step {step} of max_steps {max_steps}" if max_steps > 0 else f"step {step}"
+        final = root / "samples" / f"samples_step{step:07d}.png"
+        if hasattr(pl_module, "log_samples") and not final.is_file():
+            pl_module.log_samples()  # the final samples (the last checkpoint may be saved after this hook)
         print(f"[lcm] training stopped at {reach}" + ("" if done else " (not finished)"), file=sys.stderr)
         samples = sorted((root / "samples").glob("samples_step*.png"))
         figures: list[tuple[str, str | Path | bytes]] = []

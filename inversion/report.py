@@ -123,6 +123,11 @@ def _score(x: torch.Tensor | None, truth: torch.Tensor | None) -> str:
     return _cap(float(psnr(x[None], truth[None])), float(ssim(x[None], truth[None])))
 
 
+def _short(name: str) -> str:
+    stem = Path(name).stem
+    return stem if len(stem) <= 14 else "…" + stem[-13:]
+
+
 def _cap(p: float, s: float) -> str:
     return f"{p:.1f} dB  {s:.2f}"
 
@@ -148,7 +153,7 @@ def _curves(series: list[tuple[str, list[list[float]], list[int]]]) -> bytes | N
     import matplotlib.pyplot as plt
 
     n = len(series)
-    fig, axes = plt.subplots(1, n, figsize=(min(5.0 * n, 15), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(min(4.5 * n, 10), 3.2), squeeze=False)
     for ax, (title, hists, starts) in zip(axes[0], series, strict=True):
         for h in hists:
             ys = [v if v is not None and v > 0 else float("nan") for v in h]
@@ -158,8 +163,9 @@ def _curves(series: list[tuple[str, list[list[float]], list[int]]]) -> bytes | N
         ax.set_yscale("log")
         ax.set_xlabel("step")
         ax.set_ylabel("objective")
-        ax.set_title(title + (" (dashed: stage starts)" if len(starts) > 1 else ""), fontsize=10)
+        ax.set_title(title + ("\n(dashed: stage starts)" if len(starts) > 1 else ""), fontsize=9)
         ax.grid(alpha=0.3)
+    fig.tight_layout()
     return figure_png(fig)
 
 
@@ -207,7 +213,7 @@ def write_report(out: str | Path) -> Path:
                 (deg, _score(deg, truth)),
                 (adj, _score(adj, truth) if adj is not None else "A†y n/a"),
                 (rest, _cap(float(r["psnr"]), float(r["ssim"]))),
-                (truth, Path(name).stem[:16] if truth is not None else "no truth"),
+                (truth, _short(name) if truth is not None else "no truth"),
             ):
                 tiles.append(x if x is not None else _blank(rest))
                 caps.append(cap)
@@ -340,7 +346,7 @@ def compare(outputs: Sequence[str | Path], output: str | Path) -> Path:
             truth = _tile(runs[0], "truth", name, like)
             deg = _tile(runs[0], "degraded", name, like)
             tiles += [truth if truth is not None else _blank(like), deg if deg is not None else _blank(like)]
-            caps += [Path(name).stem[:16], _score(deg, truth)]
+            caps += [_short(name), _score(deg, truth)]
             for x, b in zip(rests, by_name, strict=True):
                 tiles.append(x if x is not None else _blank(like))
                 caps.append(_cap(float(b[name]["psnr"]), float(b[name]["ssim"])))
