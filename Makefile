@@ -36,13 +36,14 @@ demo: setup $(DEMO_DONE)
 	@echo "demo: open $(DEMO)/compare/report.html (each run: $(DEMO)/inpaint_*/report.html; prior: $(DEMO)/prior/report.html)"
 
 # Marked done only when training reached max_steps (training.json, written by lcm's PriorReport); a run
-# stopped by max_time leaves no mark, so the next make demo resumes from last.ckpt. Restorations made with
-# an older prior are removed first (their run.json pins the prior).
+# stopped by max_time leaves no mark, so the next make demo resumes from last.ckpt and runs to the end
+# (without the safety stop: Lightning counts max_time over all sessions, so a resumed run would stop at
+# once). Restorations made with an older prior are removed first (their run.json pins the prior).
 $(DEMO_DONE):
 	rm -rf $(DEMO)/inpaint_csgm $(DEMO)/inpaint_iagan $(DEMO)/inpaint_dgp $(DEMO)/compare
 	$(PY) -m lcm fit -c configs/lcm/wgangp_demo.yaml --trainer.max_steps $(DEMO_STEPS) \
 	    --trainer.default_root_dir $(DEMO)/prior --checkpoint.dirpath $(DEMO)/prior \
-	    $$(test -f $(DEMO_PRIOR) && echo "--ckpt_path $(DEMO_PRIOR)")
+	    $$(test -f $(DEMO_PRIOR) && echo "--ckpt_path $(DEMO_PRIOR) --trainer.max_time null")
 	@$(PY) -c "import json, sys; s = json.load(open('$(DEMO)/prior/training.json')); \
 	    print(f'demo: prior trained to step {s[\"global_step\"]} of {s[\"max_steps\"]}'); sys.exit(not s['done'])" \
 	    && touch $@ || echo "demo: prior not finished; restoring with it now, the next make demo resumes its training"
