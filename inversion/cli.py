@@ -7,10 +7,13 @@ Example::
 
 Writes under ``--output``: ``restored/<name>`` (``<name>``: the file's path relative to the input, kept
 when it ends in ``.png``, else with ``.png`` appended, so every input file has its own output),
-``degraded/<name>``, ``grid.png`` (degraded | restored | truth), ``metrics.csv`` (one row per image)
-and ``failures.txt`` (images that could not be read or restored, with the reason). Each finished image
-leaves ``rows/<name minus .png>.json`` (written atomically, last); a rerun skips those images, so an
-interrupted run resumes where it stopped. An image with key ``k`` (a built-in split: its index; a
+``degraded/<name>``, ``truth/`` and ``adjoint/`` (A†y, linear operators), ``grid.png`` (degraded |
+restored | truth, the first 16 images), ``metrics.csv`` (one row per image), ``failures.txt`` (images
+that could not be read or restored, with the reason) and ``report.html`` (``inversion.report``: every
+image, loss curves, mean ± 95% interval, failures, the effective configuration).
+``python -m inversion compare OUT1 OUT2 ...`` writes one report comparing runs on the same images.
+Each finished image leaves ``rows/<name minus .png>.json`` (written atomically, last); a rerun skips
+those images, so an interrupted run resumes where it stopped. An image with key ``k`` (a built-in split: its index; a
 folder: a number derived from the file's relative path, so adding files never changes another file's
 result) uses seed ``seed + k`` (latent start), ``noise_seed + k`` (measurement noise) and, for per-image
 masks, mask seed ``mask seed + k``, so its result does not depend on which process restores it:
@@ -26,6 +29,7 @@ import hashlib
 import importlib
 import io
 import json
+import math
 import os
 import subprocess
 import sys
@@ -38,7 +42,7 @@ from pathlib import Path
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from inversion.io import atomic_write_bytes, grid, load_image, save_png
+from inversion.io import atomic_write_bytes, load_image, save_png
 from inversion.operators import Operator
 from lcm.prior import Prior
 
@@ -350,7 +354,7 @@ def restore_folder(
     task = task or type(operator).__name__
     _check_fits(operator, pri, items)
     extra = {"critic": _file_id(critic), "labels": _file_id(labels)}
-    _check_run(out, prior, operator, input, method, task, seed, noise_seed, options, extra)
+    _check_run(out, prior, operator, input, method, task, seed, noise_seed, options, extra, pri)
     mine = [it for it in items if it.index % num_shards == shard]
     todo = [it for it in mine if not _row_path(out, it).exists()]
     _run_items(
@@ -406,9 +410,17 @@ def _file_id(path) -> str | None:
 
 
 def _check_run(
-    out: Path, prior, operator, source, method, task, seed, noise_seed, options, extra=None
+    out: Path, prior, operator, source, method, task, seed, noise_seed, options, extra=None, pri=None
 ) -> None:
-    """Record what this run computes in ``run.json``; a resumed run must compute the same."""
+    """Record what this run computes in ``run.json``; a resumed run must compute the same.
+
+    ``config`` (the method's effective configuration, defaults included) and ``prior_info`` are recorded
+    for the report and follow from the compared keys.
+    """
+    from dataclasses import asdict
+
+    from inversion.methods import method_config
+
     run = {
         "prior": _file_id(prior),
         "operator": repr(operator),
@@ -420,6 +432,7 @@ def _check_run(
         "options": options or {},
         **{k: v for k, v in (extra or {}).items() if v is not None},  # absent in runs without them
     }
+    info = {"config": asdict(method_config(method, options)), "prior_info": _prior_info(prior, pri)}
     path = out / "run.json"
     if path.exists():
         old = json.loads(path.read_text())
@@ -430,7 +443,19 @@ def _check_run(
                 "its finished images would be mixed with this run's; choose another --output or delete it"
             )
         return
-    atomic_write_bytes(path, json.dumps(run, indent=1).encode())
+    atomic_write_bytes(path, json.dumps({**run, **info}, indent=1, default=str).encode())
+
+
+def _prior_info(spec: str, pri) -> dict:
+    info = {"path": str(spec)}
+    if pri is not None:
+        info.update(
+            kind=type(pri).__name__,
+            latent=getattr(pri, "latent_kind", None),
+            image_shape=list(pri.image_shape),
+            classes=int(getattr(pri, "num_classes", 0) or 0),
+        )
+    return info
 
 
 def _run_items(
@@ -487,6 +512,7 @@ def _restore_batch(batch, prior, operator, out, method, task, seed, noise_seed, 
     Image i is measured with noise seed ``noise_seed + index`` and starts from seed ``seed + index``,
     whatever batch it is in.
     """
+    from callbacks.marks import StageMarks
     from inversion.methods import restore
 
     t0 = time.perf_counter()
@@ -504,14 +530,25 @@ def _restore_batch(batch, prior, operator, out, method, task, seed, noise_seed, 
     labels = None
     if prior.num_classes and any(it.label >= 0 for it in items):  # -1 = unknown: restore() picks it
         labels = torch.tensor([it.label for it in items], device=dev)
+    marks = StageMarks()
     res = restore(
-        y, op, prior, method, seed=[seed + it.key for it in items], labels=labels, x_true=x, **options
-    )
+        y, op, prior, method, seed=[seed + it.key for it in items], labels=labels, x_true=x,
+        callbacks=[marks], **options,
+    )  # fmt: skip
     seconds = (time.perf_counter() - t0) / len(items)
     shown = _display(y, x, op)
+    starts = marks.starts(res.history.shape[0])
+    adjoint = None
+    if getattr(op, "linear", False):
+        with torch.no_grad():
+            adjoint = op.A_dagger(y)
     for i, it in enumerate(items):
         save_png(shown[i], out / "degraded" / it.name)
         save_png(res.images[i], out / "restored" / it.name)
+        save_png(x[i], out / "truth" / it.name)
+        if adjoint is not None and adjoint.shape[1:] == x.shape[1:]:
+            save_png(adjoint[i].clamp(0, 1), out / "adjoint" / it.name)
+        hist = res.history[:, i].tolist() if res.history.dim() == 2 else []
         m = {k: float(v[i]) for k, v in res.metrics.items()}
         row = {
             "index": it.index,
@@ -524,6 +561,8 @@ def _restore_batch(batch, prior, operator, out, method, task, seed, noise_seed, 
             "residual": m["residual"],
             "seconds": seconds,
             "shard": shard,
+            "history": [round(v, 6) if math.isfinite(v) else None for v in hist],  # objective per step
+            "stage_starts": starts,
         }
         atomic_write_bytes(_row_path(out, it), json.dumps(row).encode())
         _fail_path(out, it).unlink(missing_ok=True)
@@ -565,8 +604,12 @@ def _finalize(items: list[Item], out: Path, method: str) -> None:
         for r in shown:
             restored = load_image(out / "restored" / r["name"])
             degraded = load_image(out / "degraded" / r["name"], channels=restored.shape[0])
-            tiles += [degraded, restored]
-        save_png(grid(torch.stack(tiles), nrow=2 * min(4, len(shown))), out / "grid.png")
+            t = out / "truth" / r["name"]
+            truth = load_image(t, channels=restored.shape[0]) if t.is_file() else torch.ones_like(restored)
+            tiles += [degraded, restored, truth]
+        from datamodules.grid import save_image_grid
+
+        save_image_grid(torch.stack(tiles), out / "grid.png", nrow=3 * min(2, len(shown)), min_size=64)
     if rows:
         mean = {k: sum(float(r[k]) for r in rows) / len(rows) for k in ("psnr", "ssim", "seconds")}
         print(
@@ -583,6 +626,9 @@ def _finalize(items: list[Item], out: Path, method: str) -> None:
             f"no image was restored ({len(fails)} failed, see {out / 'failures.txt'}); "
             "fix the cause named there and rerun"
         )
+    from inversion.report import write_report
+
+    print(f"[inversion] report: {write_report(out)}", file=sys.stderr)
 
 
 def _launch(n: int, argv: list[str], out: Path) -> Path:
@@ -621,6 +667,10 @@ def build_parser() -> ArgumentParser:
 
 def main(argv: list[str] | None = None) -> Path:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["compare"]:  # python -m inversion compare OUT1 OUT2 ...
+        from inversion.report import compare_main
+
+        return compare_main(argv[1:])
     parser = build_parser()
     cfg = parser.parse_args(argv)
     init = parser.instantiate_classes(cfg)

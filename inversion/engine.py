@@ -525,7 +525,7 @@ def run_stages(
         - y: ``(B, ...)``; latent_init: ``(B, *prior.latent_shape)``; result images ``(B, C, H, W)``.
     """
     module = InversionModule(prior, operator, y, latent_init, stages, labels, loss_terms, batching, keep)
-    module.log_metrics = bool(callbacks) or progress
+    module.log_metrics = any(getattr(c, "reads_metrics", True) for c in callbacks) or progress
     if module_hook is not None:
         module_hook(module)
     accelerator, devices = _accelerator(y.device)

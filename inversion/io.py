@@ -1,4 +1,7 @@
-"""Image files: load as [0, 1] tensors, write PNG / grids / GIFs atomically (tmp + os.replace)."""
+"""Image files: load as [0, 1] tensors, write PNG / GIFs atomically (tmp + os.replace).
+
+Image grids: ``datamodules.grid`` (the one grid helper).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,6 @@ from PIL import Image
 __all__ = [
     "atomic_write",
     "atomic_write_bytes",
-    "grid",
     "load_image",
     "save_gif",
     "save_png",
@@ -70,23 +72,6 @@ def _encode(img: Image.Image, fmt: str, **kw) -> bytes:
 def save_png(image: torch.Tensor, path: str | os.PathLike) -> None:
     """Save one ``(C, H, W)`` image in [0, 1] as PNG, atomically."""
     atomic_write_bytes(path, _encode(to_pil(image), "PNG"))
-
-
-def grid(images: torch.Tensor, nrow: int, pad: int = 1) -> torch.Tensor:
-    """Tile ``(N, C, H, W)`` images into one ``(C, H', W')`` image, ``nrow`` images per row.
-
-    Shape:
-        - images: ``(N, C, H, W)``; output ``(C, rows * (H + pad) + pad, nrow * (W + pad) + pad)``.
-    """
-    n, c, h, w = images.shape
-    rows = -(-n // nrow)
-    out = images.new_ones(c, rows * (h + pad) + pad, nrow * (w + pad) + pad)
-    for i in range(n):
-        r, k = divmod(i, nrow)
-        out[
-            :, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + k * (w + pad) : pad + k * (w + pad) + w
-        ] = images[i]
-    return out
 
 
 def save_gif(frames: Sequence[torch.Tensor], path: str | os.PathLike, duration_ms: int = 100) -> None:

@@ -333,8 +333,11 @@ def test_manipulation_and_folder_clis_write_their_outputs(tmp_path):
     for i, img in enumerate(images(tiny(), 2)):
         save_png(img, src / f"{i}.png")
     out = manipulate.morph("tests.test_dgp:tiny", str(src), 0, 1, 4, str(tmp_path / "morph"), FAST)
-    assert Image.open(out).size == (6 * 17 + 1, 17 + 1)
+    assert Image.open(out).size == (6 * 65 + 1, 65 + 1)  # 16 px tiles upscaled x4 (nearest)
     assert not list((tmp_path / "morph").glob("*.tmp")) and not list((tmp_path / "morph").glob(".*"))
+    page = (tmp_path / "morph" / "report.html").read_text()
+    assert "morph: image 0 | lambda = 1 ... 0 (4 steps) | image 1" in page
+    assert "data:image/png;base64," in page
     res = cli.restore_folder(
         "tests.test_dgp:tiny", SuperResolution(factor=2, kernel="box"), str(src), str(tmp_path / "sr"),
         method="dgp", options=FAST, progress=False,

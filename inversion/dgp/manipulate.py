@@ -1,5 +1,5 @@
 """``python -m inversion.dgp.manipulate {jitter,morph,transfer}``: fit images with DGP (identity
-operator, DGP Table 11 schedule) and write a manipulation grid (PNG, atomic write).
+operator, DGP Table 11 schedule) and write a manipulation grid (PNG) and ``report.html`` (atomic writes).
 
 Example::
 
@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 from jsonargparse import CLI
 
-from inversion.io import grid, save_png
+from datamodules.grid import image_grid
+from inversion.io import save_png
 
 __all__ = ["jitter", "main", "morph", "transfer"]
 
@@ -71,10 +72,13 @@ def _fit(
     return pri, x, out
 
 
-def _write(images: torch.Tensor, nrow: int, output: str) -> Path:
+def _write(images: torch.Tensor, nrow: int, output: str, legend: str = "", info: dict | None = None) -> Path:
+    from inversion.report import figure_report
+
     path = Path(output) / "grid.png"
-    save_png(grid(images.float().cpu(), nrow=nrow), path)
-    print(f"[dgp] wrote {path}", file=sys.stderr)
+    save_png(image_grid(images, nrow, padding=1, min_size=64), path)
+    report = figure_report(output, "DGP manipulation", [(legend or "grid", path)], info=info)
+    print(f"[dgp] wrote {path} and {report}", file=sys.stderr)
     return path
 
 
@@ -113,7 +117,9 @@ def jitter(
     pri, x, out = _fit(prior, input, [index], options, seed, num_threads, "jitter", critic, labels)
     lab = None if out.labels is None else int(out.labels[0])
     imgs = jitter_fn(pri, out.fit.generators[0], out.fit.latent[0], sigma, n, seed, lab)
-    return _write(torch.cat([x, out.fit.images, imgs]), n + 2, output)
+    legend = f"jitter (sigma {sigma}): target | reconstruction | {n} jittered latents"
+    info = {"prior": prior, "input": input, "index": index, "sigma": sigma, "seed": seed, "options": options}
+    return _write(torch.cat([x, out.fit.images, imgs]), n + 2, output, legend, info)
 
 
 def morph(
@@ -146,7 +152,9 @@ def morph(
     g, z = out.fit.generators, out.fit.latent
     lambdas = torch.linspace(1.0, 0.0, steps).tolist()
     imgs = morph_fn(pri, g[0], z[0], g[1], z[1], lambdas, lab)
-    return _write(torch.cat([x[:1], imgs, x[1:]]), steps + 2, output)
+    legend = f"morph: image {index_a} | lambda = 1 ... 0 ({steps} steps) | image {index_b}"
+    info = {"prior": prior, "input": input, "indices": [index_a, index_b], "seed": seed, "options": options}
+    return _write(torch.cat([x[:1], imgs, x[1:]]), steps + 2, output, legend, info)
 
 
 def transfer(
@@ -166,7 +174,10 @@ def transfer(
 
     pri, x, out = _fit(prior, input, [index], options, seed, num_threads, "transfer", critic, labels)
     imgs = category_transfer(pri, out.fit.generators[0], out.fit.latent[0], classes)
-    return _write(torch.cat([x, out.fit.images, imgs]), imgs.shape[0] + 2, output)
+    legend = "category transfer: target | reconstruction | one image per class"
+    info = {"prior": prior, "input": input, "index": index, "classes": classes, "seed": seed}
+    info["options"] = options
+    return _write(torch.cat([x, out.fit.images, imgs]), imgs.shape[0] + 2, output, legend, info)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -39,6 +39,7 @@ from inversion.exploration.eglass import explore
 from inversion.exploration.plots import save_image_grid
 from inversion.exploration.restarts import fit_solutions, fit_start, restart_solutions
 from inversion.io import atomic_write, atomic_write_bytes
+from inversion.report import exploration_report
 
 Tensor = torch.Tensor
 
@@ -307,6 +308,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         "images": rows,
     }
     atomic_write_bytes(out / f"summary_{args.data}_{args.task}.json", json.dumps(summary, indent=2).encode())
+    print(f"report: {exploration_report(out, f'summary_{args.data}_{args.task}.json')}")
     me, mr = summary["mean"]["eglass"], summary["mean"]["restarts"]
     print(
         f"| {args.data} | {args.task} | {me['seconds']:.2f} ({summary['reached']['eglass']}/{len(rows)}) | "
