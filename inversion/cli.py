@@ -10,16 +10,17 @@ when it ends in ``.png``, else with ``.png`` appended, so every input file has i
 ``degraded/<name>``, ``truth/`` and ``adjoint/`` (A†y, linear operators), ``grid.png`` (degraded |
 restored | truth, the first 16 images), ``metrics.csv`` (one row per image), ``failures.txt`` (images
 that could not be read or restored, with the reason) and ``report.html`` (``inversion.report``: every
-image, loss curves, mean ± 95% interval, failures, the effective configuration).
-``python -m inversion compare OUT1 OUT2 ...`` writes one report comparing runs on the same images.
-Each finished image leaves ``rows/<name minus .png>.json`` (written atomically, last); a rerun skips
-those images, so an interrupted run resumes where it stopped. An image with key ``k`` (a built-in split: its index; a
+image, loss curves, mean ± 95% interval, failures, the effective configuration). ``python -m inversion
+compare OUT1 OUT2 ...`` writes one report comparing runs on the same images. Each finished image leaves
+``rows/<name minus .png>.json`` (written atomically, last); a rerun skips those images, so an
+interrupted run resumes where it stopped. An image with key ``k`` (a built-in split: its index; a
 folder: a number derived from the file's relative path, so adding files never changes another file's
 result) uses seed ``seed + k`` (latent start), ``noise_seed + k`` (measurement noise) and, for per-image
 masks, mask seed ``mask seed + k``, so its result does not depend on which process restores it:
-``--devices N`` splits the images over N processes (launched here; under ``torchrun`` / SLURM each
-rank takes its share from ``RANK`` / ``WORLD_SIZE`` or ``SLURM_PROCID`` / ``SLURM_NTASKS``) and rank 0
-gathers one ``metrics.csv``. A run that restores no image exits non-zero (and leaves no ``run.json`` behind).
+``--devices N`` splits the images over N processes (launched here; under ``torchrun`` / SLURM each rank
+takes its share from ``RANK`` / ``WORLD_SIZE`` or ``SLURM_PROCID`` / ``SLURM_NTASKS``) and rank 0
+gathers one ``metrics.csv``. A run that restores no image exits non-zero (and leaves no ``run.json``
+behind).
 """
 
 from __future__ import annotations
