@@ -6,8 +6,9 @@ so presets resolve outside a checkout; see :func:`lcm.configs.config_dir`.
 
 from setuptools import find_packages, setup
 
+code = find_packages(include=["lcm*", "inversion*", "datamodules*", "callbacks*"])
 setup(
-    packages=find_packages(include=["lcm*", "inversion*", "datamodules*", "callbacks*"]) + ["genprior_configs"],
+    packages=[*code, "genprior_configs"],
     package_dir={"genprior_configs": "configs"},
     package_data={"genprior_configs": ["**/*.yaml"]},
 )

@@ -23,7 +23,7 @@ from inversion.dgp import load_preset
 assert load_preset("sr_mse")["bn_to_in"] is True
 from inversion.cli import main
 main(["--prior", "toyprior:prior", "--input", "imgs", "--output", "out", "--method", "dgp",
-      "--options", "{preset: sr_mse, n_candidates: 2, stages: [{blocks: 1, iterations: 2}, {blocks: 2, iterations: 2}]}",
+      "--options", "{preset: sr_mse, n_candidates: 2, stages: [{blocks: 1, iterations: 2}]}",
       "--operator", "{class_path: inversion.operators.SuperResolution, init_args: {factor: 2}}",
       "--progress", "false"])
 """
