@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from datamodules._common import atomic_write
+from lcm.distributed import gather_rows, is_distributed
 from lcm.evaluation import FrechetTracker, fit_latents, reconstruction_scores
 from lcm.losses import gradient_penalty, lap_l1
 from lcm.networks import Critic, Generator, LatentConvNet, MappingNetwork
@@ -424,6 +425,8 @@ class _TableModule(PriorModule):
     def __init__(self, channels: int, resolution: int, sample_every_n_steps: int, *quality: int):
         super().__init__(channels, resolution, sample_every_n_steps, *quality)
         self.table: LatentTable | None = None
+        # DDP must not broadcast rank 0's table each step: every rank applies every rank's row updates
+        self._ddp_params_and_buffers_to_ignore = ["table.weight"]
         self.register_buffer("table_initialised", torch.zeros((), dtype=torch.bool))
         self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -505,9 +508,13 @@ class _TableModule(PriorModule):
         own image's loss with rate ``latent_lr`` whatever the batch size.
         """
         if rows.grad is None:
-            return
-        new = self.project(rows - self.hparams.latent_lr * rows.shape[0] * rows.grad)
-        self.table.scatter(index, new)
+            index, new = index[:0], rows[:0].detach()
+        else:
+            new = self.project(rows - self.hparams.latent_lr * rows.shape[0] * rows.grad)
+        if is_distributed():  # DDP: every rank writes every rank's rows, so the tables stay identical
+            index, new = gather_rows(index.to(new.device)), gather_rows(new)
+        if index.numel():
+            self.table.scatter(index, new)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         # runs after backward (and the generator step) of every batch: latent step + projection
@@ -612,11 +619,12 @@ class GLO(_TableModule):
         n = self.table.num_rows
         flat = np.zeros((n, math.prod(self.image_shape)), dtype=np.float32)
         seen = np.zeros(n, dtype=bool)
-        for batch in loader:
-            idx = batch["index"].cpu().numpy()
+        for batch in loader:  # under DDP each rank reads its shard and gathers the others'
+            index, images = batch["index"].to(self.device), batch["image"].flatten(1).to(self.device)
+            idx = gather_rows(index).cpu().numpy()
             if idx.max() >= n:
                 raise ValueError(f"image index {idx.max()} >= num_images {n}")
-            flat[idx] = batch["image"].flatten(1).cpu().numpy()
+            flat[idx] = gather_rows(images).cpu().numpy()
             seen[idx] = True
         if seen.sum() < 2:
             return
