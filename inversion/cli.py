@@ -11,10 +11,10 @@ Writes under ``--output``: ``restored/<name>.png`` (under the input's names), ``
 leaves ``rows/<name>.json`` (written atomically, last); a rerun skips those images, so an
 interrupted run resumes where it stopped. Image ``i`` uses seed ``seed + i`` (latent start),
 ``noise_seed + i`` (measurement noise) and, for per-image masks, mask seed ``mask seed + i``, so its
-result does not depend on which process restores it: ``--devices N`` splits the images over N
-processes (launched here; under ``torchrun`` / SLURM each rank takes its share from
-``RANK`` / ``WORLD_SIZE`` or ``SLURM_PROCID`` / ``SLURM_NTASKS``) and rank 0 gathers one
-``metrics.csv``.
+result does not depend on which process restores it. Under ``torchrun --nproc_per_node N -m
+inversion ...`` or SLURM's ``srun`` it is a ``torch.distributed`` program (``inversion.distributed``):
+each rank restores its share, rank 0 gathers the records and writes one ``metrics.csv``;
+``--devices N`` starts N such processes through ``torch.distributed.run``.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ import hashlib
 import importlib
 import io
 import json
-import os
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -36,6 +34,7 @@ from pathlib import Path
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from inversion import distributed
 from inversion.io import IMAGE_SUFFIXES, atomic_write_bytes, grid, load_image, save_png
 from inversion.operators import Operator
 from lcm.prior import Prior
@@ -132,13 +131,6 @@ def _display(y: torch.Tensor, x: torch.Tensor, operator: Operator) -> torch.Tens
     return d.clamp(0, 1)
 
 
-def _env_shard() -> tuple[int, int] | None:
-    for r, w in (("RANK", "WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS")):
-        if int(os.environ.get(w, "1")) > 1:
-            return int(os.environ[r]), int(os.environ[w])
-    return None
-
-
 def _row_path(out: Path, item: Item) -> Path:
     return out / "rows" / (Path(item.name).stem + ".json")
 
@@ -184,7 +176,8 @@ def restore_folder(
         noise_seed: base seed of the measurement noise (image i: noise_seed + i).
         options: overrides of the method's config, e.g. ``{csgm_steps: 300, restarts: 3}``
             (``MethodConfig``; DGP: ``inversion.dgp.DGPConfig``, e.g. ``{preset: sr_mse}``).
-        devices: number of processes to split the images over (launched by this command).
+        devices: number of processes to split the images over (started through
+            ``torch.distributed.run``; ignored inside a torchrun / SLURM world).
         shard, num_shards: restore only images with ``index % num_shards == shard`` (set by the
             launcher; normally left alone).
         device: ``auto`` (CUDA when available, one GPU per process), ``cpu``, or ``cuda:k``.
@@ -192,7 +185,8 @@ def restore_folder(
         batch_size: images restored together (one batched fit; results do not depend on it, up to
             floating-point rounding). Operators with per-image masks go one image at a time.
         progress: show a progress bar.
-        wait_timeout: seconds rank 0 waits for the other ranks' images under torchrun / SLURM.
+        wait_timeout: seconds a rank waits for the others in a collective (torchrun / SLURM /
+            ``--devices``), or shard 0 for the other shards' records (``--shard``).
 
     Returns:
         the output folder.
@@ -206,11 +200,13 @@ def restore_folder(
         raise ValueError("devices and num_shards must be >= 1")
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    if devices > 1 and shard is None:
-        return _launch(devices, _argv or [], out)
-    env = _env_shard()
-    if shard is None and env is not None:
-        shard, num_shards = env
+    if devices > 1 and shard is None and not distributed.launched():
+        distributed.launch(devices, _argv or [])
+        return out
+    group = distributed.from_environment(wait_timeout) if shard is None else None
+    if group is not None:
+        shard, num_shards = group.rank, group.world_size
+        progress = progress and group.rank == 0
     shard = 0 if shard is None else int(shard)
     if not 0 <= shard < num_shards:
         raise ValueError(f"shard must lie in [0, num_shards={num_shards}), got {shard}")
@@ -218,7 +214,9 @@ def restore_folder(
         torch.set_num_threads(int(num_threads))
     if device == "auto":
         dev = torch.device(
-            f"cuda:{shard % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
+            f"cuda:{(group.local_rank if group else shard) % torch.cuda.device_count()}"
+            if torch.cuda.is_available()
+            else "cpu"
         )
     else:
         dev = torch.device(device)
@@ -244,9 +242,15 @@ def restore_folder(
         shard,
         batch_size,
     )
+    if group is not None:  # torch.distributed: records gathered on rank 0, which writes the summary
+        distributed.gather_records(group, out, mine, _row_path, _fail_path)
+        if group.rank == 0:
+            _finalize(items, out, method)
+        distributed.finish(group)
+        return out
     if num_shards > 1 and shard != 0:
         return out
-    if num_shards > 1:  # rank 0 under torchrun / SLURM: wait for the others' records
+    if num_shards > 1:  # --shard 0 of --num_shards: wait for the other shards' records
         _wait_for(items, out, wait_timeout)
     _finalize(items, out, method)
     return out
@@ -426,33 +430,6 @@ def _finalize(items: list[Item], out: Path, method: str) -> None:
         )
     if fails:
         print(f"[inversion] {len(fails)} image(s) failed, listed in {out / 'failures.txt'}", file=sys.stderr)
-
-
-def _launch(n: int, argv: list[str], out: Path) -> Path:
-    """Run ``n`` shard processes of this command and wait for all of them."""
-    procs = []
-    env = {**os.environ}
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
-    for i in range(n):
-        cmd = [
-            sys.executable,
-            "-m",
-            "inversion",
-            *argv,
-            "--devices",
-            "1",
-            "--shard",
-            str(i),
-            "--num_shards",
-            str(n),
-        ]
-        if i > 0:
-            cmd += ["--progress", "false"]
-        procs.append(subprocess.Popen(cmd, env=env))
-    codes = [p.wait() for p in procs]
-    if any(codes):
-        raise RuntimeError(f"shard processes exited with codes {codes}; rerun to resume the missing images")
-    return out
 
 
 def build_parser() -> ArgumentParser:
