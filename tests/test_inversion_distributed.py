@@ -112,3 +112,26 @@ def test_killing_the_devices_launcher_kills_its_workers(folder, tmp_path):
         launcher.kill()
         for p in _children(launcher.pid):
             os.kill(p, signal.SIGKILL)
+
+
+def test_slurm_environment_becomes_torch_environment(monkeypatch):
+    from inversion import distributed
+
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    monkeypatch.setenv("SLURM_PROCID", "3")
+    monkeypatch.setenv("SLURM_LOCALID", "1")
+    monkeypatch.setenv("SLURM_JOB_ID", "123")
+    monkeypatch.delenv("SLURM_LAUNCH_NODE_IPADDR", raising=False)
+    assert distributed.launched()
+    with pytest.raises(RuntimeError, match="MASTER_ADDR"):
+        distributed._slurm_to_torch_env()
+    monkeypatch.setenv("SLURM_LAUNCH_NODE_IPADDR", "10.0.0.7")
+    distributed._slurm_to_torch_env()
+    env = {k: os.environ[k] for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    assert env == {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "MASTER_ADDR": "10.0.0.7",
+                   "MASTER_PORT": "20123"}  # fmt: skip
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert not distributed.launched()
