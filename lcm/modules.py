@@ -451,9 +451,16 @@ class _TableModule(PriorModule):
         raise NotImplementedError
 
     def _build_table(self, n: int) -> None:
-        self.table = LatentTable(n, self.latent_dim, self.hparams.latent_memmap)
-        if self.table.created:  # a reopened memmap keeps its (trained) rows
-            self.table.fill(self.init_table(n))
+        # DDP with a memmap: rank 0 creates (or reopens) the shared file first, the others then reopen it
+        first = not (self.hparams.latent_memmap and is_distributed()) or torch.distributed.get_rank() == 0
+        if first:
+            self.table = LatentTable(n, self.latent_dim, self.hparams.latent_memmap)
+            if self.table.created:  # a reopened memmap keeps its (trained) rows
+                self.table.fill(self.init_table(n))
+        if self.hparams.latent_memmap and is_distributed():
+            torch.distributed.barrier()
+            if not first:
+                self.table = LatentTable(n, self.latent_dim, self.hparams.latent_memmap)
 
     def setup(self, stage: str) -> None:
         if self.table is not None:
