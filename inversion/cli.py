@@ -201,7 +201,7 @@ def restore_folder(
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     if devices > 1 and shard is None and not distributed.launched():
-        distributed.launch(devices, _argv or [])
+        distributed.launch(devices, _argv)
         return out
     group = distributed.from_environment(wait_timeout) if shard is None else None
     if group is not None:

@@ -127,11 +127,17 @@ def finish(group: Group) -> None:
         dist.destroy_process_group()
 
 
-def launch(n: int, argv: list[str]) -> None:
+def launch(n: int, argv: list[str] | None) -> None:
     """Run ``python -m inversion argv`` in ``n`` processes through ``torch.distributed.run`` (the
     torchrun launcher, standalone rendezvous on this machine), in this process; raises if a worker
     failed. Workers inherit the environment; this checkout goes first on their ``PYTHONPATH``."""
     from torch.distributed.run import get_args_parser, run
+
+    if argv is None:
+        raise ValueError(
+            "devices > 1 starts `python -m inversion` workers and needs its command line: run it from the "
+            "shell, or run your script under `torchrun --nproc_per_node N`"
+        )
 
     root = str(Path(__file__).resolve().parents[1])
     os.environ["GENPRIOR_LAUNCHER_PID"] = str(os.getpid())  # torch.distributed.run's agent runs here
