@@ -22,6 +22,8 @@ from lcm.prior import Prior, from_unit
 
 __all__ = ["FrechetTracker", "fit_latents", "reconstruction_scores", "default_fit_lr"]
 
+MIN_SIDE = 32  # images smaller than this are upsampled before the feature extractor
+
 
 def default_fit_lr(prior: Prior) -> float:
     """Adam rate of the held-out latent fit: 0.05 for Gaussian / sphere latents, a tenth of the box
@@ -96,6 +98,10 @@ class FrechetTracker:
     def features(self, images: torch.Tensor) -> torch.Tensor:
         if self.extractor is None:
             self.extractor = EfficientNetLite0Features()
+        if isinstance(self.extractor, EfficientNetLite0Features) and min(images.shape[-2:]) < MIN_SIDE:
+            # Lite0's strided 5x5 stages need at least 32 px
+            scale = MIN_SIDE / min(images.shape[-2:])
+            images = F.interpolate(images, scale_factor=scale, mode="bilinear", align_corners=False)
         with torch.no_grad():
             return self.extractor(images)[-1].mean((-2, -1)).double()
 

@@ -28,7 +28,7 @@ MODELS = {
 
 def _config(tmp: Path, kind: str, batch_size: int, devices: int) -> Path:
     model = {**MODELS[kind], "init_args": {**MODELS[kind]["init_args"], "sample_every_n_steps": 2,
-                                           "val_fd_images": 0, "val_fit_steps": 2}}  # fmt: skip
+                                           "val_fd_images": 4, "val_fit_steps": 2}}  # fmt: skip
     if kind == "lcm" and devices > 1:  # the DDP LCM run keeps its table in one memmap file for all ranks
         model["init_args"]["latent_memmap"] = str(tmp / "table.npy")
     cfg = {
