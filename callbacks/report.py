@@ -193,25 +193,26 @@ class PriorReport(pl.Callback):
 
     # samples per checkpoint ----------------------------------------------------------------------
     def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
-        if self.enabled and trainer.is_global_zero and hasattr(pl_module, "log_samples"):
-            pl_module.log_samples()
+        if self.enabled and hasattr(pl_module, "log_samples"):
+            pl_module.log_samples()  # on every rank: it asks trainer.log_dir, a collective under DDP
 
     # the end -------------------------------------------------------------------------------------
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not (self.enabled and trainer.is_global_zero):
+        if not self.enabled:
+            return
+        root = Path(trainer.log_dir or trainer.default_root_dir)  # a collective under DDP: every rank asks
+        if hasattr(pl_module, "log_samples"):  # the final samples; every rank calls, rank 0 writes
+            pl_module.log_samples()
+        if not trainer.is_global_zero:
             return
         from datamodules._common import atomic_write
 
-        root = Path(trainer.log_dir or trainer.default_root_dir)
         step, max_steps = int(trainer.global_step), int(trainer.max_steps)
         done = max_steps > 0 and step >= max_steps
         status = {"global_step": step, "max_steps": max_steps, "done": done}
         data = json.dumps(status).encode()
         atomic_write(root / "training.json", lambda f: f.write(data))
         reach = f"step {step} of max_steps {max_steps}" if max_steps > 0 else f"step {step}"
-        final = root / "samples" / f"samples_step{step:07d}.png"
-        if hasattr(pl_module, "log_samples") and not final.is_file():
-            pl_module.log_samples()  # the final samples (the last checkpoint may be saved after this hook)
         print(f"[lcm] training stopped at {reach}" + ("" if done else " (not finished)"), file=sys.stderr)
         samples = sorted((root / "samples").glob("samples_step*.png"))
         figures: list[tuple[str, str | Path | bytes]] = []

@@ -10,7 +10,7 @@ from typing import IO
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 # Independent random streams derived from one user seed, so that e.g. changing limit_train never
 # changes which images land in the validation split.
@@ -41,6 +41,27 @@ class EpochShuffle(Sampler[int]):
 
     def __len__(self) -> int:
         return self.n
+
+
+class ShardedEpochShuffle(DistributedSampler):
+    """:class:`EpochShuffle`'s permutation split over DDP ranks: rank r takes positions r, r + W, ...
+    (padded by wrapping around, as ``DistributedSampler``). Being a ``DistributedSampler``, Lightning
+    keeps it (instead of re-shuffling through its wrapper), so the W ranks' batches of size B together
+    hold the images of the one-process batch of size W * B.
+    """
+
+    def __init__(self, n: int, seed: int, num_replicas: int, rank: int) -> None:
+        super().__init__(range(n), num_replicas=num_replicas, rank=rank, shuffle=False, seed=seed)
+        self.base = EpochShuffle(n, seed)
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        self.base.set_epoch(epoch)
+
+    def __iter__(self):
+        order = list(self.base)
+        order += (order * (1 + self.total_size // max(len(order), 1)))[: self.total_size - len(order)]
+        return iter(order[self.rank : self.total_size : self.num_replicas])
 
 
 def item(image: torch.Tensor, index: int, label: int | torch.Tensor) -> dict[str, torch.Tensor]:
@@ -163,6 +184,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     return path
 
 
+def _train_sampler(n: int, seed: int) -> Sampler[int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        world = torch.distributed.get_world_size()
+        if world > 1:
+            return ShardedEpochShuffle(n, seed, world, torch.distributed.get_rank())
+    return EpochShuffle(n, seed)
+
+
 class ImageDataModule(pl.LightningDataModule):
     """Base for the datamodules: loaders, seeded shuffling, split bookkeeping.
 
@@ -212,7 +241,7 @@ class ImageDataModule(pl.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            sampler=EpochShuffle(len(dataset), self.seed) if shuffle else None,
+            sampler=_train_sampler(len(dataset), self.seed) if shuffle else None,
             num_workers=self.num_workers,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,

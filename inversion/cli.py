@@ -17,10 +17,10 @@ interrupted run resumes where it stopped. An image with key ``k`` (a built-in sp
 folder: a number derived from the file's relative path, so adding files never changes another file's
 result) uses seed ``seed + k`` (latent start), ``noise_seed + k`` (measurement noise) and, for per-image
 masks, mask seed ``mask seed + k``, so its result does not depend on which process restores it:
-``--devices N`` splits the images over N processes (launched here; under ``torchrun`` / SLURM each rank
-takes its share from ``RANK`` / ``WORLD_SIZE`` or ``SLURM_PROCID`` / ``SLURM_NTASKS``) and rank 0
-gathers one ``metrics.csv``. A run that restores no image exits non-zero (and leaves no ``run.json``
-behind).
+under ``torchrun --nproc_per_node N -m inversion ...`` or SLURM's ``srun`` it is a ``torch.distributed``
+program (``inversion.distributed``): each rank restores its share, rank 0 gathers the records and
+writes one ``metrics.csv``; ``--devices N`` starts N such processes through ``torch.distributed.run``.
+A run that restores no image exits non-zero (and leaves no ``run.json`` behind).
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ import io
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -43,6 +42,7 @@ from pathlib import Path
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from inversion import distributed
 from inversion.io import atomic_write_bytes, load_image, save_png
 from inversion.operators import Operator
 from lcm.prior import Prior
@@ -236,13 +236,6 @@ def _display(y: torch.Tensor, x: torch.Tensor, operator: Operator) -> torch.Tens
     return d.clamp(0, 1)
 
 
-def _env_shard() -> tuple[int, int] | None:
-    for r, w in (("RANK", "WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS")):
-        if int(os.environ.get(w, "1")) > 1:
-            return int(os.environ[r]), int(os.environ[w])
-    return None
-
-
 def _row_path(out: Path, item: Item) -> Path:
     return out / "rows" / Path(item.name).with_suffix(".json")  # names end in .png: one record each
 
@@ -297,7 +290,8 @@ def restore_folder(
             D.pth``; DGP's loss reads its features).
         labels: CSV of ``file,class`` rows for a class-conditional prior; images without a class are
             given one as DGP picks it (best of ``label_candidates`` random latent/class candidates).
-        devices: number of processes to split the images over (launched by this command).
+        devices: number of processes to split the images over (started through
+            ``torch.distributed.run``; ignored inside a torchrun / SLURM world).
         shard, num_shards: restore only images with ``index % num_shards == shard`` (set by the
             launcher; normally left alone).
         device: ``auto`` (CUDA when available, one GPU per process), ``cpu``, or ``cuda:k``.
@@ -305,7 +299,8 @@ def restore_folder(
         batch_size: images restored together (one batched fit; results do not depend on it, up to
             floating-point rounding). Operators with per-image masks go one image at a time.
         progress: show a progress bar.
-        wait_timeout: seconds rank 0 waits for the other ranks' images under torchrun / SLURM.
+        wait_timeout: seconds a rank waits for the others in a collective (torchrun / SLURM /
+            ``--devices``), or shard 0 for the other shards' records (``--shard``).
 
     Returns:
         the output folder.
@@ -331,11 +326,13 @@ def restore_folder(
         if dst.is_relative_to(src):
             exclude = (out,)  # outputs inside the input are never read back as inputs
     out.mkdir(parents=True, exist_ok=True)
-    if devices > 1 and shard is None:
-        return _launch(devices, _argv or [], out)
-    env = _env_shard()
-    if shard is None and env is not None:
-        shard, num_shards = env
+    if devices > 1 and shard is None and not distributed.launched():
+        distributed.launch(devices, _argv)
+        return out
+    group = distributed.from_environment(wait_timeout) if shard is None else None
+    if group is not None:
+        shard, num_shards = group.rank, group.world_size
+        progress = progress and group.rank == 0
     shard = 0 if shard is None else int(shard)
     if not 0 <= shard < num_shards:
         raise ValueError(f"shard must lie in [0, num_shards={num_shards}), got {shard}")
@@ -343,7 +340,9 @@ def restore_folder(
         torch.set_num_threads(int(num_threads))
     if device == "auto":
         dev = torch.device(
-            f"cuda:{shard % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
+            f"cuda:{(group.local_rank if group else shard) % torch.cuda.device_count()}"
+            if torch.cuda.is_available()
+            else "cpu"
         )
     else:
         dev = torch.device(device)
@@ -373,9 +372,15 @@ def restore_folder(
         shard,
         batch_size,
     )
+    if group is not None:  # torch.distributed: records gathered on rank 0, which writes the summary
+        distributed.gather_records(group, out, mine, _row_path, _fail_path)
+        if group.rank == 0:
+            _finalize(items, out, method)
+        distributed.finish(group)
+        return out
     if num_shards > 1 and shard != 0:
         return out
-    if num_shards > 1:  # rank 0 under torchrun / SLURM: wait for the others' records
+    if num_shards > 1:  # --shard 0 of --num_shards: wait for the other shards' records
         _wait_for(items, out, wait_timeout)
     _finalize(items, out, method)
     return out
@@ -630,33 +635,6 @@ def _finalize(items: list[Item], out: Path, method: str) -> None:
     from inversion.report import write_report
 
     print(f"[inversion] report: {write_report(out)}", file=sys.stderr)
-
-
-def _launch(n: int, argv: list[str], out: Path) -> Path:
-    """Run ``n`` shard processes of this command and wait for all of them."""
-    procs = []
-    env = {**os.environ}
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
-    for i in range(n):
-        cmd = [
-            sys.executable,
-            "-m",
-            "inversion",
-            *argv,
-            "--devices",
-            "1",
-            "--shard",
-            str(i),
-            "--num_shards",
-            str(n),
-        ]
-        if i > 0:
-            cmd += ["--progress", "false"]
-        procs.append(subprocess.Popen(cmd, env=env))
-    codes = [p.wait() for p in procs]
-    if any(codes):
-        raise RuntimeError(f"shard processes exited with codes {codes}; rerun to resume the missing images")
-    return out
 
 
 def build_parser() -> ArgumentParser:

@@ -3,16 +3,26 @@
 The model (any :class:`lcm.modules.PriorModule`) and the datamodule are chosen by ``class_path`` in the
 config. ``channels`` and ``resolution`` of the model are linked from the datamodule. A
 ``ModelCheckpoint`` is always attached (``--checkpoint.*``; ``save_last=True`` and periodic by
-default), so ``--ckpt_path last`` resumes when ``checkpoint.dirpath`` is fixed (the configs fix it).
+default), so ``--ckpt_path last`` resumes when ``checkpoint.dirpath`` is fixed (the configs fix it);
+``--checkpoint.monitor val/fd --checkpoint.mode min`` (or ``val/psnr``, ``max``) keeps the best prior.
+``validate`` / ``test`` report held-out reconstruction and the offline Fréchet distance
+(:mod:`lcm.evaluation`); ``predict`` writes one sample per predict-split item (``--data.init_args.limit_test
+N`` sets N) as PNGs plus ``grid.png`` under ``--samples.output_dir``.
 """
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import ModelCheckpoint
+import torch
+from pytorch_lightning.callbacks import BasePredictionWriter, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from callbacks.report import PriorReport
+from datamodules.grid import save_image_grid
+from lcm.distributed import gather_rows
 from lcm.modules import PriorModule
 
 
@@ -28,9 +38,46 @@ class PriorCheckpoint(ModelCheckpoint):
             super().on_train_end(trainer, pl_module)
 
 
+class SampleWriter(BasePredictionWriter):
+    """Writes ``predict``'s samples: ``<output_dir>/<index>.png`` each and ``grid.png`` (the first
+    ``grid_size`` by index, gathered over ranks). ``output_dir`` None: ``<default_root_dir>/samples``."""
+
+    def __init__(self, output_dir: str | None = None, grid_size: int = 64):
+        super().__init__(write_interval="batch")
+        self.output_dir, self.grid_size = output_dir, int(grid_size)
+        self._first: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def _dir(self, trainer: pl.Trainer) -> Path:
+        return Path(self.output_dir or Path(trainer.default_root_dir) / "samples")
+
+    def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._first = []
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dl_idx):
+        out = self._dir(trainer)
+        for i, image in zip(prediction["index"].tolist(), prediction["samples"], strict=True):
+            save_image_grid(image[None], out / f"{i:06d}.png", nrow=1, padding=0)
+        if sum(len(ix) for ix, _ in self._first) < self.grid_size:
+            self._first.append((prediction["index"], prediction["samples"]))
+
+    def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._first:
+            index, images = torch.cat([i for i, _ in self._first]), torch.cat([s for _, s in self._first])
+        else:
+            index = torch.zeros(0, dtype=torch.long, device=pl_module.device)
+            images = torch.zeros(0, *pl_module.image_shape, device=pl_module.device)
+        index, images = gather_rows(index.to(pl_module.device)), gather_rows(images.to(pl_module.device))
+        if trainer.is_global_zero and index.numel():
+            order = index.argsort()[: self.grid_size]
+            n = order.numel()
+            save_image_grid(images[order], self._dir(trainer) / "grid.png", nrow=max(1, int(math.sqrt(n))))
+        self._first = []
+
+
 class PriorCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(PriorCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(SampleWriter, "samples")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.every_n_train_steps": 500})
         parser.add_lightning_class_args(PriorReport, "report")  # samples per checkpoint, report.html
         parser.link_arguments("data.channels", "model.init_args.channels", apply_on="instantiate")

@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from datamodules.grid import save_image_grid
+from lcm.distributed import gather_rows, is_distributed
+from lcm.evaluation import FrechetTracker, fit_latents, reconstruction_scores
 from lcm.losses import gradient_penalty, lap_l1
 from lcm.networks import Critic, Generator, LatentConvNet, MappingNetwork
 from lcm.prior import Prior, from_unit, to_unit
@@ -50,13 +52,24 @@ class PriorModule(pl.LightningModule):
 
     kind: ClassVar[str] = ""
 
-    def __init__(self, channels: int, resolution: int, sample_every_n_steps: int):
+    def __init__(
+        self,
+        channels: int,
+        resolution: int,
+        sample_every_n_steps: int,
+        val_fit_steps: int = 30,
+        val_fd_images: int = 256,
+    ):
         super().__init__()
         if channels < 1 or resolution < 4:
             raise ValueError(f"channels must be >= 1 and resolution >= 4, got {channels}, {resolution}")
+        if val_fit_steps < 0 or val_fd_images < 0:
+            raise ValueError(f"val_fit_steps, val_fd_images must be >= 0: {val_fit_steps}, {val_fd_images}")
         self.image_shape = (int(channels), int(resolution), int(resolution))
         self.sample_every_n_steps = int(sample_every_n_steps)
         self._sample_mark = 0
+        self.val_fit_steps, self.val_fd_images = int(val_fit_steps), int(val_fd_images)
+        self._fd = FrechetTracker(self.val_fd_images)
 
     def to_prior(self) -> Prior:
         raise NotImplementedError
@@ -87,7 +100,10 @@ class PriorModule(pl.LightningModule):
         return Path(root) / "samples"
 
     def log_samples(self, n: int = 64) -> None:
-        if self.trainer is None or self.trainer.sanity_checking or not self.trainer.is_global_zero:
+        if self.trainer is None or self.trainer.sanity_checking:
+            return
+        directory = self._sample_dir()  # trainer.log_dir is a collective (broadcast): every rank asks
+        if not self.trainer.is_global_zero:
             return
         was_training = self.training
         self.eval()
@@ -95,7 +111,7 @@ class PriorModule(pl.LightningModule):
             images = self.sample_images(n)
         self.train(was_training)
         step = self.global_step
-        save_image_grid(images, self._sample_dir() / f"samples_step{step:07d}.png", nrow=int(math.sqrt(n)))
+        save_image_grid(images, directory / f"samples_step{step:07d}.png", nrow=int(math.sqrt(n)))
         experiment = getattr(self.logger, "experiment", None)
         if hasattr(experiment, "add_image"):
             from torchvision.utils import make_grid
@@ -110,6 +126,76 @@ class PriorModule(pl.LightningModule):
     def on_train_end(self) -> None:
         if self.sample_every_n_steps:
             self.log_samples()
+
+    # -- validation / test / predict (quality measures: lcm.evaluation) -----------------------
+    def sampling_prior(self) -> Prior:
+        """The prior that samples like :func:`lcm.load_prior`'s (GLO/LCM: Gaussian fit to the table)."""
+        return self.to_prior()
+
+    def forward(self, latent: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in [0, 1] for latents of :meth:`sampling_prior` (``Prior.__call__``)."""
+        return self.sampling_prior()(latent, labels)
+
+    def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> None:
+        x = self._check_batch(batch)
+        prior = self.sampling_prior()
+        labels = batch["label"] if prior.num_classes else None
+        first = int(batch["index"][0]) if "index" in batch else 0
+        g = torch.Generator().manual_seed(self.hparams.get("seed", 0) * 100_003 + first)
+        _, recon = fit_latents(prior, x, self.val_fit_steps, labels=labels, generator=g)
+        scores = reconstruction_scores(recon, x)
+        self.log_dict(
+            {f"{stage}/{k}": v for k, v in scores.items()},
+            on_step=False,
+            on_epoch=True,
+            sync_dist=True,
+            batch_size=x.shape[0],
+            prog_bar=stage == "val",
+        )
+        if not self.trainer.sanity_checking:
+            self._fd.add_real(x)
+
+    def _log_frechet(self, stage: str) -> None:
+        if self.trainer.sanity_checking or not self.val_fd_images:
+            self._fd.real = []
+            return
+        prior = self.sampling_prior()
+        g = torch.Generator().manual_seed(self.hparams.get("seed", 0) * 100_003 + 7919 * self.global_rank + 1)
+
+        def sample(k: int) -> torch.Tensor:
+            labels = torch.arange(k, device=self.device) % prior.num_classes if prior.num_classes else None
+            return prior(prior.sample_latent(k, generator=g), labels)
+
+        value = self._fd.compute(sample, self.device)
+        if value is not None:  # identical on every rank (features gathered first)
+            self.log(f"{stage}/fd", value.float(), on_step=False, on_epoch=True, prog_bar=stage == "val")
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_frechet("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_frechet("test")
+
+    def on_predict_start(self) -> None:
+        self._predict_prior = self.sampling_prior()
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        """One sample per item of the batch, seeded by the item's index (so any device split gives the
+        same images): ``{"index": (B,), "samples": (B, C, H, W) in [0, 1]}``."""
+        prior = getattr(self, "_predict_prior", None) or self.sampling_prior()
+        index = batch["index"]
+        out = []
+        for i in index.tolist():
+            g = torch.Generator().manual_seed(self.hparams.get("seed", 0) * 100_003 + i)
+            labels = torch.tensor([i % prior.num_classes], device=self.device) if prior.num_classes else None
+            out.append(prior(prior.sample_latent(1, generator=g), labels))
+        return {"index": index, "samples": torch.cat(out)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -128,6 +214,9 @@ class WGANGP(PriorModule):
         n_critic, gp_weight, lr, betas: Algorithm 1 hyper-parameters.
         sample_every_n_steps: sample-grid interval (optimizer steps; 0 = only at the end).
         seed: seed of the fixed latents used for sample grids.
+        val_fit_steps, val_fd_images: validation / test quality measures (:mod:`lcm.evaluation`):
+            Adam steps of the held-out latent fit, and held-out images (and as many samples) per
+            process for the offline Fréchet distance (0: off).
     """
 
     kind = "wgangp"
@@ -147,8 +236,10 @@ class WGANGP(PriorModule):
         betas: tuple[float, float] = (0.0, 0.9),
         sample_every_n_steps: int = 500,
         seed: int = 0,
+        val_fit_steps: int = 30,
+        val_fd_images: int = 256,
     ):
-        super().__init__(channels, resolution, sample_every_n_steps)
+        super().__init__(channels, resolution, sample_every_n_steps, val_fit_steps, val_fd_images)
         self.save_hyperparameters()
         self.automatic_optimization = False
         if n_critic < 1:
@@ -315,9 +406,11 @@ class _TableModule(PriorModule):
     """Shared machinery of GLO and LCM: the latent table, its sparse SGD row update, the generator
     optimiser, and ``num_images`` filled from ``trainer.datamodule.num_train`` in ``setup``."""
 
-    def __init__(self, channels: int, resolution: int, sample_every_n_steps: int):
-        super().__init__(channels, resolution, sample_every_n_steps)
+    def __init__(self, channels: int, resolution: int, sample_every_n_steps: int, *quality: int):
+        super().__init__(channels, resolution, sample_every_n_steps, *quality)
         self.table: LatentTable | None = None
+        # DDP must not broadcast rank 0's table each step: every rank applies every rank's row updates
+        self._ddp_params_and_buffers_to_ignore = ["table.weight"]
         self.register_buffer("table_initialised", torch.zeros((), dtype=torch.bool))
         self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -342,14 +435,23 @@ class _TableModule(PriorModule):
         raise NotImplementedError
 
     def _build_table(self, n: int) -> None:
-        self.table = LatentTable(n, self.latent_dim, self.hparams.latent_memmap)
-        if self.table.created:  # a reopened memmap keeps its (trained) rows
-            self.table.fill(self.init_table(n))
+        # DDP with a memmap: rank 0 creates (or reopens) the shared file first, the others then reopen it
+        first = not (self.hparams.latent_memmap and is_distributed()) or torch.distributed.get_rank() == 0
+        if first:
+            self.table = LatentTable(n, self.latent_dim, self.hparams.latent_memmap)
+            if self.table.created:  # a reopened memmap keeps its (trained) rows
+                self.table.fill(self.init_table(n))
+        if self.hparams.latent_memmap and is_distributed():
+            torch.distributed.barrier()
+            if not first:
+                self.table = LatentTable(n, self.latent_dim, self.hparams.latent_memmap)
 
     def setup(self, stage: str) -> None:
         if self.table is not None:
             return
         n = self.hparams.num_images
+        if n is None and stage != "fit":
+            return  # validate/test/predict: a checkpoint's table is built by load_state_dict
         if n is None:
             dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
             n = getattr(dm, "num_train", None)
@@ -397,9 +499,13 @@ class _TableModule(PriorModule):
         own image's loss with rate ``latent_lr`` whatever the batch size.
         """
         if rows.grad is None:
-            return
-        new = self.project(rows - self.hparams.latent_lr * rows.shape[0] * rows.grad)
-        self.table.scatter(index, new)
+            index, new = index[:0], rows[:0].detach()
+        else:
+            new = self.project(rows - self.hparams.latent_lr * rows.shape[0] * rows.grad)
+        if is_distributed():  # DDP: every rank writes every rank's rows, so the tables stay identical
+            index, new = gather_rows(index.to(new.device)), gather_rows(new)
+        if index.numel():
+            self.table.scatter(index, new)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         # runs after backward (and the generator step) of every batch: latent step + projection
@@ -408,14 +514,20 @@ class _TableModule(PriorModule):
             self._pending = None
         super().on_train_batch_end(outputs, batch, batch_idx)
 
-    def sample_images(self, n: int) -> torch.Tensor:
-        k = min(n // 2, self.table.num_rows)
-        rows = self.table.gather(torch.arange(k), self.device).to(self.device)
-        g = torch.Generator().manual_seed(self.hparams.seed)
+    def sampling_prior(self) -> Prior:
         prior = self.to_prior()
-        if n - k and self.table.num_rows >= 2:  # sample like load_prior's prior: a Gaussian fit (GLO)
+        if self.table is not None and self.table.num_rows >= 2:  # like load_prior: a Gaussian fit (GLO)
             prior.fit_latent_distribution(self.table.all().to(self.device).view(-1, *prior.latent_shape))
+        return prior
+
+    def sample_images(self, n: int) -> torch.Tensor:
+        k = min(n // 2, self.table.num_rows) if self.table is not None else 0
+        rows = self.table.gather(torch.arange(k), self.device).to(self.device) if k else None
+        g = torch.Generator().manual_seed(self.hparams.seed)
+        prior = self.sampling_prior() if n - k else self.to_prior()
         random = prior.sample_latent(n - k, generator=g) if n - k else rows[:0]
+        if rows is None:
+            rows = random[:0]
         return to_unit(self.decode(torch.cat([rows, random.to(rows)])))
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
@@ -440,6 +552,7 @@ class GLO(_TableModule):
         mse_weight, levels: loss = Lap-L1(levels) + mse_weight * MSE.
         latent_memmap: keep the table in this ``.npy`` memmap file instead of memory.
         sample_every_n_steps, seed: sample grids; seed of the initial/random latents.
+        val_fit_steps, val_fd_images: validation / test quality measures (see :class:`WGANGP`).
     """
 
     kind = "glo"
@@ -463,8 +576,10 @@ class GLO(_TableModule):
         latent_memmap: str | None = None,
         sample_every_n_steps: int = 500,
         seed: int = 0,
+        val_fit_steps: int = 30,
+        val_fd_images: int = 256,
     ):
-        super().__init__(channels, resolution, sample_every_n_steps)
+        super().__init__(channels, resolution, sample_every_n_steps, val_fit_steps, val_fd_images)
         self.save_hyperparameters()
         self.latent_dim = latent_dim
         self.generator = Generator((latent_dim,), channels, resolution, width, 0, norm)
@@ -495,11 +610,12 @@ class GLO(_TableModule):
         n = self.table.num_rows
         flat = np.zeros((n, math.prod(self.image_shape)), dtype=np.float32)
         seen = np.zeros(n, dtype=bool)
-        for batch in loader:
-            idx = batch["index"].cpu().numpy()
+        for batch in loader:  # under DDP each rank reads its shard and gathers the others'
+            index, images = batch["index"].to(self.device), batch["image"].flatten(1).to(self.device)
+            idx = gather_rows(index).cpu().numpy()
             if idx.max() >= n:
                 raise ValueError(f"image index {idx.max()} >= num_images {n}")
-            flat[idx] = batch["image"].flatten(1).cpu().numpy()
+            flat[idx] = gather_rows(images).cpu().numpy()
             seen[idx] = True
         if seen.sum() < 2:
             return
@@ -535,6 +651,7 @@ class LCM(_TableModule):
         mse_weight, levels: loss = Lap-L1(levels) + mse_weight * MSE.
         latent_memmap: keep the (N, n_phi) table in this ``.npy`` memmap file instead of memory.
         noise_seed: seed of s. seed: seed of the initial phi (uniform in the box).
+        val_fit_steps, val_fd_images: validation / test quality measures (see :class:`WGANGP`).
     """
 
     kind = "lcm"
@@ -561,8 +678,10 @@ class LCM(_TableModule):
         noise_seed: int = 0,
         sample_every_n_steps: int = 500,
         seed: int = 0,
+        val_fit_steps: int = 30,
+        val_fd_images: int = 256,
     ):
-        super().__init__(channels, resolution, sample_every_n_steps)
+        super().__init__(channels, resolution, sample_every_n_steps, val_fit_steps, val_fd_images)
         self.save_hyperparameters()
         self.latent_net = LatentConvNet(tuple(noise_shape), tuple(latent_shape), tuple(hidden), box)
         self.latent_dim = self.latent_net.num_params

@@ -21,11 +21,12 @@ from inversion.dgp.init import CandidateInit, select_latents
 from inversion.dgp.losses import CriticFeatureLoss, MeasurementMSE
 from inversion.engine import FitResult, LossTerm, run_stages
 from inversion.methods import MethodConfig
+from lcm.configs import config_dir
 from lcm.prior import Prior
 
 __all__ = ["DEFAULT_STAGES", "DGPConfig", "DGPFit", "PRESET_DIR", "dgp", "fit_dgp", "load_preset"]
 
-PRESET_DIR = Path(__file__).resolve().parents[2] / "configs" / "inversion" / "dgp"
+PRESET_DIR = config_dir() / "inversion" / "dgp"
 
 # DGP Table 9 (SR, balanced critic/MSE), iterations scaled 200 -> 40 for 32x32 priors on a CPU; MSE weight
 # x4 because our MSE is on [0, 1] images and DGP's on [-1, 1] (same balance against the critic term).
