@@ -2,7 +2,28 @@
 
 import os
 
+import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)
+
+
+@pytest.fixture()
+def make_task_folder(tmp_path):
+    """``make_task_folder(n, seed, operator, options, task=None)`` -> ``(src, cfg)``: a folder of ``n``
+    blob PNGs plus one broken PNG, and a task YAML with ``operator`` (``class_path`` / ``init_args`` lines)
+    and method ``options`` (a flow mapping), for the folder CLI tests."""
+    from inversion.io import save_png
+    from inversion.toy import blob_images
+
+    def make(n: int, seed: int, operator: str, options: str, task: str | None = None):
+        src = tmp_path / "in"
+        for i, img in enumerate(blob_images(n, generator=torch.Generator().manual_seed(seed))):
+            save_png(img, src / f"img{i}.png")
+        (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+        cfg = tmp_path / "task.yaml"
+        cfg.write_text((f"task: {task}\n" if task else "") + f"operator:\n{operator}options: {options}\n")
+        return src, cfg
+
+    return make

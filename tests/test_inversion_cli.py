@@ -8,25 +8,13 @@ import pytest
 import torch
 
 from inversion import cli
-from inversion.io import save_png
-from inversion.toy import blob_images
 
 
 @pytest.fixture()
-def folder(tmp_path):
-    src = tmp_path / "in"
-    x = blob_images(4, generator=torch.Generator().manual_seed(9))
-    for i, img in enumerate(x):
-        save_png(img, src / f"img{i}.png")
-    (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
-    cfg = tmp_path / "task.yaml"
-    cfg.write_text(
-        "task: sr2\n"
-        "operator:\n  class_path: inversion.operators.SuperResolution\n"
-        "  init_args: {factor: 2, kernel: box, sigma: 0.02}\n"
-        "options: {csgm_steps: 6, restarts: 2, iagan_steps: 4}\n"
-    )
-    return src, cfg
+def folder(make_task_folder):
+    op = "  class_path: inversion.operators.SuperResolution\n"
+    op += "  init_args: {factor: 2, kernel: box, sigma: 0.02}\n"
+    return make_task_folder(4, 9, op, "{csgm_steps: 6, restarts: 2, iagan_steps: 4}", task="sr2")
 
 
 def _args(src, cfg, out, *extra):

@@ -12,25 +12,12 @@ import torch
 from PIL import Image
 
 from inversion import cli, report
-from inversion.io import save_png
-from inversion.toy import blob_images
 
 
 @pytest.fixture()
-def folder(tmp_path):
-    src = tmp_path / "in"
-    x = blob_images(3, generator=torch.Generator().manual_seed(9))
-    for i, img in enumerate(x):
-        save_png(img, src / f"img{i}.png")
-    (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
-    cfg = tmp_path / "task.yaml"
-    cfg.write_text(
-        "task: sr2\n"
-        "operator:\n  class_path: inversion.operators.SuperResolution\n"
-        "  init_args: {factor: 2, kernel: box}\n"
-        "options: {csgm_steps: 5, restarts: 2, iagan_steps: 3}\n"
-    )
-    return src, cfg
+def folder(make_task_folder):
+    op = "  class_path: inversion.operators.SuperResolution\n  init_args: {factor: 2, kernel: box}\n"
+    return make_task_folder(3, 9, op, "{csgm_steps: 5, restarts: 2, iagan_steps: 3}", task="sr2")
 
 
 def _run(src, cfg, out, method="iagan", *extra):

@@ -10,12 +10,9 @@ import shutil
 import subprocess
 
 import pytest
-import torch
 from PIL import Image
 
 from inversion import cli
-from inversion.io import save_png
-from inversion.toy import blob_images
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
@@ -36,17 +33,9 @@ def _chromium(*args, timeout=60):
     return subprocess.run([CHROMIUM, *FLAGS, *args], capture_output=True, text=True, timeout=timeout)
 
 
-def test_report_loads_every_image_in_chromium(tmp_path):
-    src = tmp_path / "in"
-    for i, img in enumerate(blob_images(3, generator=torch.Generator().manual_seed(1))):
-        save_png(img, src / f"img{i}.png")
-    (src / "broken.png").write_bytes(b"not a png")
-    cfg = tmp_path / "task.yaml"
-    cfg.write_text(
-        "operator:\n  class_path: inversion.operators.Inpainting\n"
-        "  init_args: {mask_kind: center, box_size: 0.4}\n"
-        "options: {csgm_steps: 5, restarts: 2, iagan_steps: 3}\n"
-    )
+def test_report_loads_every_image_in_chromium(tmp_path, make_task_folder):
+    op = "  class_path: inversion.operators.Inpainting\n  init_args: {mask_kind: center, box_size: 0.4}\n"
+    src, cfg = make_task_folder(3, 1, op, "{csgm_steps: 5, restarts: 2, iagan_steps: 3}")
     args = [
         "--config",
         str(cfg),
