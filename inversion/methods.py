@@ -45,7 +45,12 @@ __all__ = [
 METHODS = ("csgm", "csgm_bp", "iagan", "iagan_bp", "latent", "latent_bp")  # built in; see available_methods()
 
 # Methods that live in their own modules and register themselves on import (name -> module).
-_PLUGINS = {"dgp": "inversion.dgp", "cri": "inversion.cri"}
+_PLUGINS = {
+    "dgp": "inversion.dgp",
+    "cri": "inversion.cri",
+    "tv": "inversion.baselines",
+    "dip": "inversion.baselines",
+}
 
 
 @dataclass
