@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -138,7 +139,13 @@ CLAIMS = [
         "feature",
         False,
         ["LCM", "GLO (1024-d)", "WGAN-GP"],
-        {"LCM": "best (Fig. 3, bars)", "GLO (1024-d)": "2nd", "WGAN-GP": "worse", "AE": "worse", "DIP": "worse"},
+        {
+            "LCM": "best (Fig. 3, bars)",
+            "GLO (1024-d)": "2nd",
+            "WGAN-GP": "worse",
+            "AE": "worse",
+            "DIP": "worse",
+        },
         "LCM Fig. 3, CelebA inpainting (values only as bars)",
         ["AE", "DIP", "GLO (64-d)"],
     ),
@@ -213,8 +220,18 @@ CLAIMS = [
 class Runner:
     """Priors, data, operators, metrics and the per-run cache of one claims run."""
 
-    def __init__(self, output: Path, n: int, smoke: bool, priors: list[str], scale: float, seed: int = 0):
+    def __init__(
+        self,
+        output: Path,
+        n: int,
+        smoke: bool,
+        priors: list[str],
+        scale: float,
+        seed: int = 0,
+        wait: bool = False,
+    ):
         self.out = Path(output)
+        self.wait = bool(wait)
         self.n, self.smoke, self.scale, self.seed = int(n), bool(smoke), float(scale), int(seed)
         self.prior_dirs = [Path(p) for p in priors]
         self._priors: dict[str, object] = {}
@@ -228,6 +245,8 @@ class Runner:
 
     # -- priors ----------------------------------------------------------------------------------
     def prior_path(self, name: str) -> Path:
+        if self.wait:
+            self.wait_for(name)
         for d in self.prior_dirs:
             for cand in (d / name / "last.ckpt", d / name / "checkpoints" / "last.ckpt"):
                 marker = d / f"DONE-{name}"
@@ -235,6 +254,16 @@ class Runner:
                 if cand.is_file() and (marker.exists() or not others):
                     return cand
         return self.train_prior(name)
+
+    def wait_for(self, name: str, poll: float = 20.0) -> None:
+        """Block until ``DIR/DONE-<name>`` exists in a priors folder whose training covers ``name``."""
+        for d in self.prior_dirs:
+            pattern = re.compile(rf"\b{re.escape(name)}\b")
+            if (d / name).is_dir() or any(pattern.search(p.read_text()) for p in d.glob("*.sh")):
+                while not (d / f"DONE-{name}").exists():
+                    print(f"[claims] waiting for {d / f'DONE-{name}'}", flush=True)
+                    time.sleep(poll)
+                return
 
     def train_prior(self, name: str) -> Path:
         from lcm.cli import cli_main
@@ -310,7 +339,9 @@ class Runner:
         if "perceptual" not in self._metrics:
             from inversion.metrics import EfficientNetLite0Features, OfflinePerceptualDistance
 
-            self._metrics["perceptual"] = OfflinePerceptualDistance(EfficientNetLite0Features(resize=64)).eval()
+            self._metrics["perceptual"] = OfflinePerceptualDistance(
+                EfficientNetLite0Features(resize=64)
+            ).eval()
         return self._metrics["perceptual"]
 
     @torch.no_grad()
@@ -409,7 +440,12 @@ def measure(r: Runner) -> dict[str, dict[str, list[float]]]:
     # IAGAN Table 2
     cs = r.restore_run("sr4_csgm", "wgangp", fm, sr_bic, "csgm", _csgm_opts(r), bp_label="BP")
     ia = r.restore_run("sr4_iagan", "wgangp", fm, sr_bic, "iagan", _iagan_opts(r), bp_label="BP")
-    res["iagan_t2"] = {"CSGM": cs["psnr"], "CSGM-BP": cs["BP:psnr"], "IAGAN": ia["psnr"], "IAGAN-BP": ia["BP:psnr"]}
+    res["iagan_t2"] = {
+        "CSGM": cs["psnr"],
+        "CSGM-BP": cs["BP:psnr"],
+        "IAGAN": ia["psnr"],
+        "IAGAN-BP": ia["BP:psnr"],
+    }
     res["iagan_bp"] = {"CSGM": cs["psnr"], "CSGM-BP": cs["BP:psnr"]}
 
     # DGP Table 4 (variants as in inversion.dgp.benchmark, plus the perceptual loss)
@@ -421,7 +457,14 @@ def measure(r: Runner) -> dict[str, dict[str, list[float]]]:
         "MSE": ([{**s, "blocks": "all", "weights": {"mse": 1.0}} for s in base["stages"]], "mse", None),
         "perceptual": (
             [
-                {**s, "blocks": "all", "weights": {"perceptual": s["weights"].get("critic", 1.0), "mse": s["weights"].get("mse", 1.0)}}
+                {
+                    **s,
+                    "blocks": "all",
+                    "weights": {
+                        "perceptual": s["weights"].get("critic", 1.0),
+                        "mse": s["weights"].get("mse", 1.0),
+                    },
+                }
                 for s in base["stages"]
             ],
             "mse",
@@ -451,17 +494,18 @@ def measure(r: Runner) -> dict[str, dict[str, list[float]]]:
         "GLO (64-d)": ("glo", "latent", {"latent_steps": r.steps(500), "restarts": 5}),
         "AE": ("ae", "latent", {"latent_steps": r.steps(500), "restarts": 5}),
     }
+    late = ("LCM", "GLO (1024-d)", "GLO (64-d)", "AE")  # priors that finish training last: measured last
     inp = {}
-    for label, (prior, method, opts) in runs.items():
-        key = "inpaint_" + label.split(" ")[0].lower() + ("_hd" if "1024" in label else "")
-        inp[label] = r.restore_run(key, prior, fm, hole, method, opts)
+
+    def inpaint(labels):
+        for label in labels:
+            prior, method, opts = runs[label]
+            key = "inpaint_" + label.split(" ")[0].lower() + ("_hd" if "1024" in label else "")
+            inp[label] = r.restore_run(key, prior, fm, hole, method, opts)
+
+    inpaint([k for k in runs if k not in late])
     res["dgp_t2"] = {k: inp[k]["masked_psnr"] for k in ("DGP", "IAGAN", "CSGM", "DIP", "TV")}
     res["tv"] = {k: inp[k]["psnr"] for k in ("TV", "IAGAN", "CSGM")}
-    lcm_rows = {"WGAN-GP": inp["CSGM"]["feature"]}  # eq. 5 on the GAN's z (CSGM, no Gaussian prior)
-    lcm_rows.update({k: inp[k]["feature"] for k in ("LCM", "GLO (1024-d)", "GLO (64-d)", "AE", "DIP")})
-    res["lcm_s3"] = lcm_rows
-    res["lcm_s3_ae"] = {k: lcm_rows[k] for k in ("GLO (1024-d)", "AE")}
-    res["lcm_s3_dip"] = {k: lcm_rows[k] for k in ("GLO (1024-d)", "DIP")}
 
     # CRI Fig. 5 / Table 4 (emoji colorization)
     color = Colorization()
@@ -477,7 +521,9 @@ def measure(r: Runner) -> dict[str, dict[str, list[float]]]:
         res["cri_f5"][f"{k} cluster" + ("s" if k > 1 else "")] = out["perceptual"]
     for reg, label in (("l2", "L2"), ("l1", "L1"), ("none", "none")):
         opts = {**cri, "n_clusters": 10, "regularizer": reg}
-        out = r.restore_run(f"color_cri_k10{'' if reg == 'l2' else '_' + reg}", "wgangp_emoji", "emoji", color, "cri", opts)
+        out = r.restore_run(
+            f"color_cri_k10{'' if reg == 'l2' else '_' + reg}", "wgangp_emoji", "emoji", color, "cri", opts
+        )
         res["cri_t4"][label] = out["perceptual"]
 
     # DGP Table 5 (defence)
@@ -485,6 +531,14 @@ def measure(r: Runner) -> dict[str, dict[str, list[float]]]:
 
     # e-GLASS (speed, diversity)
     res["eglass"], res["eglass_div"] = eglass(r, sr_bic)
+
+    # LCM Sec. 3 (same inpainting task)
+    inpaint(late)
+    lcm_rows = {"WGAN-GP": inp["CSGM"]["feature"]}  # eq. 5 on the GAN's z (CSGM, no Gaussian prior)
+    lcm_rows.update({k: inp[k]["feature"] for k in ("LCM", "GLO (1024-d)", "GLO (64-d)", "AE", "DIP")})
+    res["lcm_s3"] = lcm_rows
+    res["lcm_s3_ae"] = {k: lcm_rows[k] for k in ("GLO (1024-d)", "AE")}
+    res["lcm_s3_dip"] = {k: lcm_rows[k] for k in ("GLO (1024-d)", "DIP")}
     return res
 
 
@@ -497,7 +551,11 @@ def defence(r: Runner) -> dict[str, list[float]]:
     steps = 20 if r.smoke else 1500
     if not path.is_file():
         x, lab = r.images("fashion_mnist", "train", n_train)
-        kw = {"model_kwargs": {"patch_size": 4, "embed_dim": 16, "depth": 1, "num_heads": 2}} if r.smoke else {}
+        kw = (
+            {"model_kwargs": {"patch_size": 4, "embed_dim": 16, "depth": 1, "num_heads": 2}}
+            if r.smoke
+            else {}
+        )
         clf = train_classifier(x, lab, 10, steps=steps, batch_size=128, seed=r.seed, **kw)
         from inversion.cri.classifier import CHECKPOINT_MARK
         from inversion.io import atomic_write
@@ -506,7 +564,13 @@ def defence(r: Runner) -> dict[str, list[float]]:
         atomic_write(path, lambda f: torch.save(ckpt, f))
     clf = load_classifier(path)
     eps = 16 / 255
-    spec = {"eps": eps, "steps": 10, "dgp": _dgp_preset(r, "defence"), "csgm": _csgm_opts(r), "clf": path.stat().st_mtime}
+    spec = {
+        "eps": eps,
+        "steps": 10,
+        "dgp": _dgp_preset(r, "defence"),
+        "csgm": _csgm_opts(r),
+        "clf": path.stat().st_mtime,
+    }
 
     def compute(lo, hi):
         x, lab = r.images("fashion_mnist")
@@ -532,7 +596,7 @@ def eglass(r: Runner, op) -> tuple[dict, dict]:
     from inversion.exploration import explore, restart_solutions
     from inversion.methods import restore
 
-    n = min(r.n, 2 if r.smoke else 8)
+    n = min(r.n, r.eglass_images)
     k = 4 if r.smoke else 10
 
     def compute(lo, hi):
@@ -546,7 +610,16 @@ def eglass(r: Runner, op) -> tuple[dict, dict]:
             ex = explore(prior, op, start.latent, y, num_solutions=k)
             t_ex = time.perf_counter() - t0
             t0 = time.perf_counter()
-            rs = restart_solutions(prior, op, y, num_solutions=k, batch=k, max_rounds=2 if r.smoke else 5, seed=r.seed + i, steps=r.steps(500))
+            rs = restart_solutions(
+                prior,
+                op,
+                y,
+                num_solutions=k,
+                batch=k,
+                max_rounds=2 if r.smoke else 5,
+                seed=r.seed + i,
+                steps=r.steps(500),
+            )
             t_rs = time.perf_counter() - t0
             for name, sol, secs in (("eglass", ex, t_ex), ("restarts", rs, t_rs)):
                 imgs = sol.feasible_images
@@ -586,7 +659,15 @@ def judge(claim: Claim, values: dict[str, list[float]]) -> dict:
             continue
         d = [(u - w) if claim.higher else (w - u) for u, w in zip(values[a], values[b], strict=True)]
         m, h = interval(d)
-        pairs.append({"pair": f"{a} > {b}", "diff": m, "half": h, "holds": m > 0, "clear": not math.isnan(h) and m - h > 0})
+        pairs.append(
+            {
+                "pair": f"{a} > {b}",
+                "diff": m,
+                "half": h,
+                "holds": m > 0,
+                "clear": not math.isnan(h) and m - h > 0,
+            }
+        )
     holds = all(p["holds"] for p in pairs) if pairs else None
     return {
         "title": claim.title,
@@ -613,11 +694,15 @@ def markdown(summary: dict, meta: dict) -> str:
         lines += [f"## {s['title']}", "", f"Paper: {s['source']}. Ordering: {verdict}.", ""]
         lines += ["| method | paper | ours |", "|---|---|---|"]
         for label, o in s["ours"].items():
-            lines.append(f"| {label} | {s['paper'].get(label, '-')} | {_fmt(o['mean'], o['half'], s['metric'])} |")
+            lines.append(
+                f"| {label} | {s['paper'].get(label, '-')} | {_fmt(o['mean'], o['half'], s['metric'])} |"
+            )
         for p in s["pairs"]:
             h = "n/a" if math.isnan(p["half"]) else f"{p['half']:.3f}"
             mark = "yes" if p["holds"] else "no"
-            lines.append(f"\n- {p['pair']}: {mark} (paired difference {p['diff']:+.3f} ± {h}{', clear' if p['clear'] else ''})")
+            lines.append(
+                f"\n- {p['pair']}: {mark} (paired difference {p['diff']:+.3f} ± {h}{', clear' if p['clear'] else ''})"
+            )
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -629,6 +714,8 @@ def run(
     priors: list[str] | None = None,
     scale: float | None = None,
     seed: int = 0,
+    wait: bool = False,
+    eglass_images: int = 8,
 ) -> dict:
     """Measure every claim and write ``claims.md`` / ``claims.json`` under ``output``."""
     torch.manual_seed(seed)
@@ -637,13 +724,14 @@ def run(
     scale = 1.0 if scale is None else scale
     if images < 1 or not scale > 0:
         raise ValueError(f"images must be >= 1 and scale > 0, got {images}, {scale}")
-    r = Runner(Path(output), images, smoke, priors or [], scale, seed)
+    r = Runner(Path(output), images, smoke, priors or [], scale, seed, wait)
+    r.eglass_images = 2 if smoke else eglass_images
     t0 = time.perf_counter()
     values = measure(r)
     summary = {c.key: judge(c, values[c.key]) for c in CLAIMS}
     meta = {
         "images": images,
-        "eglass_images": min(images, 2 if smoke else 8),
+        "eglass_images": min(images, r.eglass_images),
         "scale": scale,
         "smoke": smoke,
         "feature_metric": r.feature_metric()[0],
@@ -662,17 +750,29 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
 
     p = argparse.ArgumentParser(prog="python -m inversion.claims", description=__doc__.split("\n\n")[0])
-    p.add_argument("--output", default="outputs/claims", help="folder for claims.md / claims.json and the caches")
+    p.add_argument(
+        "--output", default="outputs/claims", help="folder for claims.md / claims.json and the caches"
+    )
     p.add_argument("--images", type=int, default=64, help="held-out test images per task (smoke: 2)")
-    p.add_argument("--smoke", action="store_true", help="tiny priors trained on the fly, 2 images, steps x0.01")
-    p.add_argument("--priors", nargs="*", default=[], help="folders holding <name>/last.ckpt (e.g. /work/priors)")
-    p.add_argument("--scale", type=float, default=None, help="multiply every step count (default 1; smoke 0.01)")
+    p.add_argument(
+        "--smoke", action="store_true", help="tiny priors trained on the fly, 2 images, steps x0.01"
+    )
+    p.add_argument(
+        "--priors", nargs="*", default=[], help="folders holding <name>/last.ckpt (e.g. /work/priors)"
+    )
+    p.add_argument(
+        "--scale", type=float, default=None, help="multiply every step count (default 1; smoke 0.01)"
+    )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--wait", action="store_true", help="wait for DIR/DONE-<name> of priors still training there"
+    )
+    p.add_argument("--eglass-images", type=int, default=8, help="images of the e-GLASS rows (each is slow)")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    run(a.output, a.images, a.smoke, a.priors, a.scale, a.seed)
+    run(a.output, a.images, a.smoke, a.priors, a.scale, a.seed, a.wait, a.eglass_images)
 
 
 if __name__ == "__main__":  # pragma: no cover
