@@ -218,7 +218,7 @@ class DIPConfig(MethodConfig):
 
 
 def dip(prior, operator, y, seeds, labels=None, cfg=None, noisy=False, callbacks=(), loss_terms=None):
-    """The registered ``restore(..., method="dip")`` entry: one fresh network per image, seeded by its seed."""
+    """The registered ``restore(..., method="dip")`` entry: a fresh network per image, from its seed."""
     cfg = cfg or DIPConfig()
     c, h, w = _image_shape(prior, operator, y)
     images, hists = [], []

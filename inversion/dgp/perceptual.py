@@ -2,7 +2,8 @@
 
 DGP compares the degraded estimate with the degraded target through a fixed ImageNet network instead
 of its discriminator. We use LPIPS on a VGG trunk when its weights are on disk (DGP used VGG
-features), else the offline EfficientNet-Lite0 distance (:class:`inversion.metrics.OfflinePerceptualDistance`);
+features), else the offline EfficientNet-Lite0 distance
+(:class:`inversion.metrics.OfflinePerceptualDistance`);
 both sides are first lifted to the image grid like the critic loss (:func:`to_image_grid`).
 Use it as a loss term: ``restore(..., loss_terms={"perceptual": PerceptualLoss(shape)}, stages=[...
 weights: {perceptual: 1, ...}])``.
