@@ -270,5 +270,5 @@ class _Rows(nn.Module):
         return self.op.A(full)[self.i : self.i + 1]
 
 
-register_method("tv", tv, TVConfig, with_bp=False)
-register_method("dip", dip, DIPConfig, with_bp=False)
+register_method("tv", tv, TVConfig)
+register_method("dip", dip, DIPConfig)
