@@ -119,7 +119,8 @@ def tv_restore(
 class TVConfig(MethodConfig):
     """Options of ``restore(..., method="tv")``: ``tv_weight`` (lambda) and ``tv_steps``.
 
-    lambda = 0.01 and 2,000 steps suit noiseless 32 px tasks (a 12 px hole needs ~2,000 to fill) on [0, 1] images; raise it with the noise level.
+    lambda = 0.01 and 2,000 steps suit noiseless 32 px tasks on [0, 1] images (a 12 px hole needs
+    ~2,000 steps to fill); raise lambda with the noise level.
     """
 
     tv_weight: float = 0.01
