@@ -37,7 +37,8 @@ def test_smoke_runs_every_claim_and_resumes(tmp_path):
         expect = data["meta"]["eglass_images"] if c.key.startswith("eglass") else 2
         assert all(v["n"] == expect for v in ours.values()), c.key
     md = (out / "claims.md").read_text()
-    assert md.count("\n## ") == len(CLAIMS)
+    assert md.count("\n### ") == len(CLAIMS)  # one detail table per claim
+    assert all(f"| {c.title} |" in md for c in CLAIMS)  # and one summary line each
     t0 = time.perf_counter()
     main(["--smoke", "--output", str(out)])  # everything cached: no training, no fitting
     assert time.perf_counter() - t0 < 0.5 * first
