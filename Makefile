@@ -16,28 +16,37 @@ $(VENV)/.installed: pyproject.toml
 data:
 	bash .ci/install-data
 
-# The main job: train a small WGAN-GP prior on Fashion-MNIST (about 10 min on 2 CPU cores; skipped
-# when its checkpoint exists, resumed when interrupted), then restore 8 held-out test images with a
-# centre hole by CSGM and by IAGAN. Outputs under outputs/demo/ (grids, restored PNGs, metrics.csv).
+# The main job: train a small WGAN-GP prior on Fashion-MNIST (configs/lcm/wgangp_demo.yaml, a few minutes
+# on 2 CPU cores; skipped once it reached DEMO_STEPS, resumed otherwise), then restore 8 held-out test images
+# with a centre hole by CSGM, IAGAN and DGP, and compare the three in one report (outputs/demo/compare/).
 DEMO            ?= outputs/demo
-DEMO_STEPS      ?= 1500
+DEMO_STEPS      ?= 3000
 DEMO_IMAGES     ?= 8
 DEMO_PRIOR      := $(DEMO)/prior/last.ckpt
 DEMO_DONE       := $(DEMO)/prior/.trained-$(DEMO_STEPS)
-RESTORE         := $(PY) -m inversion --config configs/inversion/inpaint_center.yaml --prior $(DEMO_PRIOR) \
-                   --input fashion_mnist --limit $(DEMO_IMAGES)
+TASK            := configs/inversion/inpaint_center.yaml
+RESTORE         := $(PY) -m inversion --prior $(DEMO_PRIOR) --input fashion_mnist --limit $(DEMO_IMAGES) --progress false
 
 demo: setup $(DEMO_DONE)
 	$(PY) -m datamodules preview --out $(DEMO)/datasets.png
-	$(RESTORE) --config configs/inversion/methods/csgm.yaml --output $(DEMO)/inpaint_csgm
-	$(RESTORE) --config configs/inversion/methods/iagan.yaml --output $(DEMO)/inpaint_iagan
-	@echo "demo: see $(DEMO)/inpaint_*/grid.png and metrics.csv"
+	$(RESTORE) --config $(TASK) --config configs/inversion/methods/csgm.yaml --output $(DEMO)/inpaint_csgm
+	$(RESTORE) --config $(TASK) --config configs/inversion/methods/iagan.yaml --output $(DEMO)/inpaint_iagan
+	$(RESTORE) --config configs/inversion/dgp/inpainting.yaml --output $(DEMO)/inpaint_dgp
+	$(PY) -m inversion compare $(DEMO)/inpaint_csgm $(DEMO)/inpaint_iagan $(DEMO)/inpaint_dgp --output $(DEMO)/compare
+	@echo "demo: open $(DEMO)/compare/report.html (each run: $(DEMO)/inpaint_*/report.html; prior: $(DEMO)/prior/report.html)"
 
+# Marked done only when training reached max_steps (training.json, written by lcm's PriorReport); a run
+# stopped by max_time leaves no mark, so the next make demo resumes from last.ckpt and runs to the end
+# (without the safety stop: Lightning counts max_time over all sessions, so a resumed run would stop at
+# once). Restorations made with an older prior are removed first (their run.json pins the prior).
 $(DEMO_DONE):
-	$(PY) -m lcm fit -c configs/lcm/wgangp.yaml --trainer.max_steps $(DEMO_STEPS) \
-	    --trainer.logger false --trainer.default_root_dir $(DEMO)/prior --checkpoint.dirpath $(DEMO)/prior \
-	    $$(test -f $(DEMO_PRIOR) && echo "--ckpt_path $(DEMO_PRIOR)")
-	touch $@
+	rm -rf $(DEMO)/inpaint_csgm $(DEMO)/inpaint_iagan $(DEMO)/inpaint_dgp $(DEMO)/compare
+	$(PY) -m lcm fit -c configs/lcm/wgangp_demo.yaml --trainer.max_steps $(DEMO_STEPS) \
+	    --trainer.default_root_dir $(DEMO)/prior --checkpoint.dirpath $(DEMO)/prior \
+	    $$(test -f $(DEMO_PRIOR) && echo "--ckpt_path $(DEMO_PRIOR) --trainer.max_time null")
+	@$(PY) -c "import json, sys; s = json.load(open('$(DEMO)/prior/training.json')); \
+	    print(f'demo: prior trained to step {s[\"global_step\"]} of {s[\"max_steps\"]}'); sys.exit(not s['done'])" \
+	    && touch $@ || echo "demo: prior not finished; restoring with it now, the next make demo resumes its training"
 
 test:
 	$(PY) -m pytest -q

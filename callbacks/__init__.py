@@ -2,6 +2,7 @@
 
 from callbacks.finetuning import ProgressiveUnfreezing, schedule_to_stages
 from callbacks.images import ImageGridLogger
+from callbacks.marks import StageMarks
 from callbacks.normalization import BatchNormToInstanceNorm, swap_batchnorm_for_instancenorm
 from callbacks.stopping import MSEThresholdStop
 
@@ -10,6 +11,7 @@ __all__ = [
     "ImageGridLogger",
     "MSEThresholdStop",
     "ProgressiveUnfreezing",
+    "StageMarks",
     "schedule_to_stages",
     "swap_batchnorm_for_instancenorm",
 ]

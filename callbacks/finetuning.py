@@ -73,6 +73,9 @@ class ProgressiveUnfreezing(BaseFinetuning):
     Args:
         blocks: per stage, the number of leading generator blocks that train (``'all'`` for every block,
             0 for none). Must have one entry per engine stage.
+        embedding: also train the generator's class embedding (``generator.embedding``) whenever block 0
+            trains (DGP Table 7 fine-tunes BigGAN's class embedding with its first group; its
+            ``get_params(0, update_embed=True)``). Otherwise the embedding stays frozen.
 
     Example::
 
@@ -80,11 +83,12 @@ class ProgressiveUnfreezing(BaseFinetuning):
         run_stages(prior, op, y, z0, stages, callbacks=[ProgressiveUnfreezing(blocks)])
     """
 
-    def __init__(self, blocks: list[int | str]):
+    def __init__(self, blocks: list[int | str], embedding: bool = False):
         super().__init__()
         if isinstance(blocks, (str, int)) or not len(blocks):
             raise ValueError("blocks must be a non-empty list with one block count per stage")
         self.blocks = [_as_blocks(b, f"stage {i}") for i, b in enumerate(blocks)]
+        self.embedding = bool(embedding)
 
     def count(self, k: int, depth: int) -> int:
         """Number of blocks stage ``k`` trains on a generator with ``depth`` blocks."""
@@ -114,18 +118,24 @@ class ProgressiveUnfreezing(BaseFinetuning):
 
     # engine hook ------------------------------------------------------------------------------
     def on_stage_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, k: int, stage) -> None:
-        depth = len(pl_module.prior.generator.blocks)
+        gen = pl_module.prior.generator
+        depth = len(gen.blocks)
         n = self.count(k, depth)
+        embed = self.embedding and n > 0
+        if embed and not isinstance(getattr(gen, "embedding", None), nn.Module):
+            raise ValueError(
+                "embedding fine-tuning needs a class-conditional generator (generator.embedding)"
+            )
         if pl_module.copies is not None:
             for copy in pl_module.copies:
                 # everything frozen (BN parameters too; parameters outside `blocks`, such as a class
                 # embedding, stay frozen), then the first n blocks made trainable
                 self.freeze(copy, train_bn=False)
-                self.make_trainable(list(copy.blocks[:n]))
+                self.make_trainable(list(copy.blocks[:n]) + ([copy.embedding] if embed else []))
                 for p in copy.parameters():
                     p.grad = None
         if pl_module.stacked is not None:
-            prefixes = tuple(f"blocks.{i}." for i in range(n))
+            prefixes = tuple(f"blocks.{i}." for i in range(n)) + (("embedding.",) if embed else ())
             for name, p in pl_module.stacked.items():
                 p.requires_grad_(name.startswith(prefixes))
                 p.grad = None

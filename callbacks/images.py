@@ -65,9 +65,10 @@ class ImageGridLogger(pl.Callback):
         last = getattr(pl_module, "t", trainer.current_epoch + 1)
         if not self.steps or self.steps[-1] != last:
             self._snap(pl_module, last)
-        from inversion.io import grid, save_gif, save_png
+        from datamodules.grid import image_grid
+        from inversion.io import save_gif, save_png
 
         b = self.snapshots[0].shape[0]
-        save_png(grid(torch.cat(self.snapshots), nrow=b), self.dirpath / f"{self.name}.png")
+        save_png(image_grid(torch.cat(self.snapshots), b, padding=1), self.dirpath / f"{self.name}.png")
         if self.gif:
-            save_gif([grid(s, nrow=b) for s in self.snapshots], self.dirpath / f"{self.name}.gif")
+            save_gif([image_grid(s, b, padding=1) for s in self.snapshots], self.dirpath / f"{self.name}.gif")

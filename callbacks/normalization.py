@@ -41,7 +41,13 @@ def swap_batchnorm_for_instancenorm(
     """
     if w.shape[0] != 1:
         raise ValueError(f"the BN->IN swap is per image: pass w of one image (1, ...), got {tuple(w.shape)}")
-    bns = [(name, m) for name, m in generator.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    # BatchNorm2d, and class-conditional BNs that build their own IN twin (``instance_norm_from(x, out,
+    # eps)``, e.g. BigGAN's ccbn: the per-image copy's class is fixed, so its gain and bias fold in)
+    bns = [
+        (name, m)
+        for name, m in generator.named_modules()
+        if isinstance(m, nn.BatchNorm2d) or callable(getattr(m, "instance_norm_from", None))
+    ]
     if not bns:
         return 0
     if any(m.training for _, m in bns):
@@ -60,6 +66,11 @@ def swap_batchnorm_for_instancenorm(
             h.remove()
     for name, bn in bns:
         x, out = seen[name]
+        parent_name, _, child = name.rpartition(".")
+        parent = generator.get_submodule(parent_name) if parent_name else generator
+        if not isinstance(bn, nn.BatchNorm2d):
+            setattr(parent, child, bn.instance_norm_from(x, out, eps))
+            continue
         a = torch.ones_like(bn.running_var) if bn.weight is None else bn.weight.clone()
         a = a / torch.sqrt(bn.running_var + bn.eps)
         var = x.var(dim=(2, 3), unbiased=False)[0]
@@ -70,8 +81,6 @@ def swap_batchnorm_for_instancenorm(
         req = bn.weight.requires_grad if bn.weight is not None else True
         inorm.weight.requires_grad_(req)
         inorm.bias.requires_grad_(req)
-        parent_name, _, child = name.rpartition(".")
-        parent = generator.get_submodule(parent_name) if parent_name else generator
         setattr(parent, child, inorm.eval())
     return len(bns)
 

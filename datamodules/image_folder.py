@@ -1,15 +1,13 @@
-"""A user's own folder of images (recursive; png, jpg/jpeg, webp, bmp), resized and centre-cropped."""
+"""A user's own folder of images (recursive; any of ``IMAGE_EXTENSIONS``), resized and centre-cropped."""
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules._common import (
@@ -21,8 +19,7 @@ from datamodules._common import (
     limit_rows,
     split_rows,
 )
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+from datamodules.images import IMAGE_EXTENSIONS, list_image_files, load_image
 
 
 def _check_root(root: str | Path) -> Path:
@@ -39,15 +36,11 @@ def _check_root(root: str | Path) -> Path:
 
 
 def candidate_files(root: str | Path) -> list[Path]:
-    """Files under ``root`` (recursive, hidden entries skipped) with an image extension, sorted by path."""
-    root = _check_root(root)
-    found = []
-    for folder, subdirs, files in os.walk(root, followlinks=True):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-        found += [
-            Path(folder) / f for f in files if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)
-        ]
-    return sorted(found)
+    """Files under ``root`` (recursive, hidden entries skipped) with an image extension, sorted by path.
+
+    Symlinks are followed but each folder and file counts once (loops neither repeat nor hang).
+    """
+    return list_image_files(_check_root(root))
 
 
 def class_names_of(root: str | Path) -> list[str]:
@@ -56,41 +49,6 @@ def class_names_of(root: str | Path) -> list[str]:
     return sorted(
         {f.relative_to(root).parts[0] for f in candidate_files(root) if len(f.relative_to(root).parts) > 1}
     )
-
-
-def _to_array(im: Image.Image, channels: int) -> np.ndarray:
-    """PIL image in any mode -> uint8 (H, W) gray or (H, W, 3) RGB; transparency composited on white."""
-    im = ImageOps.exif_transpose(im)
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit gray (PNG): scale, PIL's convert would clip
-        a = np.asarray(im, dtype=np.float64)
-        scale = 257.0 if a.max() > 255 or im.mode.startswith("I;16") else 1.0
-        im = Image.fromarray(np.clip(a / scale + 0.5, 0, 255).astype(np.uint8), "L")
-    elif im.mode == "F":
-        im = Image.fromarray(np.clip(np.asarray(im) * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")
-        im = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        im.alpha_composite(rgba)
-    return np.asarray(im.convert("L" if channels == 1 else "RGB"))
-
-
-def load_image(path: str | Path, resolution: int, channels: int) -> torch.Tensor:
-    """Reads one image, resizes its shorter side to ``resolution`` and centre-crops a square.
-
-    Shape:
-        (channels, resolution, resolution) float32 in [0, 1].
-    """
-    with Image.open(path) as im:
-        if (
-            im.format == "JPEG"
-        ):  # decode at a reduced scale when the image is much larger (fast, still >= target)
-            im.draft(im.mode, (resolution, resolution))
-        im.load()
-        array = _to_array(im, channels)
-    square = ImageOps.fit(Image.fromarray(array), (resolution, resolution), Image.Resampling.BICUBIC)
-    t = torch.from_numpy(np.array(square, dtype=np.uint8))
-    t = t.unsqueeze(0) if t.dim() == 2 else t.permute(2, 0, 1)
-    return t.to(torch.float32).div_(255.0).contiguous()
 
 
 def _readable(path: Path) -> bool:
@@ -161,7 +119,7 @@ class ImageFolderDataset(Dataset):
     split (one warning per file), so an epoch never stops.
 
     Args:
-        root: the folder (searched recursively; .png, .jpg, .jpeg, .webp, .bmp in any letter case).
+        root: the folder (searched recursively; ``IMAGE_EXTENSIONS`` in any letter case).
         split: "train", "val", "test", or "all" (every image, no split).
         resolution: output side length (shorter side resized, then centre crop).
         channels: 1 (gray) or 3 (RGB); images are converted as needed.
@@ -243,7 +201,7 @@ def _check_args(resolution: int, channels: int) -> None:
 
 
 class ImageFolderDataModule(ImageDataModule):
-    """Your own images: a folder tree of png/jpg/jpeg/webp/bmp files, for LightningCLI.
+    """Your own images: a folder tree of image files (``IMAGE_EXTENSIONS``), for LightningCLI.
 
     The folder is scanned once, at the first setup: every file is decoded once and unreadable ones are
     skipped with one warning listing them. The folder must exist when the datamodule is built.

@@ -5,16 +5,22 @@ Example::
     python -m inversion --config configs/inversion/sr4.yaml --prior outputs/prior.ckpt \\
         --method iagan --input fashion_mnist --limit 100 --output outputs/sr4_iagan --devices 2
 
-Writes under ``--output``: ``restored/<name>.png`` (under the input's names), ``degraded/<name>.png``,
-``grid.png`` (degraded | restored | truth), ``metrics.csv`` (one row per image) and
-``failures.txt`` (images that could not be read or restored, with the reason). Each finished image
-leaves ``rows/<name>.json`` (written atomically, last); a rerun skips those images, so an
-interrupted run resumes where it stopped. Image ``i`` uses seed ``seed + i`` (latent start),
-``noise_seed + i`` (measurement noise) and, for per-image masks, mask seed ``mask seed + i``, so its
-result does not depend on which process restores it: ``--devices N`` splits the images over N
-processes (launched here; under ``torchrun`` / SLURM each rank takes its share from
-``RANK`` / ``WORLD_SIZE`` or ``SLURM_PROCID`` / ``SLURM_NTASKS``) and rank 0 gathers one
-``metrics.csv``.
+Writes under ``--output``: ``restored/<name>`` (``<name>``: the file's path relative to the input, kept
+when it ends in ``.png``, else with ``.png`` appended, so every input file has its own output),
+``degraded/<name>``, ``truth/`` and ``adjoint/`` (A†y, linear operators), ``grid.png`` (degraded |
+restored | truth, the first 16 images), ``metrics.csv`` (one row per image), ``failures.txt`` (images
+that could not be read or restored, with the reason) and ``report.html`` (``inversion.report``: every
+image, loss curves, mean ± 95% interval, failures, the effective configuration). ``python -m inversion
+compare OUT1 OUT2 ...`` writes one report comparing runs on the same images. Each finished image leaves
+``rows/<name minus .png>.json`` (written atomically, last); a rerun skips those images, so an
+interrupted run resumes where it stopped. An image with key ``k`` (a built-in split: its index; a
+folder: a number derived from the file's relative path, so adding files never changes another file's
+result) uses seed ``seed + k`` (latent start), ``noise_seed + k`` (measurement noise) and, for per-image
+masks, mask seed ``mask seed + k``, so its result does not depend on which process restores it:
+``--devices N`` splits the images over N processes (launched here; under ``torchrun`` / SLURM each rank
+takes its share from ``RANK`` / ``WORLD_SIZE`` or ``SLURM_PROCID`` / ``SLURM_NTASKS``) and rank 0
+gathers one ``metrics.csv``. A run that restores no image exits non-zero (and leaves no ``run.json``
+behind).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import hashlib
 import importlib
 import io
 import json
+import math
 import os
 import subprocess
 import sys
@@ -36,7 +43,7 @@ from pathlib import Path
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from inversion.io import IMAGE_SUFFIXES, atomic_write_bytes, grid, load_image, save_png
+from inversion.io import atomic_write_bytes, load_image, save_png
 from inversion.operators import Operator
 from lcm.prior import Prior
 
@@ -52,14 +59,42 @@ class Item:
     name: str
     load: Callable[[], torch.Tensor]
     label: int = -1
+    source: str = ""  # the relative path of a folder file (labels CSV lookup)
+    key: int = -1  # seed offset: the index for built-in splits, a hash of the relative path for folders
+
+    def __post_init__(self):
+        if self.key < 0:
+            self.key = self.index
 
 
-def load_prior_spec(spec: str, device: str | torch.device = "cpu") -> Prior:
-    """A prior from a checkpoint path (``lcm.load_prior``) or a ``module:factory`` returning one."""
+def output_name(rel: str) -> str:
+    """The output name of an input file at relative path ``rel``: unique for any set of input names.
+
+    ``rel`` is kept when it ends in ``.png`` and what precedes that is not itself an image name
+    (``a.png``, ``a_png.png``); otherwise ``.png`` is appended (``a.PNG.png``, ``a.jpg.png``,
+    ``a.jpg.png.png``). Two inputs never share an output, and a name depends on its own file only.
+    """
+    from datamodules.images import IMAGE_EXTENSIONS
+
+    if rel.endswith(".png") and not rel[:-4].lower().endswith(IMAGE_EXTENSIONS):
+        return rel
+    return rel + ".png"
+
+
+def _path_key(rel: str) -> int:
+    """A stable 31-bit number of a relative path (its seed offset; independent of the other files)."""
+    return int.from_bytes(hashlib.sha256(os.fsencode(rel)).digest()[:4], "big") >> 1
+
+
+def load_prior_spec(spec: str, device: str | torch.device = "cpu", critic: str | None = None) -> Prior:
+    """A prior from a checkpoint path (``lcm.load_prior``; ``critic``: a published generator's
+    discriminator file, e.g. BigGAN's D.pth) or a ``module:factory`` returning one."""
     if Path(spec).is_file():
         from lcm import load_prior
 
-        return load_prior(spec, map_location=device).eval()
+        return load_prior(spec, map_location=device, critic=critic).eval()
+    if critic is not None:
+        raise ValueError(f"--critic {critic!r} needs --prior to be a generator file, got {spec!r}")
     if ":" in spec and not spec.endswith((".ckpt", ".pt", ".pth")):
         mod, _, fn = spec.partition(":")
         prior = getattr(importlib.import_module(mod), fn)()
@@ -67,13 +102,23 @@ def load_prior_spec(spec: str, device: str | torch.device = "cpu") -> Prior:
             raise ValueError(f"prior factory {spec!r} returned {type(prior).__name__}, not an lcm.Prior")
         return prior.to(device).eval()
     raise FileNotFoundError(
-        f"prior {spec!r}: no such checkpoint file; pass a checkpoint from `python -m lcm fit` "
-        "or a factory 'package.module:function' that returns an lcm.Prior"
+        f"prior {spec!r}: no such checkpoint file; pass a checkpoint from `python -m lcm fit`, a BigGAN "
+        "G_ema.pth (with --critic D.pth) or a factory 'package.module:function' that returns an lcm.Prior"
     )
 
 
-def list_items(source: str, image_shape: tuple[int, int, int], limit: int | None = None) -> list[Item]:
-    """The images to restore: a folder's image files (sorted by name), or a built-in test split."""
+def list_items(
+    source: str,
+    image_shape: tuple[int, int, int],
+    limit: int | None = None,
+    recursive: bool = False,
+    exclude: tuple[str | os.PathLike, ...] = (),
+) -> list[Item]:
+    """The images to restore: a folder's image files (sorted by relative path), or a built-in test split.
+
+    A folder's sub-folders are searched with ``recursive`` (else their images are counted and named in
+    a note); folders in ``exclude`` (an output folder inside the input) are never read.
+    """
     c, h, _ = image_shape
     if source in BUILTIN:
         if source == "fashion_mnist":
@@ -97,18 +142,77 @@ def list_items(source: str, image_shape: tuple[int, int, int], limit: int | None
         raise FileNotFoundError(
             f"input {source!r} is neither a folder nor one of the built-in splits {BUILTIN}"
         )
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    from datamodules.images import IMAGE_EXTENSIONS, list_image_files
+
+    files = list_image_files(folder, recursive=recursive, exclude=exclude)
+    if not recursive and any(p.is_dir() and not p.name.startswith(".") for p in folder.iterdir()):
+        nested = len(list_image_files(folder, exclude=exclude)) - len(files)
+        if nested:
+            print(
+                f"[inversion] note: {nested} image file(s) in sub-folders of {source} are not restored; "
+                "pass --recursive true to include them",
+                file=sys.stderr,
+            )
     if not files:
-        raise ValueError(f"input folder {source!r} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+        raise ValueError(f"input folder {source!r} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
     if limit is not None:
         files = files[:limit]
 
     def file_loader(p):
         return lambda: load_image(p, channels=c, size=h)
 
-    stems = Counter(p.stem for p in files)  # a.png and a.jpg must not overwrite each other's outputs
-    names = [p.stem + ".png" if stems[p.stem] == 1 else f"{p.stem}_{p.suffix[1:].lower()}.png" for p in files]
-    return [Item(i, name, file_loader(p)) for i, (p, name) in enumerate(zip(files, names, strict=True))]
+    rels = [p.relative_to(folder).as_posix() for p in files]
+    names = [output_name(r) for r in rels]
+    # a case-insensitive output file system would merge A.png and a.png: tell those apart by their path
+    folded = Counter(n.casefold() for n in names)
+    names = [
+        n if folded[n.casefold()] == 1 else f"{n[:-4]}.{_path_key(r):08x}.png"
+        for n, r in zip(names, rels, strict=True)
+    ]
+    return [
+        Item(i, name, file_loader(p), source=r, key=_path_key(r))
+        for i, (p, r, name) in enumerate(zip(files, rels, names, strict=True))
+    ]
+
+
+def read_labels(path: str | os.PathLike, num_classes: int) -> dict[str, int]:
+    """Class labels from a CSV of ``file,class`` rows (a header row is allowed): file name (or stem) -> class.
+
+    Raises:
+        FileNotFoundError / ValueError: no such file, a malformed row, or a class outside
+        ``[0, num_classes)`` (the line is named).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"labels CSV {str(p)!r} does not exist")
+    if not num_classes:
+        raise ValueError(f"labels CSV {str(p)!r} given, but the prior is unconditional (no classes)")
+    out: dict[str, int] = {}
+    with open(p, newline="") as f:
+        for n, row in enumerate(csv.reader(f), 1):
+            if not row or not "".join(row).strip():
+                continue
+            if len(row) < 2:
+                raise ValueError(f"{str(p)!r} line {n}: expected 'file,class', got {row!r}")
+            name, cls = row[0].strip(), row[1].strip()
+            try:
+                c = int(cls)
+            except ValueError:
+                if n == 1:
+                    continue  # header
+                raise ValueError(f"{str(p)!r} line {n}: class {cls!r} is not an integer") from None
+            if not -1 <= c < num_classes:
+                raise ValueError(f"{str(p)!r} line {n}: class {c} outside [0, {num_classes}) (-1 = unknown)")
+            out[name] = c
+    return out
+
+
+def _apply_labels(items: list[Item], labels: dict[str, int]) -> None:
+    """Give each folder item its class from ``labels`` (by relative path, file name, else stem); others -1."""
+    for it in items:
+        if it.source:
+            name = Path(it.source).name
+            it.label = labels.get(it.source, labels.get(name, labels.get(Path(name).stem, -1)))
 
 
 def _operator_for(operator: Operator, index: int) -> Operator:
@@ -140,11 +244,11 @@ def _env_shard() -> tuple[int, int] | None:
 
 
 def _row_path(out: Path, item: Item) -> Path:
-    return out / "rows" / (Path(item.name).stem + ".json")
+    return out / "rows" / Path(item.name).with_suffix(".json")  # names end in .png: one record each
 
 
 def _fail_path(out: Path, item: Item) -> Path:
-    return out / "failed" / (Path(item.name).stem + ".json")
+    return out / "failed" / Path(item.name).with_suffix(".json")
 
 
 def restore_folder(
@@ -155,9 +259,12 @@ def restore_folder(
     method: str = "csgm",
     task: str | None = None,
     limit: int | None = None,
+    recursive: bool = False,
     seed: int = 0,
     noise_seed: int = 0,
     options: dict | None = None,
+    critic: str | None = None,
+    labels: str | None = None,
     devices: int = 1,
     shard: int | None = None,
     num_shards: int = 1,
@@ -178,12 +285,18 @@ def restore_folder(
         method: ``csgm``, ``csgm_bp``, ``iagan``, ``iagan_bp``, ``latent``, ``latent_bp``, ``dgp``,
             ``dgp_bp`` (and other registered plug-ins; see ``inversion.methods.available_methods``).
         task: task name for metrics.csv (default: the operator's class name).
-        limit: restore only ``limit`` images: a folder's first (by name), or a seeded subsample of a
-            built-in split. A resumed run may raise it.
+        limit: restore only ``limit`` (>= 1) images: a folder's first (by relative path), or a seeded
+            subsample of a built-in split. A resumed run may raise it.
+        recursive: also restore the images in the input folder's sub-folders (outputs keep the
+            sub-folder path); without it they are skipped with a note saying how many.
         seed: base seed of the latent starts (image i: seed + i).
         noise_seed: base seed of the measurement noise (image i: noise_seed + i).
         options: overrides of the method's config, e.g. ``{csgm_steps: 300, restarts: 3}``
             (``MethodConfig``; DGP: ``inversion.dgp.DGPConfig``, e.g. ``{preset: sr_mse}``).
+        critic: the discriminator file of a published generator (BigGAN: ``--prior G_ema.pth --critic
+            D.pth``; DGP's loss reads its features).
+        labels: CSV of ``file,class`` rows for a class-conditional prior; images without a class are
+            given one as DGP picks it (best of ``label_candidates`` random latent/class candidates).
         devices: number of processes to split the images over (launched by this command).
         shard, num_shards: restore only images with ``index % num_shards == shard`` (set by the
             launcher; normally left alone).
@@ -201,10 +314,22 @@ def restore_folder(
 
     if method not in available_methods():
         raise ValueError(f"method must be one of {available_methods()}, got {method!r}")
-    method_config(method, options)  # a typo in options fails here, not once per image
+    method_config(method, options)  # a typo or a bad value in options fails here, not once per image
     if devices < 1 or num_shards < 1:
         raise ValueError("devices and num_shards must be >= 1")
+    if limit is not None and (isinstance(limit, bool) or int(limit) < 1):
+        raise ValueError(f"--limit must be a positive number of images (or left out for all), got {limit}")
     out = Path(output)
+    exclude: tuple[Path, ...] = ()
+    if input not in BUILTIN and Path(input).is_dir():
+        src, dst = Path(input).resolve(), out.resolve()
+        if dst == src:
+            raise ValueError(
+                f"--output {output!r} is the input folder itself: its grid and restorations would be read "
+                "back as inputs; choose another folder (a sub-folder of the input is fine)"
+            )
+        if dst.is_relative_to(src):
+            exclude = (out,)  # outputs inside the input are never read back as inputs
     out.mkdir(parents=True, exist_ok=True)
     if devices > 1 and shard is None:
         return _launch(devices, _argv or [], out)
@@ -222,11 +347,15 @@ def restore_folder(
         )
     else:
         dev = torch.device(device)
-    pri = load_prior_spec(prior, dev)
+    pri = load_prior_spec(prior, dev, critic)
     operator = operator.to(dev)
-    items = list_items(input, pri.image_shape, limit)
+    items = list_items(input, pri.image_shape, limit, recursive, exclude)
+    if labels is not None:
+        _apply_labels(items, read_labels(labels, pri.num_classes))
     task = task or type(operator).__name__
-    _check_run(out, prior, operator, input, method, task, seed, noise_seed, options)
+    _check_fits(operator, pri, items)
+    extra = {"critic": _file_id(critic), "labels": _file_id(labels)}
+    _check_run(out, prior, operator, input, method, task, seed, noise_seed, options, extra, pri)
     mine = [it for it in items if it.index % num_shards == shard]
     todo = [it for it in mine if not _row_path(out, it).exists()]
     _run_items(
@@ -252,17 +381,49 @@ def restore_folder(
     return out
 
 
-def _check_run(out: Path, prior, operator, source, method, task, seed, noise_seed, options) -> None:
-    """Record what this run computes in ``run.json``; a resumed run must compute the same."""
-    prior_id = str(prior)
-    if Path(prior).is_file():
-        h = hashlib.sha256()
-        with open(prior, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        prior_id = f"sha256:{h.hexdigest()}"
+def _check_fits(operator: Operator, prior: Prior, items: list[Item]) -> None:
+    """What would fail for every image fails here, before the first one (and before run.json)."""
+    if prior.num_classes and max(it.label for it in items) >= prior.num_classes:
+        raise ValueError(
+            f"the input's labels reach {max(it.label for it in items)}, but the prior knows "
+            f"{prior.num_classes} classes; use a prior trained on this dataset's classes"
+        )
+    dev = next(prior.parameters()).device
+    probe = torch.zeros(1, *prior.image_shape, device=dev)
+    try:
+        with torch.no_grad():
+            _operator_for(operator, items[0].key).A(probe)
+    except (ValueError, RuntimeError) as e:
+        raise ValueError(
+            f"operator {type(operator).__name__} cannot measure this prior's {prior.image_shape} images: {e}"
+        ) from e
+
+
+def _file_id(path) -> str | None:
+    """``sha256:<hex>`` of a file, the string itself for anything else, None for None."""
+    if path is None or not Path(path).is_file():
+        return None if path is None else str(path)
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return f"sha256:{h.hexdigest()}"
+
+
+def _check_run(
+    out: Path, prior, operator, source, method, task, seed, noise_seed, options, extra=None, pri=None
+) -> None:
+    """Record what this run computes in ``run.json``; a resumed run must compute the same.
+
+    ``config`` (the method's effective configuration, defaults included) and ``prior_info`` are recorded
+    for the report and follow from the compared keys.
+    """
+    from dataclasses import asdict
+
+    from inversion.methods import method_config
+
     run = {
-        "prior": prior_id,
+        "prior": _file_id(prior),
         "operator": repr(operator),
         "input": str(source),
         "method": method,
@@ -270,7 +431,9 @@ def _check_run(out: Path, prior, operator, source, method, task, seed, noise_see
         "seed": seed,
         "noise_seed": noise_seed,
         "options": options or {},
+        **{k: v for k, v in (extra or {}).items() if v is not None},  # absent in runs without them
     }
+    info = {"config": asdict(method_config(method, options)), "prior_info": _prior_info(prior, pri)}
     path = out / "run.json"
     if path.exists():
         old = json.loads(path.read_text())
@@ -281,7 +444,19 @@ def _check_run(out: Path, prior, operator, source, method, task, seed, noise_see
                 "its finished images would be mixed with this run's; choose another --output or delete it"
             )
         return
-    atomic_write_bytes(path, json.dumps(run, indent=1).encode())
+    atomic_write_bytes(path, json.dumps({**run, **info}, indent=1, default=str).encode())
+
+
+def _prior_info(spec: str, pri) -> dict:
+    info = {"path": str(spec)}
+    if pri is not None:
+        info.update(
+            kind=type(pri).__name__,
+            latent=getattr(pri, "latent_kind", None),
+            image_shape=list(pri.image_shape),
+            classes=int(getattr(pri, "num_classes", 0) or 0),
+        )
+    return info
 
 
 def _run_items(
@@ -338,31 +513,43 @@ def _restore_batch(batch, prior, operator, out, method, task, seed, noise_seed, 
     Image i is measured with noise seed ``noise_seed + index`` and starts from seed ``seed + index``,
     whatever batch it is in.
     """
+    from callbacks.marks import StageMarks
     from inversion.methods import restore
 
     t0 = time.perf_counter()
     items = [it for it, _ in batch]
     x = torch.cat([xi for _, xi in batch])
-    ops = [_operator_for(operator, it.index) for it in items]
+    ops = [_operator_for(operator, it.key) for it in items]
     with torch.no_grad():
         y = torch.cat(
             [
-                op(xi, generator=torch.Generator(device=dev).manual_seed(noise_seed + it.index))
+                op(xi, generator=torch.Generator(device=dev).manual_seed(noise_seed + it.key))
                 for op, (it, xi) in zip(ops, batch, strict=True)
             ]
         )
     op = ops[0] if len(ops) == 1 else operator
     labels = None
-    if prior.num_classes and all(it.label >= 0 for it in items):
+    if prior.num_classes and any(it.label >= 0 for it in items):  # -1 = unknown: restore() picks it
         labels = torch.tensor([it.label for it in items], device=dev)
+    marks = StageMarks()
     res = restore(
-        y, op, prior, method, seed=[seed + it.index for it in items], labels=labels, x_true=x, **options
-    )
+        y, op, prior, method, seed=[seed + it.key for it in items], labels=labels, x_true=x,
+        callbacks=[marks], **options,
+    )  # fmt: skip
     seconds = (time.perf_counter() - t0) / len(items)
     shown = _display(y, x, op)
+    starts = marks.starts(res.history.shape[0])
+    adjoint = None
+    if getattr(op, "linear", False):
+        with torch.no_grad():
+            adjoint = op.A_dagger(y)
     for i, it in enumerate(items):
         save_png(shown[i], out / "degraded" / it.name)
         save_png(res.images[i], out / "restored" / it.name)
+        save_png(x[i], out / "truth" / it.name)
+        if adjoint is not None and adjoint.shape[1:] == x.shape[1:]:
+            save_png(adjoint[i].clamp(0, 1), out / "adjoint" / it.name)
+        hist = res.history[:, i].tolist() if res.history.dim() == 2 else []
         m = {k: float(v[i]) for k, v in res.metrics.items()}
         row = {
             "index": it.index,
@@ -375,6 +562,8 @@ def _restore_batch(batch, prior, operator, out, method, task, seed, noise_seed, 
             "residual": m["residual"],
             "seconds": seconds,
             "shard": shard,
+            "history": [round(v, 6) if math.isfinite(v) else None for v in hist],  # objective per step
+            "stage_starts": starts,
         }
         atomic_write_bytes(_row_path(out, it), json.dumps(row).encode())
         _fail_path(out, it).unlink(missing_ok=True)
@@ -396,27 +585,32 @@ def _wait_for(items: list[Item], out: Path, timeout: float) -> None:
 def _finalize(items: list[Item], out: Path, method: str) -> None:
     """Gather the per-image records into metrics.csv, failures.txt and grid.png (atomically)."""
     rows, fails = [], []
-    for it in items:
+    for it in items:  # index and name as listed now: records of an earlier listing cannot go stale
         if _row_path(out, it).exists():
-            rows.append(json.loads(_row_path(out, it).read_text()))
+            rows.append({**json.loads(_row_path(out, it).read_text()), "index": it.index, "name": it.name})
         elif _fail_path(out, it).exists():
-            fails.append(json.loads(_fail_path(out, it).read_text()))
+            fails.append({**json.loads(_fail_path(out, it).read_text()), "index": it.index, "name": it.name})
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n", extrasaction="ignore")
     w.writeheader()
     for r in sorted(rows, key=lambda r: r["index"]):
         w.writerow(r)
-    atomic_write_bytes(out / "metrics.csv", buf.getvalue().encode())
+    # names are file names: undecodable bytes are written back as they are on disk (surrogateescape)
+    atomic_write_bytes(out / "metrics.csv", buf.getvalue().encode("utf-8", "surrogateescape"))
     text = "".join(f"{f['name']}\t{f['error']}\n" for f in sorted(fails, key=lambda f: f["index"]))
-    atomic_write_bytes(out / "failures.txt", text.encode())
+    atomic_write_bytes(out / "failures.txt", text.encode("utf-8", "surrogateescape"))
     shown = [r for r in sorted(rows, key=lambda r: r["index"])][:16]
     if shown:
         tiles = []
         for r in shown:
             restored = load_image(out / "restored" / r["name"])
             degraded = load_image(out / "degraded" / r["name"], channels=restored.shape[0])
-            tiles += [degraded, restored]
-        save_png(grid(torch.stack(tiles), nrow=2 * min(4, len(shown))), out / "grid.png")
+            t = out / "truth" / r["name"]
+            truth = load_image(t, channels=restored.shape[0]) if t.is_file() else torch.ones_like(restored)
+            tiles += [degraded, restored, truth]
+        from datamodules.grid import save_image_grid
+
+        save_image_grid(torch.stack(tiles), out / "grid.png", nrow=3 * min(2, len(shown)), min_size=64)
     if rows:
         mean = {k: sum(float(r[k]) for r in rows) / len(rows) for k in ("psnr", "ssim", "seconds")}
         print(
@@ -426,6 +620,16 @@ def _finalize(items: list[Item], out: Path, method: str) -> None:
         )
     if fails:
         print(f"[inversion] {len(fails)} image(s) failed, listed in {out / 'failures.txt'}", file=sys.stderr)
+    if not rows:
+        if not any((out / "rows").rglob("*.json")):
+            (out / "run.json").unlink(missing_ok=True)  # nothing restored: do not pin this run's options
+        raise RuntimeError(
+            f"no image was restored ({len(fails)} failed, see {out / 'failures.txt'}); "
+            "fix the cause named there and rerun"
+        )
+    from inversion.report import write_report
+
+    print(f"[inversion] report: {write_report(out)}", file=sys.stderr)
 
 
 def _launch(n: int, argv: list[str], out: Path) -> Path:
@@ -464,6 +668,10 @@ def build_parser() -> ArgumentParser:
 
 def main(argv: list[str] | None = None) -> Path:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["compare"]:  # python -m inversion compare OUT1 OUT2 ...
+        from inversion.report import compare_main
+
+        return compare_main(argv[1:])
     parser = build_parser()
     cfg = parser.parse_args(argv)
     init = parser.instantiate_classes(cfg)

@@ -4,7 +4,8 @@ One epoch is one optimisation step (a one-item dummy loader), so epoch-end callb
 ``EarlyStopping`` act per step. The module optimises manually: at each stage boundary it sets
 ``requires_grad`` on exactly what the stage trains and builds a fresh ``Adam(fused=True)`` (plain
 Adam where fused is unavailable). Losses are summed over images (never averaged), so images of one
-batch do not interact; each image keeps its best iterate (IAGAN, "minimal objective value").
+batch do not interact; each image keeps its best iterate (IAGAN, "minimal objective value") or,
+with ``keep="last"``, its final one (DGP).
 
 Generator fine-tuning gives each image a private generator copy, from the first stage that trains
 the generator: ``batching="sequential"`` (a ``deepcopy`` per image; the CPU default, see the
@@ -33,6 +34,7 @@ from lcm.prior import Prior, to_unit
 __all__ = ["FitResult", "InversionModule", "LossContext", "make_adam", "run_stages"]
 
 Batching = Literal["sequential", "vmap"]
+Keep = Literal["best", "last"]
 BUILTIN_TERMS = ("mse", "latent_prior")
 
 
@@ -124,6 +126,9 @@ class InversionModule(pl.LightningModule):
         labels: ``(B,)`` class labels for a conditional prior.
         loss_terms: extra per-image loss terms by name (used by stages' ``weights``).
         batching: ``"sequential"`` or ``"vmap"`` private generator copies.
+        keep: which iterate an image returns: ``"best"``, its least objective (IAGAN, "minimal
+            objective value"; CSGM), or ``"last"``, its final iterate (DGP's ``run()``; an image stopped by
+            a stage's ``stop_mse`` keeps the iterate that met it and resumes from it in the next stage).
 
     Shape:
         - y: ``(B, ...)`` as ``operator.A`` returns; latent_init: ``(B, *prior.latent_shape)``.
@@ -139,10 +144,14 @@ class InversionModule(pl.LightningModule):
         labels: torch.Tensor | None = None,
         loss_terms: Mapping[str, LossTerm] | None = None,
         batching: Batching = "sequential",
+        keep: Keep = "best",
     ):
         super().__init__()
         if batching not in ("sequential", "vmap"):
             raise ValueError(f"batching must be 'sequential' or 'vmap', got {batching!r}")
+        if keep not in ("best", "last"):
+            raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
+        self.keep = keep
         if latent_init.shape[0] != y.shape[0]:
             raise ValueError(f"latent_init has {latent_init.shape[0]} rows for {y.shape[0]} measurements")
         if tuple(latent_init.shape[1:]) != prior.latent_shape:
@@ -390,13 +399,20 @@ class InversionModule(pl.LightningModule):
     def _record(self, obj: torch.Tensor, mse: torch.Tensor, count: bool = True) -> None:
         obj, mse = obj.detach(), mse.detach()
         stage = self.stage
-        improved = (obj < self.best_obj) & self.active
+        better = obj < self.best_obj
+        # "last": the kept snapshot follows every step of a running image (frozen once it stops)
+        improved = (better if self.keep == "best" else torch.ones_like(better)) & self.active
         self.best_obj = torch.where(improved, obj, self.best_obj)
         self.best_mse = torch.where(improved, mse, self.best_mse)
         self.best_latent[improved] = self.latent[improved]
         if self.copies is not None:
             for i in improved.nonzero().flatten().tolist():
-                self.best_state[i] = {n: p.detach().clone() for n, p in self.copies[i].named_parameters()}
+                params, best = dict(self.copies[i].named_parameters()), self.best_state[i]
+                if best is not None and best.keys() == params.keys():  # in place: no second copy in memory
+                    for n, p in params.items():
+                        best[n].copy_(p)
+                else:
+                    self.best_state[i] = {n: p.detach().clone() for n, p in params.items()}
         if self.stacked is not None:
             for n, v in self.stacked.items():
                 m = improved.view(-1, *([1] * (v.dim() - 1)))
@@ -404,7 +420,7 @@ class InversionModule(pl.LightningModule):
         self.history.append(torch.where(self.active, obj, torch.full_like(obj, float("nan"))))
         if count:
             self.steps_run += self.active.long()
-        self.stall = torch.where(improved, torch.zeros_like(self.stall), self.stall + 1)
+        self.stall = torch.where(better & self.active, torch.zeros_like(self.stall), self.stall + 1)
         if stage.stop_mse is not None:
             self.active &= mse > stage.stop_mse
         if stage.patience is not None:
@@ -413,7 +429,7 @@ class InversionModule(pl.LightningModule):
     # -- result ----------------------------------------------------------------------------
     @torch.no_grad()
     def finish(self) -> FitResult:
-        """Score the last iterate too, then return every image at its best iterate."""
+        """Score the last iterate too, then return every image at its kept (best or last) iterate."""
         if self.t > 0 and self.active.any():
             x = self.synthesize()
             obj, mse = self.objective(x)
@@ -493,11 +509,12 @@ def run_stages(
     callbacks: Sequence[pl.Callback] = (),
     progress: bool = False,
     module_hook: Callable[[InversionModule], None] | None = None,
+    keep: Keep = "best",
 ) -> FitResult:
     """Run the stages as one ``Trainer.fit`` (one epoch per step) and return the best iterates.
 
     Args:
-        prior, operator, y, latent_init, stages, labels, loss_terms, batching: see
+        prior, operator, y, latent_init, stages, labels, loss_terms, batching, keep: see
             :class:`InversionModule`.
         callbacks: Lightning callbacks (e.g. :class:`callbacks.MSEThresholdStop`,
             :class:`callbacks.ImageGridLogger`).
@@ -507,8 +524,8 @@ def run_stages(
     Shape:
         - y: ``(B, ...)``; latent_init: ``(B, *prior.latent_shape)``; result images ``(B, C, H, W)``.
     """
-    module = InversionModule(prior, operator, y, latent_init, stages, labels, loss_terms, batching)
-    module.log_metrics = bool(callbacks) or progress
+    module = InversionModule(prior, operator, y, latent_init, stages, labels, loss_terms, batching, keep)
+    module.log_metrics = any(getattr(c, "reads_metrics", True) for c in callbacks) or progress
     if module_hook is not None:
         module_hook(module)
     accelerator, devices = _accelerator(y.device)

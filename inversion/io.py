@@ -1,4 +1,7 @@
-"""Image files: load as [0, 1] tensors, write PNG / grids / GIFs atomically (tmp + os.replace)."""
+"""Image files: load as [0, 1] tensors, write PNG / GIFs atomically (tmp + os.replace).
+
+Image grids: ``datamodules.grid`` (the one grid helper).
+"""
 
 from __future__ import annotations
 
@@ -13,17 +16,13 @@ import torch
 from PIL import Image
 
 __all__ = [
-    "IMAGE_SUFFIXES",
     "atomic_write",
     "atomic_write_bytes",
-    "grid",
     "load_image",
     "save_gif",
     "save_png",
     "to_pil",
 ]
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
@@ -75,23 +74,6 @@ def save_png(image: torch.Tensor, path: str | os.PathLike) -> None:
     atomic_write_bytes(path, _encode(to_pil(image), "PNG"))
 
 
-def grid(images: torch.Tensor, nrow: int, pad: int = 1) -> torch.Tensor:
-    """Tile ``(N, C, H, W)`` images into one ``(C, H', W')`` image, ``nrow`` images per row.
-
-    Shape:
-        - images: ``(N, C, H, W)``; output ``(C, rows * (H + pad) + pad, nrow * (W + pad) + pad)``.
-    """
-    n, c, h, w = images.shape
-    rows = -(-n // nrow)
-    out = images.new_ones(c, rows * (h + pad) + pad, nrow * (w + pad) + pad)
-    for i in range(n):
-        r, k = divmod(i, nrow)
-        out[
-            :, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + k * (w + pad) : pad + k * (w + pad) + w
-        ] = images[i]
-    return out
-
-
 def save_gif(frames: Sequence[torch.Tensor], path: str | os.PathLike, duration_ms: int = 100) -> None:
     """Save ``(C, H, W)`` frames in [0, 1] as an animated GIF, atomically."""
     if not frames:
@@ -102,26 +84,18 @@ def save_gif(frames: Sequence[torch.Tensor], path: str | os.PathLike, duration_m
 
 
 def load_image(path: str | os.PathLike, channels: int | None = None, size: int | None = None) -> torch.Tensor:
-    """Read an image file as a ``(C, H, W)`` float tensor in [0, 1].
+    """Read an image file as a ``(C, H, W)`` float tensor in [0, 1] with the project's one loader.
+
+    ``datamodules.images.load_image`` (imported lazily: ``inversion.io`` stays free of Lightning): 8/16-bit,
+    palette, alpha composited on white, EXIF orientation applied; the same pixels as training sees.
 
     Args:
         channels: 1 (grayscale) or 3 (RGB); None keeps the file's (gray stays 1, otherwise RGB).
-        size: resize (bicubic) to ``size x size`` when the file has another size.
+        size: resize the shorter side to ``size`` (bicubic) and centre-crop ``size x size``.
 
     Raises:
         ValueError: the file cannot be decoded as an image (named in the message).
     """
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if channels == 1 or (channels is None and im.mode in ("L", "I", "I;16", "1")):
-                im = im.convert("L")
-            else:
-                im = im.convert("RGB")
-            if size is not None and im.size != (size, size):
-                im = im.resize((size, size), Image.BICUBIC)
-            arr = np.asarray(im, dtype=np.float32) / 255.0
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ValueError(f"cannot read image {str(path)!r}: {e}") from e
-    t = torch.from_numpy(arr.copy())
-    return t[None] if t.dim() == 2 else t.permute(2, 0, 1).contiguous()
+    from datamodules.images import load_image as _load
+
+    return _load(path, resolution=size, channels=channels)

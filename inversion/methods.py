@@ -17,9 +17,11 @@ Step counts default to values scaled down from the papers for the project's smal
 from __future__ import annotations
 
 import importlib
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -63,7 +65,13 @@ class MethodConfig:
     and theta (BEGAN; PGGAN uses 1e-3 for theta) as published; half the steps when noisy.
     Latent-only (LCM eqs. 4-5): ``latent_steps=500``; lr 0.1 for Gaussian z, 0.05 on the sphere,
     ``box / 10`` for LCM's phi (the paper's box is +-0.01).
+    ``space``: the latent every method optimises, ``z`` (the prior's own), ``w`` or ``w+`` (the codes of
+    a prior with a mapping network, :func:`lcm.spaces.code_space_prior`); ``optimize_noise`` adds the
+    generator's noise inputs to a W / W+ latent (StyleGAN2).
     """
+
+    # False where a method gives ``space`` its own meaning (CRI: the offset's space; it clusters in W)
+    space_is_latent: ClassVar[bool] = True
 
     csgm_steps: int = 500
     csgm_lr: float = 0.1
@@ -79,13 +87,42 @@ class MethodConfig:
     latent_lr: float | None = None
     batching: str = "sequential"
     stages: list[dict] | None = field(default=None)
+    space: str = "z"
+    optimize_noise: bool = False
+    # a class-conditional prior with unknown classes (-1 / no labels): candidates for DGP's class pick
+    label_candidates: int = 500
 
     def updated(self, overrides: Mapping) -> MethodConfig:
         names = {f.name for f in fields(self)}
         unknown = set(overrides) - names
         if unknown:
             raise ValueError(f"unknown restore() options {sorted(unknown)}; valid options: {sorted(names)}")
-        return replace(self, **overrides)
+        cfg = replace(self, **overrides)
+        cfg.check_values()
+        return cfg
+
+    def check_values(self) -> None:
+        """Raise ValueError naming the first option whose value no fit can run with (before any fit)."""
+        for name in ("csgm_steps", "iagan_steps", "latent_steps", "restarts"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        for name, positive in (
+            ("csgm_lr", True),
+            ("latent_lr", True),
+            ("iagan_latent_lr", False),
+            ("iagan_generator_lr", False),
+            ("latent_prior", False),
+            ("noisy_step_fraction", True),
+        ):
+            v = getattr(self, name)
+            if v is None and name == "latent_lr":
+                continue
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            if not ok or v < 0 or (positive and v == 0):
+                raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {v!r}")
+        if self.patience is not None and (isinstance(self.patience, bool) or int(self.patience) < 1):
+            raise ValueError(f"patience must be None or a positive integer, got {self.patience!r}")
 
 
 @dataclass
@@ -104,6 +141,8 @@ class RestoreResult:
             ``x_true`` was given, else None.
         seconds: wall time of the restoration.
         generators: per-image fine-tuned generator copies (IAGAN), else None.
+        prior: the prior that was inverted (so that ``inversion.exploration.explore(result, op, y)``
+            can rebuild the generator of each image).
     """
 
     images: torch.Tensor
@@ -117,6 +156,7 @@ class RestoreResult:
     metrics: dict[str, torch.Tensor] | None = None
     generators: list[nn.Module] | None = None
     config: dict = field(default_factory=dict)
+    prior: Prior | None = field(default=None, repr=False)
 
 
 # A method runs (prior, operator, y, seeds, labels, cfg, noisy, callbacks, loss_terms) -> (fit, history).
@@ -382,6 +422,52 @@ def _hole_mask(operator: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     return 1.0 - mask_for(x).to(x.dtype).expand_as(x)
 
 
+def _check_inputs(
+    y: torch.Tensor,
+    operator: nn.Module,
+    prior: Prior,
+    labels: torch.Tensor | None,
+    x_true: torch.Tensor | None,
+) -> None:
+    """What ``restore`` can check before a fit: y's values and shape, x_true's shape, the labels."""
+    if not isinstance(y, torch.Tensor) or y.dim() < 2:
+        raise ValueError("y must be a batched tensor (B, ...) of measurements")
+    if y.is_floating_point() or y.is_complex():
+        for bad, found in (("NaN", torch.isnan(y)), ("Inf", torch.isinf(y))):
+            if found.any():
+                raise ValueError(
+                    f"y contains {bad} values ({int(found.sum())} of {y.numel()} entries): the measurements "
+                    "must be finite; check how y was computed or loaded"
+                )
+    n = y.shape[0]
+    want_x = (n, *prior.image_shape)
+    if x_true is not None and tuple(x_true.shape) != want_x:
+        raise ValueError(f"x_true has shape {tuple(x_true.shape)}; this prior's images need {want_x}")
+    with torch.no_grad():  # the measurement of a blank image has exactly the shape y must have
+        probe = operator.A(
+            torch.zeros(want_x, device=y.device, dtype=y.dtype if y.is_floating_point() else None)
+        )
+    if tuple(y.shape) != tuple(probe.shape):
+        raise ValueError(
+            f"y has shape {tuple(y.shape)}, but {type(operator).__name__} measures this prior's images "
+            f"{tuple(prior.image_shape)} as {tuple(probe.shape)}: pass y = operator(x) for x of that shape"
+        )
+    k = prior.num_classes
+    if labels is None:  # a conditional prior without labels: the method infers them (CRI) or says so
+        return
+    if not k:
+        raise ValueError("labels were given, but this prior is unconditional: leave labels out")
+    if not isinstance(labels, torch.Tensor) or labels.is_floating_point() or labels.is_complex():
+        raise ValueError(f"labels must be an integer tensor (B,) in [0, {k}), got {labels!r}")
+    if tuple(labels.shape) != (n,):
+        raise ValueError(f"labels has shape {tuple(labels.shape)}, expected ({n},): one class per image")
+    if labels.numel() and (int(labels.min()) < -1 or int(labels.max()) >= k):
+        raise ValueError(
+            f"labels must be class indices in [0, {k}) (or -1: unknown, picked as DGP does) for this "
+            f"{k}-class prior, got {int(labels.min())} to {int(labels.max())}"
+        )
+
+
 def restore(
     y: torch.Tensor,
     operator: nn.Module,
@@ -404,7 +490,8 @@ def restore(
         method: one of :func:`available_methods` (``csgm``, ``iagan``, ``latent``, ``dgp``, ``cri``,
             each also with ``_bp``).
         seed: an int (image ``i`` uses ``seed + i``) or one seed per image. Same seed, same result.
-        labels: ``(B,)`` class labels for a class-conditional prior.
+        labels: ``(B,)`` class labels for a class-conditional prior; unknown ones (-1, or None) are
+            picked as DGP does (best of ``label_candidates`` random latent/class pairs).
         x_true: ground truth ``(B, C, H, W)``; when given, per-image metrics are returned.
         noisy: whether y is noisy (IAGAN halves its steps); default: ``operator.sigma > 0``.
         callbacks: Lightning callbacks for the fits.
@@ -416,17 +503,23 @@ def restore(
         - y: ``(B, ...)``; x_true and ``result.images``: ``(B, C, H, W)``.
     """
     spec = _lookup(method)
-    if not isinstance(y, torch.Tensor) or y.dim() < 2:
-        raise ValueError("y must be a batched tensor (B, ...) of measurements")
-    if x_true is not None and x_true.shape[0] != y.shape[0]:
-        raise ValueError(f"x_true has {x_true.shape[0]} images for {y.shape[0]} measurements")
+    _check_inputs(y, operator, prior, labels, x_true)
     cfg = spec.config().updated(overrides)
     if cfg.batching not in ("sequential", "vmap"):
         raise ValueError(f"batching must be 'sequential' or 'vmap', got {cfg.batching!r}")
     if noisy is None:
         noisy = float(getattr(operator, "sigma", 0.0)) > 0
     seeds = _seeds(seed, y.shape[0])
+    if cfg.space_is_latent:
+        from lcm.spaces import code_space_prior
+
+        prior = code_space_prior(prior, cfg.space, cfg.optimize_noise)
     t0 = time.perf_counter()
+    unknown = labels is None or bool((labels < 0).any())
+    if prior.num_classes and unknown and not getattr(spec.run, "selects_labels", False):
+        from inversion.dgp.init import sample_labels  # DGP's class pick, for every method
+
+        labels = sample_labels(prior, operator, y, seeds, labels, cfg.label_candidates)
     fit, history = spec.run(prior, operator, y, seeds, labels, cfg, noisy, callbacks, loss_terms)
     with torch.no_grad():
         raw = fit.images
@@ -451,6 +544,7 @@ def restore(
         metrics=metrics,
         generators=fit.generators,
         config=asdict(cfg),
+        prior=prior,
     )
 
 

@@ -37,9 +37,10 @@ class Stage:
         patience: an image stops for the rest of this stage once its objective has not improved
             for this many steps.
 
-    The kept result of an image is its iterate of least objective; a stage whose ``weights`` differ
-    from the previous stage's starts that comparison afresh (values of different objectives are not
-    comparable), so the result comes from the last objective.
+    The kept result of an image is its iterate of least objective (engine ``keep="best"``; with
+    ``keep="last"``, DGP, it is the final iterate and ``stop_mse`` only ends the stage); a stage
+    whose ``weights`` differ from the previous stage's starts that comparison afresh (values of
+    different objectives are not comparable), so the result comes from the last objective.
         name: label for logs.
     """
 

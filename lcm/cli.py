@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
+from callbacks.report import PriorReport
 from lcm.modules import PriorModule
 
 
@@ -31,6 +32,7 @@ class PriorCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(PriorCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.every_n_train_steps": 500})
+        parser.add_lightning_class_args(PriorReport, "report")  # samples per checkpoint, report.html
         parser.link_arguments("data.channels", "model.init_args.channels", apply_on="instantiate")
         parser.link_arguments("data.resolution", "model.init_args.resolution", apply_on="instantiate")
 

@@ -28,8 +28,8 @@ def _read_checkpoint(path: Path, map_location) -> dict:
         ) from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         raise ValueError(
-            f"{str(path)!r} is not a readable torch checkpoint (truncated or corrupt? re-copy it or "
-            f"use last.ckpt / an earlier periodic checkpoint): {err}"
+            f"{str(path)!r} is not a readable torch checkpoint (truncated or corrupt?): re-copy it from "
+            f"where it was written, or load another .ckpt that is still in the run's checkpoint folder: {err}"
         ) from err
     if not isinstance(ckpt, dict):
         raise ValueError(f"{str(path)!r} holds a {type(ckpt).__name__}, not a Lightning checkpoint of lcm")
@@ -59,6 +59,8 @@ def load_prior(
     path: str | os.PathLike,
     map_location: str | torch.device = "cpu",
     image_shape: tuple[int, ...] | None = None,
+    critic: str | os.PathLike | None = None,
+    **stylegan2_options,
 ) -> Prior:
     """Load a WGAN-GP, GLO or LCM checkpoint (from ``python -m lcm fit``) as a :class:`Prior` (eval mode).
 
@@ -67,6 +69,12 @@ def load_prior(
         map_location: device for the weights.
         image_shape: if given, ``(C, H, W)`` or ``(B, C, H, W)`` of the images the prior will be used
             on; a mismatch with the generator raises ValueError.
+        critic: for a published generator (a BigGAN ``G_ema.pth`` state dict, see
+            :mod:`lcm.architectures.biggan`), its discriminator's file (``D.pth``); lcm checkpoints carry
+            their critic and take none.
+        **stylegan2_options: a StyleGAN2-ADA snapshot ``.pkl`` (or, with ``config=``, a ``G_ema``
+            state-dict file) is read by :func:`lcm.architectures.snapshot.load_stylegan2_prior`
+            without executing it; options ``truncation_psi``, ``config``.
 
     Raises:
         FileNotFoundError: no file at ``path``.
@@ -76,7 +84,26 @@ def load_prior(
     from lcm.modules import FORMAT_VERSION, MODULES
 
     path = Path(path)
+    if path.suffix == ".pkl" or stylegan2_options:
+        from lcm.architectures.snapshot import load_stylegan2_prior
+
+        prior = load_stylegan2_prior(path, map_location, **stylegan2_options)
+        if image_shape is not None:
+            prior.check_image_shape(image_shape)
+        return prior
     ckpt = _read_checkpoint(path, map_location)
+    from lcm.architectures import biggan
+
+    if biggan.is_biggan_generator_state(ckpt):
+        prior = biggan.load_biggan_prior(path, critic, map_location, state=ckpt)
+        if image_shape is not None:
+            prior.check_image_shape(image_shape)
+        return prior
+    if critic is not None:
+        raise ValueError(
+            f"critic={str(critic)!r} is for published generators (BigGAN G_ema.pth); {str(path)!r} is "
+            "not one (lcm checkpoints carry their own critic: drop critic=)"
+        )
     kind = ckpt.get("genprior_kind")
     if kind is None:
         what = (
@@ -84,9 +111,12 @@ def load_prior(
             if "state_dict" in ckpt
             else "not a Lightning checkpoint"
         )
+        if biggan.is_biggan_discriminator_state(ckpt):
+            what = "a BigGAN discriminator (pass it as critic=, the G_ema.pth as the prior)"
         raise ValueError(
             f"{str(path)!r} is {what}: it has no 'genprior_kind' entry; load_prior reads checkpoints "
-            f"written by {', '.join(c.__name__ for c in MODULES.values())} (python -m lcm fit)"
+            f"written by {', '.join(c.__name__ for c in MODULES.values())} (python -m lcm fit) and BigGAN "
+            "generator state dicts (DGP's G_ema.pth)"
         )
     if kind not in MODULES:
         raise ValueError(
@@ -99,8 +129,14 @@ def load_prior(
     hparams.pop("num_images", None)
     state = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith("table.")}
     memmap = hparams.pop("latent_memmap", None)
-    module = MODULES[kind](**hparams)
-    module.load_state_dict(state, strict=True)
+    try:  # a checkpoint relabelled with another kind fits neither that kind's hparams nor its weights
+        module = MODULES[kind](**hparams)
+        module.load_state_dict(state, strict=True)
+    except (TypeError, RuntimeError) as err:
+        raise ValueError(
+            f"{str(path)!r} says it is a {kind!r} checkpoint, but its hyper-parameters or weights are not "
+            f"those of {MODULES[kind].__name__} (was 'genprior_kind' edited?): {err}"
+        ) from err
     prior = module.to_prior().to(map_location).eval()
     table = _trained_latents(ckpt["state_dict"], memmap, path)
     if table is not None and prior.latent_kind in ("sphere", "convnet"):

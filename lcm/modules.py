@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from datamodules._common import atomic_write
+from datamodules.grid import save_image_grid
 from lcm.losses import gradient_penalty, lap_l1
 from lcm.networks import Critic, Generator, LatentConvNet, MappingNetwork
 from lcm.prior import Prior, from_unit, to_unit
@@ -43,22 +43,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     return repr(value)
-
-
-def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int = 8) -> None:
-    """Write images in [0, 1] as one PNG grid, atomically (tmp + os.replace).
-
-    Shape:
-        - images: ``(B, C, H, W)`` with C in {1, 3}.
-    """
-    from PIL import Image
-    from torchvision.utils import make_grid
-
-    grid = make_grid(images.detach().float().clamp(0, 1).cpu(), nrow=nrow, padding=1, pad_value=1.0)
-    arr = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    if arr.shape[2] == 1:
-        arr = arr[:, :, 0]
-    atomic_write(path, lambda f: Image.fromarray(arr).save(f, format="PNG"))
 
 
 class PriorModule(pl.LightningModule):

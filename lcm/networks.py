@@ -166,6 +166,11 @@ class Critic(nn.Module):
         self.head = nn.Linear(feat, 1, bias=False)  # a bias cancels in the WGAN loss and the penalty
         if num_classes:
             self.embedding = nn.Embedding(num_classes, feat)
+            # the projection <embed(y), h> is a second linear head on h: start it at the head's scale
+            # (nn.Linear's U(-1/sqrt(feat), 1/sqrt(feat))). nn.Embedding's N(0, 1) rows have norm sqrt(feat)
+            # (45 at feat=2048), ~80x the head's, and made the first gradient penalty ~3e4 instead of ~1.
+            bound = 1.0 / feat**0.5
+            nn.init.uniform_(self.embedding.weight, -bound, bound)
 
     def _check(self, x: torch.Tensor) -> None:
         want = (self.in_channels, self.resolution, self.resolution)
@@ -227,9 +232,13 @@ class LatentConvNet(nn.Module):
     ``f`` is a stack of 3x3 convolutions (LeakyReLU between, linear output) from the fixed noise
     ``s`` of shape ``noise_shape`` to a map of ``out_shape``; when the noise is smaller than the
     output, nearest x2 upsampling precedes the first convolutions. Image ``i``'s weights are the flat
-    vector ``phi_i`` (``num_params`` entries, in ``[-box, box]`` -- LCM eq. 1). Each layer's weights
-    are ``gain * phi`` with the fixed He-style gain ``sqrt(2 / fan_in) / box``, so that the paper's
-    small box still spans a useful weight range (our choice: equalised learning rate, Karras et al.).
+    vector ``phi_i`` (``num_params`` entries, in ``[-box, box]`` -- LCM eq. 1): the convolution
+    kernels and biases ARE the entries of ``phi``, so the box bounds the ConvNet's weights as in the
+    paper (``phi_i^j in [-0.01, 0.01]``). Each convolution is followed by a fixed, parameter-free
+    scaling by the He-style gain ``sqrt(2 / fan_in) / box`` (part of the architecture f, which the
+    paper leaves open; our choice, as equalised learning rate, Karras et al.), so that signals keep
+    their scale through weights this small. ``conv(h; phi) * gain`` equals a convolution with weights
+    ``gain * phi``, so models trained before this wording keep their outputs.
 
     A batch of B ConvNets runs as ONE grouped convolution per layer over ``B * C`` channels.
     :meth:`forward_single` is the per-image reference (one ConvNet, ungrouped).
@@ -272,12 +281,12 @@ class LatentConvNet(nn.Module):
         return f"noise={self.noise_shape}, out={self.out_shape}, num_params={self.num_params}, box={self.box}"
 
     def _split(self, phi: torch.Tensor):
-        """Yield (weight (B, c_out, c_in, k, k), bias (B, c_out)) per layer, already scaled by the gain."""
+        """Yield (weight (B, c_out, c_in, k, k), bias (B, c_out)) per layer: entries of ``phi`` (the box)."""
         k, off = self.kernel_size, 0
-        for cin, cout, _, gain in self.layers:
+        for cin, cout, _, _ in self.layers:
             nw = cout * cin * k * k
-            w = phi[:, off : off + nw].reshape(-1, cout, cin, k, k) * gain
-            b = phi[:, off + nw : off + nw + cout] * gain
+            w = phi[:, off : off + nw].reshape(-1, cout, cin, k, k)
+            b = phi[:, off + nw : off + nw + cout]
             off += nw + cout
             yield w, b
 
@@ -298,10 +307,13 @@ class LatentConvNet(nn.Module):
         n = phi.shape[0]
         h = noise.reshape(1, n * self.noise_shape[0], *self.noise_shape[1:])
         last = len(self.layers) - 1
-        for i, ((cin, cout, up, _), (w, b)) in enumerate(zip(self.layers, self._split(phi), strict=True)):
+        for i, ((cin, cout, up, gain), (w, b)) in enumerate(zip(self.layers, self._split(phi), strict=True)):
             if up:
                 h = F.interpolate(h, scale_factor=2, mode="nearest")
-            h = F.conv2d(h, w.reshape(n * cout, cin, *w.shape[3:]), b.reshape(-1), padding="same", groups=n)
+            w = w.reshape(n * cout, cin, *w.shape[3:])
+            h = (
+                F.conv2d(h, w, b.reshape(-1), padding="same", groups=n) * gain
+            )  # LCM eq. 1 weights, fixed gain
             if i < last:
                 h = F.leaky_relu(h, 0.2)
         return h.reshape(n, *self.out_shape)
@@ -315,10 +327,10 @@ class LatentConvNet(nn.Module):
         noise = self._check(phi[None], noise)
         h = noise
         last = len(self.layers) - 1
-        for i, ((_, _, up, _), (w, b)) in enumerate(zip(self.layers, self._split(phi[None]), strict=True)):
+        for i, ((_, _, up, gain), (w, b)) in enumerate(zip(self.layers, self._split(phi[None]), strict=True)):
             if up:
                 h = F.interpolate(h, scale_factor=2, mode="nearest")
-            h = F.conv2d(h, w[0], b[0], padding="same")
+            h = F.conv2d(h, w[0], b[0], padding="same") * gain
             if i < last:
                 h = F.leaky_relu(h, 0.2)
         return h[0]

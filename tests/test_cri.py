@@ -372,3 +372,52 @@ def test_classifier_config_instantiates():
     assert isinstance(cli.model, CRIClassifier) and cli.model.num_classes == 10
     assert cli.model.channels == 1 and cli.model.resolution == 32
     assert not any(p.numel() == 0 for p in cli.model.parameters())
+
+
+# -- issue 15: composite masks, per-image locality seeding, LPIPS routing ------------------------------
+def test_candidate_operator_gives_each_candidate_its_image_mask_inside_a_composite():
+    from inversion.cri.method import _candidate_operator
+    from inversion.operators import Colorization, Composite
+
+    op = Composite([Colorization(), Inpainting("boxes", box_size=3, num_boxes=2, per_image=True, seed=2)])
+    n, k = 3, 4
+    imgs = torch.rand(n * k, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    cand = _candidate_operator(op, n, k, (3, 8, 8), imgs).A(imgs)
+    for j in range(n * k):
+        i = j // k  # candidate j belongs to image i: measured with image i's mask
+        placed = torch.zeros(n, 3, 8, 8)
+        placed[i] = imgs[j]
+        torch.testing.assert_close(cand[j], op.A(placed)[i])
+
+
+def test_cri_result_of_an_image_does_not_depend_on_its_batch(toy):
+    prior, x = toy
+    op = Inpainting(mask_kind="center", box_size=0.4)
+    y = op.A(x[:2])
+    opts = dict(
+        distance="mse", n_clusters=3, n_samples=300, offset_steps=8, tune_steps=8, tune_lr=5e-3,
+        lambda_locality=5.0,
+    )  # fmt: skip
+    alone = methods.restore(y[1:2], op, prior, "cri", seed=1, **opts)  # image 1 is seeded with seed + 1
+    both = methods.restore(y, op, prior, "cri", seed=0, **opts)
+    torch.testing.assert_close(both.images[1:2], alone.images, atol=1e-5, rtol=0)
+    # the tuning stage keeps its last iterate: the random locality draw never picks the kept result
+    assert torch.isfinite(both.history[-1]).all()
+
+
+def test_lpips_distance_routes_to_inversion_metrics_and_fails_clearly_without_weights(tmp_path, monkeypatch):
+    from inversion.exploration import EGlass
+    from inversion.metrics import LPIPS
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty torch hub: no LPIPS trunk weights
+    prior = tiny_prior(seed=0)
+    dist = make_distance("lpips", prior)
+    assert isinstance(dist.lpips, LPIPS)
+    x = torch.rand(2, *prior.image_shape)
+    with pytest.raises(FileNotFoundError, match="LPIPS"):
+        dist(x, x)
+    assert CRIConfig(distance="lpips").check() is None
+    eg = EGlass(perceptual="lpips")
+    assert isinstance(eg.perceptual, LPIPS)
+    with pytest.raises(FileNotFoundError, match="LPIPS"):
+        eg.perceptual(x, x)

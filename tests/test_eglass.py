@@ -12,20 +12,27 @@ from torch import nn
 from torch.func import jacrev
 
 from inversion.exploration import (
+    Distinctness,
     EGlass,
+    Feasibility,
     FeatureDistance,
+    GeneratorPrior,
+    LatentGeometry,
     block_lanczos_topk,
+    diversity,
     eligible_top_y,
     explore,
-    fit_latents,
+    fit_solutions,
+    fit_start,
     gauss_newton_matvec,
     hessian_matvec,
     latent_geometry,
-    measurement_distance,
+    pairwise_distance,
     restart_solutions,
     search_direction,
     sorted_eigh,
 )
+from inversion.exploration import eglass as eglass_module
 from lcm.prior import Prior
 
 DT = torch.float64
@@ -58,8 +65,13 @@ class Mask(nn.Module):
         m[..., :keep_rows, :] = 1.0
         self.register_buffer("mask", m)
 
+    linear = True
+
     def A(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.mask
+
+    def A_dagger(self, y: torch.Tensor) -> torch.Tensor:
+        return y * self.mask
 
 
 class TinyGenerator(nn.Module):
@@ -156,33 +168,41 @@ def test_search_repeats_after_renormalisation():
 def test_linear_solutions_feasible_and_raw_directions_are_not(linear_case):
     prior, op, z0 = linear_case
     y = op.A(prior(z0)).detach()
-    res = explore(prior, op, z0, y, ks=(1, 2, 3), etas=(0.5, 1.0, 2.0), threshold=0.0, top_y=10)
+    crit = Feasibility(rel_tol=1e-3)
+    res = explore(
+        prior, op, z0, y, ks=(1, 2, 3), etas=(0.5, 1.0, 2.0), threshold=0.0, top_y=10, criterion=crit
+    )
     assert res.latents.shape == (18, 12) and res.images.shape == (18, 1, 5, 5)
     # the projected directions lie in the exact null space of A W: measurements unchanged for any eta
-    assert res.num_feasible == 18 and float(res.distances.max()) < 1e-20
-    torch.testing.assert_close(res.distances, measurement_distance(op, res.images, y))
+    assert res.num_feasible == 18 and float(res.residuals.max()) < 1e-10
+    torch.testing.assert_close(res.residuals, crit.residual(op, res.images, y))
     # ... while the images change (in the unobserved rows) and the raw v^K steps change the measurements
     assert float((res.images - res.x0).abs().amax(dim=(1, 2, 3)).min()) > 1e-3
-    assert float(res.raw_distances.min()) > 1e-6
+    assert float(res.raw_residuals.min()) > crit.rel_tol
     assert [r["feasible"] for r in res.records()] == [True] * 18
+    # one solution per half-line (the largest step), distinct directions: 3 directions x 2 signs at most
+    assert 1 <= res.num_solutions <= 6
+    assert all(float(res.eta[i]) == 2.0 for i in res.selected)
 
 
 def test_infeasible_steps_are_rejected_and_reported():
     prior = tiny_prior(10)
     op = Mask(6, keep_rows=3)
     z0 = torch.randn(1, 10, generator=torch.Generator().manual_seed(3), dtype=DT)
-    res = EGlass(ks=(2,), etas=(0.01, 50.0), top_y=0, feasibility_threshold=1e-2).run(prior, op, z0)
+    res = EGlass(ks=(2,), etas=(0.01, 50.0), top_y=0).run(prior, op, z0)
     recs = res.records()
-    assert [(r["eta"], r["feasible"]) for r in recs] == [
-        (0.01, True),
-        (0.01, True),
-        (50.0, False),
-        (50.0, False),
+    assert [(r["eta"], r["sign"], r["feasible"]) for r in recs] == [
+        (0.01, 1, True),
+        (50.0, 1, False),
+        (0.01, -1, True),
+        (50.0, -1, False),
     ]
-    assert all(r["distance"] > 1e-2 for r in recs if not r["feasible"])
-    assert res.num_feasible == 2 and res.feasible_images.shape == (2, 1, 6, 6)
+    assert all(r["residual"] > res.tolerance for r in recs if not r["feasible"])
+    assert res.num_feasible == 2
+    # the small steps are feasible but 0.01 latent units apart from z0: at most the image rule decides
+    assert all(recs[i]["feasible"] for i in res.selected)
     # without projection (top_y=0) the direction is v^K itself
-    torch.testing.assert_close(res.distances, res.raw_distances)
+    torch.testing.assert_close(res.residuals, res.raw_residuals)
 
 
 def test_nonlinear_hvp_paths_equal_jacrev():
@@ -249,7 +269,7 @@ def test_deterministic_and_non_vector_latents():
     a = explore(prior, Mask(), z0, **cfg)
     b = explore(prior, Mask(), z0, **cfg)
     assert a.latents.shape == (4, 2, 3, 3)
-    assert torch.equal(a.latents, b.latents) and torch.equal(a.distances, b.distances)
+    assert torch.equal(a.latents, b.latents) and torch.equal(a.residuals, b.residuals)
     assert torch.equal(a.geometry.vec_x, b.geometry.vec_x)
 
 
@@ -262,9 +282,9 @@ def test_sphere_prior_projection_and_labels_shape():
 
 def test_outputs_written_atomically(tmp_path, linear_case):
     prior, op, z0 = linear_case
-    res = explore(prior, op, z0, ks=(1, 2), etas=(0.05, 100.0), top_y=0)
+    res = explore(prior, op, z0, ks=(1, 2), etas=(0.05, 100.0), top_y=0, distinct=Distinctness(0.0, 0.0))
     assert 0 < res.num_feasible < res.latents.shape[0]
-    grid = res.save_grid(tmp_path / "out" / "grid.png", nrow=5)
+    grid = res.save_grid(tmp_path / "out" / "grid.png", nrow=5, solutions_only=False)
     diag = res.save_diagnostic(tmp_path / "out" / "fig1.png", k=2)
     with Image.open(grid) as g, Image.open(diag) as d:
         assert g.format == "PNG" and d.format == "PNG"
@@ -296,25 +316,217 @@ def test_bad_inputs_raise(linear_case):
         latent_geometry(prior, op, z0, perceptual=mse, hvp_backend="jax")
 
 
-def test_restarts_baseline_reaches_feasibility(linear_case):
+def test_restarts_baseline_stops_at_the_criterion(linear_case):
     prior, op, z0 = linear_case
     y = op.A(prior(z0)).detach()
-    gen = torch.Generator().manual_seed(0)
-    fit = fit_latents(prior, op, y, num_restarts=4, steps=300, lr=0.2, stop_threshold=1e-4, generator=gen)
-    assert fit.num_feasible == 4 and float(fit.distances.max()) <= 1e-4 + 1e-12
-    assert bool((fit.steps < 300).all())  # each restart stopped on its own
-    assert float(fit.latents.std(dim=0).mean()) > 0.1  # different starts, different solutions
+    crit = Feasibility(rel_tol=1e-2)
+    init = prior.sample_latent(4, torch.Generator().manual_seed(0))
     with torch.no_grad():
-        start = measurement_distance(op, prior(prior.sample_latent(4, torch.Generator().manual_seed(0))), y)
-    assert float(start.min()) > 1e-3
+        assert float(crit.residual(op, prior(init), y).min()) > 1e-2  # the starts are infeasible
+    fit = fit_solutions(prior, op, y, init, crit, z_lr=0.2, z_steps=300, finetune_steps=0)
+    assert fit.num_feasible == 4 and float(fit.residuals.max()) <= 1e-2
+    assert fit.tolerance == crit.tolerance(op, y)
+    assert bool((fit.steps < 300).all())  # each restart stopped on its own, at the criterion
+    # stopped at the criterion, not beyond: one step less was still infeasible
+    again = fit_solutions(
+        prior, op, y, init, crit, z_lr=0.2, z_steps=int(fit.steps.min()) - 1, finetune_steps=0
+    )
+    assert not bool(again.feasible.all())
+    assert float(fit.latents.std(dim=0).mean()) > 0.1  # different starts, different solutions
+    # a start's iterates do not depend on the other starts in its batch
+    alone = fit_solutions(prior, op, y, init[1:2], crit, z_lr=0.2, z_steps=300, finetune_steps=0)
+    torch.testing.assert_close(alone.latents[0], fit.latents[1])
     sols = restart_solutions(
-        prior, op, y, num_solutions=6, batch=4, seed=1, steps=300, lr=0.2, stop_threshold=1e-4
+        prior,
+        op,
+        y,
+        num_solutions=6,
+        criterion=crit,
+        batch=4,
+        seed=1,
+        z_lr=0.2,
+        z_steps=300,
+        finetune_steps=0,
     )
-    assert sols.num_feasible >= 6 and sols.latents.shape[0] == 8
-    a, b = (
-        fit_latents(prior, op, y, 3, steps=15, generator=torch.Generator().manual_seed(5)) for _ in range(2)
+    assert len(sols.selected) == 6 and sols.latents.shape[0] == 8
+    assert bool(sols.feasible[sols.selected].all())
+
+
+def test_baseline_and_eglass_share_one_criterion_and_rule(linear_case):
+    prior, op, z0 = linear_case
+    y = op.A(prior(z0)).detach()
+    crit, rule = Feasibility(rel_tol=2e-2), Distinctness(min_image_distance=0.05, min_angle=20.0)
+    res = explore(prior, op, z0, y, ks=(1, 2, 3, 4), top_y=10, criterion=crit, distinct=rule)
+    sols = restart_solutions(
+        prior, op, y, 3, criterion=crit, distinct=rule, batch=4, seed=2, z_lr=0.2, finetune_steps=0
     )
-    assert torch.equal(a.latents, b.latents)
+    assert res.criterion is crit and res.distinct is rule
+    assert res.tolerance == sols.tolerance == crit.tolerance(op, y)
+    with torch.no_grad():
+        torch.testing.assert_close(sols.residuals, crit.residual(op, prior(sols.latents), y))
+    assert bool((sols.residuals[sols.selected] <= crit.rel_tol).all())
+    assert bool((res.residuals[res.selected] <= crit.rel_tol).all())
+
+
+def test_solutions_are_pairwise_distinct(linear_case):
+    prior, op, z0 = linear_case
+    y = op.A(prior(z0)).detach()
+    rule = Distinctness(min_image_distance=0.05, min_angle=40.0)
+    res = explore(
+        prior,
+        op,
+        z0,
+        y,
+        ks=tuple(range(1, 13)),
+        etas=(0.5, 1.0, 2.0, 4.0),
+        top_y=10,
+        distinct=rule,
+        num_solutions=4,
+    )
+    assert res.num_solutions == 4
+    assert float(pairwise_distance(res.solutions).min()) >= 0.05
+    off = (res.solution_latents - z0).flatten(1)
+    cos = torch.nn.functional.normalize(off, dim=1) @ torch.nn.functional.normalize(off, dim=1).mT
+    assert float(cos.masked_fill(torch.eye(4, dtype=torch.bool), -1).max()) <= math.cos(math.radians(40))
+    # a looser rule keeps more of the same candidates; an impossible one keeps a single solution
+    loose = explore(
+        prior,
+        op,
+        z0,
+        y,
+        ks=tuple(range(1, 13)),
+        etas=(0.5, 1.0, 2.0, 4.0),
+        top_y=10,
+        distinct=Distinctness(0.0, 0.0),
+    )
+    strict = explore(
+        prior,
+        op,
+        z0,
+        y,
+        ks=tuple(range(1, 13)),
+        etas=(0.5, 1.0, 2.0, 4.0),
+        top_y=10,
+        distinct=Distinctness(10.0, 0.0),
+    )
+    assert loose.num_solutions > res.num_solutions and strict.num_solutions == 1
+    with pytest.warns(UserWarning, match="found 1 of 3"):
+        explore(prior, op, z0, y, ks=(1, 2), top_y=10, distinct=Distinctness(10.0, 0.0), num_solutions=3)
+    div = diversity(res.solutions, op)
+    # the mask observes the top 2 rows; the solutions differ (almost) only in the unobserved rows
+    assert div["free"] > 10 * div["constrained"] and div["pairwise_rms"] > 0.05
+
+
+def test_non_converged_search_contributes_nothing(linear_case, monkeypatch):
+    prior, op, z0 = linear_case
+    geo = latent_geometry(prior, op, z0)
+    real = eglass_module.search_direction
+
+    def fake(start, vec_y, threshold, max_iter):
+        s = real(start, vec_y, threshold, max_iter)
+        if torch.equal(start, geo.vec_x[:, 1]):  # K = 2: pretend the loop ran out of passes
+            s.converged = False
+        return s
+
+    monkeypatch.setattr(eglass_module, "search_direction", fake)
+    res = EGlass(ks=(1, 2, 3), top_y=10, distinct=Distinctness(0.0, 0.0)).run(prior, op, z0, geometry=geo)
+    assert 2 in res.skipped and "not converged" in res.skipped[2]
+    assert set(res.k.tolist()) == {1, 3} and 2 not in {int(res.k[i]) for i in res.selected}
+    monkeypatch.undo()
+    # a real one (the renormalisation case of test_search_repeats_after_renormalisation): one pass is
+    # not enough, so the direction supplies nothing; two passes are, and it does
+    lin = LinearPrior(dim=3, side=5)
+    u = torch.eye(3, dtype=DT)
+    v = torch.stack([torch.tensor([0.8, 0.35, 0.487], dtype=DT), u[0], u[1]], dim=1)
+    v = v / v.norm(dim=0)
+    hand = LatentGeometry(
+        (3,), torch.tensor([3.0, 2.0, 1.0], dtype=DT), u, torch.ones(3, dtype=DT), v, None, None, "eigh", 6.0
+    )
+    cfg = {"ks": (1,), "top_y": 2, "threshold": 0.5, "distinct": Distinctness(0.0, 0.0)}
+    z = torch.zeros(1, 3, dtype=DT)
+    with pytest.warns(UserWarning, match="found 0 of 1"):
+        one_pass = EGlass(max_iter=1, num_solutions=1, **cfg).run(lin, op, z, geometry=hand)
+    assert one_pass.skipped == {1: "not converged in 1 passes"} and one_pass.latents.shape[0] == 0
+    two = EGlass(max_iter=2, **cfg).run(lin, op, z, geometry=hand)
+    assert not two.skipped and two.latents.shape[0] > 0
+
+
+def test_eligible_set_never_the_whole_space():
+    prior = LinearPrior(dim=12, side=5)
+    full = Mask(5, keep_rows=5)  # 25 observed pixels > 12 latent dims: H_Y has full rank
+    z0 = torch.zeros(1, 12, dtype=DT)
+    geo = latent_geometry(prior, full, z0)
+    with pytest.warns(UserWarning, match="whole 12-d latent space"):
+        assert eligible_top_y(geo, None, 1.0) == 11
+    with pytest.raises(ValueError, match="whole 12-d"):
+        eligible_top_y(geo, 12, 0.99)
+
+
+def test_per_image_mask_operators_are_refused():
+    from inversion.operators import Inpainting
+
+    prior = tiny_prior(10)
+    op = Inpainting("boxes", box_size=0.3, per_image=True).to(DT)
+    z0 = torch.randn(1, 10, generator=torch.Generator().manual_seed(0), dtype=DT)
+    x = prior(z0).detach()
+    y = op.A(x)
+    with pytest.raises(ValueError, match="for_index"):
+        explore(prior, op, z0, y)
+    with pytest.raises(ValueError, match="per-image masks"):
+        fit_solutions(prior, op, y, prior.sample_latent(3), finetune_steps=0)
+    fixed = op.for_index(0)
+    res = explore(prior, fixed, z0, y, ks=(2,), top_y=3)
+    assert res.x0_residual < 1e-6
+
+
+@pytest.fixture(scope="module")
+def toy():
+    from inversion.toy import blob_images, fit_toy_prior
+
+    torch.set_num_threads(1)
+    prior, _ = fit_toy_prior(steps=120, seed=0)
+    x = blob_images(2, generator=torch.Generator().manual_seed(123))
+    return prior, x
+
+
+def test_explore_restore_result_uses_its_fine_tuned_generator(toy):
+    from inversion import restore
+    from inversion.operators import SuperResolution
+
+    prior, x = toy
+    op = SuperResolution(factor=4, kernel="box")
+    y = op.A(x)
+    out = restore(y, op, prior, method="iagan", seed=0, csgm_steps=60, iagan_steps=40, restarts=1)
+    assert out.prior is prior and out.generators is not None
+    res = explore(out, op, y, index=1, ks=(2, 3), num_solutions=2)
+    # the start is IAGAN's image 1 (its own generator), not the original generator's image of that latent
+    torch.testing.assert_close(res.x0, out.raw[1:2], atol=1e-5, rtol=0)
+    with torch.no_grad():
+        assert float((prior(out.latent[1:2]) - out.raw[1:2]).abs().max()) > 1e-3
+    torch.testing.assert_close(res.z0, out.latent[1:2])
+    with pytest.raises(ValueError, match="index 5"):
+        explore(out, op, y, index=5)
+
+
+def test_default_criterion_fig2_ordering_on_toy_prior(toy):
+    """Paper Fig. 2: at the same step length, raw v^K steps violate the default criterion while the
+    searched directions meet it."""
+    from inversion.operators import SuperResolution
+
+    prior, x = toy
+    op = SuperResolution(factor=4, kernel="box")
+    y = op.A(x[:1])
+    start = fit_start(prior, op, y, seed=0, z_steps=100, finetune_steps=200)
+    assert start.generators is not None and isinstance(start.config["steps"], int)
+    crit = Feasibility()
+    with pytest.warns(UserWarning):  # few distinct solutions in an 8-d latent space: said, not hidden
+        res = explore(start, op, y, prior=prior, criterion=crit, ks=range(2, 8), num_solutions=8)
+    assert res.x0_residual <= 0.5 * crit.rel_tol + 1e-6
+    assert res.num_solutions >= 2
+    sel = torch.tensor(res.selected)
+    assert bool((res.residuals[sel] <= crit.rel_tol).all())
+    assert bool((res.raw_residuals[sel] > crit.rel_tol).all())
+    assert isinstance(GeneratorPrior(prior, start.generators[0]), torch.nn.Module)
 
 
 def test_class_conditional_prior_uses_labels():
@@ -333,7 +545,41 @@ def test_class_conditional_prior_uses_labels():
         torch.testing.assert_close(res.images, prior(res.latents, torch.tensor([2, 2])))
     assert not torch.allclose(res.x0, prior(z0, torch.tensor([0])))
     y = Mask(6, 3).A(res.x0)
-    fit = fit_latents(prior, Mask(6, 3), y, 2, steps=5, labels=torch.tensor([2]), generator=torch.Generator())
-    assert fit.images.shape == (2, 1, 6, 6)
+    fit = fit_solutions(prior, Mask(6, 3), y, prior.sample_latent(2), z_steps=5, labels=torch.tensor([2]))
+    assert fit.images.shape == (2, 1, 6, 6) and bool(fit.finetuned.any())
+    with torch.no_grad():
+        gen = fit.generators[0] if fit.generators[0] is not None else prior.generator
+        torch.testing.assert_close(
+            fit.images[:1], GeneratorPrior(prior, gen)(fit.latents[:1], torch.tensor([2]))
+        )
     with pytest.raises(ValueError, match="class-conditional"):
         explore(prior, Mask(6, 3), z0)
+
+
+def test_finetune_phase_is_per_start_and_batch_independent():
+    prior = tiny_prior(10)
+    op = Mask(6, keep_rows=3)
+    x = torch.rand(1, 1, 6, 6, generator=torch.Generator().manual_seed(0), dtype=DT)  # off the range
+    y = op.A(x)
+    init = prior.sample_latent(2, torch.Generator().manual_seed(1))
+    crit = Feasibility(rel_tol=1e-6)  # never met: both phases run their full budgets
+    kw = {"z_steps": 5, "finetune_steps": 8, "generator_lr": 1e-2}
+    pair = fit_solutions(prior, op, y, init, crit, **kw)
+    alone = fit_solutions(prior, op, y, init[:1], crit, **kw)  # the one-start (plain copy) path
+    assert bool(pair.finetuned.all()) and pair.steps.tolist() == [13, 13]
+    torch.testing.assert_close(alone.latents[0], pair.latents[0])
+    torch.testing.assert_close(alone.images[0], pair.images[0])
+    for a, b in zip(alone.generators[0].parameters(), pair.generators[0].parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    # the generator moved, the prior's own did not, and each start has its own copy
+    base = dict(prior.generator.named_parameters())
+    moved = [n for n, p in pair.generators[0].named_parameters() if not torch.equal(p, base[n])]
+    assert moved and not torch.equal(
+        dict(pair.generators[0].named_parameters())[moved[0]],
+        dict(pair.generators[1].named_parameters())[moved[0]],
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(
+            pair.images[1:], GeneratorPrior(prior, pair.generators[1])(pair.latents[1:])
+        )
+        assert float(pair.residuals.max()) < float(crit.residual(op, prior(init), y).min())

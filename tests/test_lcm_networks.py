@@ -158,3 +158,40 @@ def test_lap_l1_equals_direct_per_level_computation():
 def test_lazy_exports():
     assert lcm.Generator is Generator and lcm.lap_l1 is lap_l1
     assert callable(lcm.load_prior)
+
+
+def test_latent_convnet_weights_are_the_box_constrained_phi(monkeypatch):
+    """LCM eq. 1 bounds the ConvNet's weights: every kernel and bias given to conv2d lies in [-B, B];
+    the He gain is a fixed layer after each conv, so outputs equal convs with weights ``gain * phi``."""
+    net = LatentConvNet((2, 2, 2), (4, 8, 8), (3, 4), box=0.01)
+    g = torch.Generator().manual_seed(1)
+    phi = (torch.rand(3, net.num_params, generator=g, dtype=torch.float64) * 2 - 1) * 0.01
+    s = torch.rand((2, 2, 2), generator=g, dtype=torch.float64)
+    seen = []
+    conv = F.conv2d
+
+    def spy(x, w, b=None, *args, **kwargs):
+        seen.append(max(float(w.abs().max()), float(b.abs().max())))
+        return conv(x, w, b, *args, **kwargs)
+
+    monkeypatch.setattr(F, "conv2d", spy)
+    out = net(phi, s)
+    net.forward_single(phi[0], s)
+    monkeypatch.setattr(F, "conv2d", conv)
+    assert len(seen) == 6 and max(seen) <= 0.01
+    # reference: the same ConvNet with the gains folded into the weights (per image, explicit)
+    ref = []
+    for p in phi:
+        h, off = s[None], 0
+        for i, (cin, cout, up, gain) in enumerate(net.layers):
+            nw = cout * cin * 9
+            w = p[off : off + nw].view(cout, cin, 3, 3) * gain
+            b = p[off + nw : off + nw + cout] * gain
+            off += nw + cout
+            if up:
+                h = F.interpolate(h, scale_factor=2, mode="nearest")
+            h = conv(h, w, b, padding=1)
+            if i < len(net.layers) - 1:
+                h = F.leaky_relu(h, 0.2)
+        ref.append(h[0])
+    torch.testing.assert_close(out, torch.stack(ref), rtol=1e-12, atol=1e-12)

@@ -39,4 +39,5 @@ __all__ = [
     "select_centroids",
 ]
 
+cri.selects_labels = True  # unknown classes: CRI's own classifier (or a clear error), not DGP's pick
 register_method("cri", cri, CRIConfig)

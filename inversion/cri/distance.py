@@ -20,9 +20,9 @@ from torch import nn
 
 from lcm.prior import Prior
 
-__all__ = ["Distance", "FeatureDistance", "make_distance", "measurement_view"]
+__all__ = ["Distance", "FeatureDistance", "LPIPSDistance", "make_distance", "measurement_view"]
 
-Distance = Literal["offline", "critic", "mse"]
+Distance = Literal["offline", "critic", "mse", "lpips"]
 
 _OFFLINE: dict[int | None, nn.Module] = {}
 
@@ -81,12 +81,46 @@ class FeatureDistance(nn.Module):
         return self.between(self.features(x), self.features(target))
 
 
+class LPIPSDistance(FeatureDistance):
+    """LPIPS (the paper's distance, :class:`inversion.metrics.LPIPS`) with the FeatureDistance interface.
+
+    LPIPS calibrates its own feature differences, so ``features`` are the (resized) images themselves
+    and ``between`` runs LPIPS on them. Images smaller than ``resize`` (default 64 px, the smallest
+    size AlexNet's pooling leaves non-empty maps for) are upsampled bilinearly first.
+
+    Args:
+        net: LPIPS trunk, ``alex``, ``vgg`` or ``squeeze``.
+        resize: shorter side LPIPS sees (None: 64 when the image is smaller, else unchanged).
+        weights_dir: folder of the trunk checkpoint (None: the torch hub cache).
+    """
+
+    def __init__(self, net: str = "alex", resize: int | None = None, weights_dir: str | None = None):
+        super().__init__(None)
+        from inversion.metrics import LPIPS
+
+        self.__dict__["lpips"] = LPIPS(net, weights_dir)  # built on first use; never saved
+        self.resize = resize
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        side = self.resize or max(64, min(x.shape[-2:]))
+        if min(x.shape[-2:]) != side:
+            h, w = x.shape[-2:]
+            size = (side, round(w * side / h)) if h <= w else (round(h * side / w), side)
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        return [x]
+
+    def between(self, fx: list[torch.Tensor], ft: list[torch.Tensor]) -> torch.Tensor:
+        a, b = fx[0], ft[0]
+        return self.lpips(a, b.expand_as(a) if b.shape[0] == 1 else b)
+
+
 def make_distance(kind: Distance, prior: Prior, resize: int | None = None) -> FeatureDistance:
     """The distance named ``kind`` for ``prior``.
 
     Args:
-        kind: ``"offline"`` (EfficientNet-Lite0 ImageNet features), ``"critic"`` (``prior.critic``
-            features) or ``"mse"``.
+        kind: ``"offline"`` (EfficientNet-Lite0 ImageNet features), ``"lpips"`` (LPIPS-Alex, the
+            paper's distance, when its trunk weights are on disk; :class:`LPIPSDistance`),
+            ``"critic"`` (``prior.critic`` features) or ``"mse"``.
         prior: the prior (its critic for ``"critic"``).
         resize: shorter side the offline network sees (None: the image's own size, at least 32 px,
             the smallest input EfficientNet-Lite0's 32x downsampling accepts).
@@ -108,4 +142,6 @@ def make_distance(kind: Distance, prior: Prior, resize: int | None = None) -> Fe
         return FeatureDistance(prior.critic.features)
     if kind == "mse":
         return FeatureDistance(None)
-    raise ValueError(f"distance must be 'offline', 'critic' or 'mse', got {kind!r}")
+    if kind == "lpips":
+        return LPIPSDistance(resize=resize)
+    raise ValueError(f"distance must be 'offline', 'critic', 'mse' or 'lpips', got {kind!r}")

@@ -20,9 +20,9 @@ code per block: they expose ``num_ws`` and accept ``(B, num_ws, *w_shape)``; oth
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -70,11 +70,14 @@ class CRIConfig(MethodConfig):
       ``locality_alpha``: the locality code is ``pivot + alpha (w_rand - pivot)`` (PTI steps a fixed
       30 units towards w_rand in StyleGAN's 512-d W; we use a fraction, 0.5; 1.0 made no difference).
     * ``distance``: ``offline`` (EfficientNet-Lite0 ImageNet features, the offline stand-in for the
-      paper's VGG/LPIPS), ``critic`` (the prior's critic features) or ``mse``.
+      paper's VGG/LPIPS), ``lpips`` (the paper's LPIPS, :class:`inversion.metrics.LPIPS`; needs its
+      torchvision trunk weights on disk), ``critic`` (the prior's critic features) or ``mse``.
     * ``classifier``: checkpoint of :mod:`inversion.cri.classifier` to infer the class of each input
       when a class-conditional prior gets no labels (CRI uses DeiT for out-of-domain images).
     * ``cache_dir``: folder of the on-disk centroid cache (None: memory only).
     """
+
+    space_is_latent: ClassVar[bool] = False  # ``space`` is the offset's space; CRI clusters in W
 
     n_clusters: int = 10
     n_samples: int = 10_000
@@ -104,8 +107,8 @@ class CRIConfig(MethodConfig):
             raise ValueError(f"regularizer must be one of {REGULARIZERS}, got {self.regularizer!r}")
         if self.space not in SPACES:
             raise ValueError(f"space must be 'w' or 'w+', got {self.space!r}")
-        if self.distance not in ("offline", "critic", "mse"):
-            raise ValueError(f"distance must be 'offline', 'critic' or 'mse', got {self.distance!r}")
+        if self.distance not in ("offline", "critic", "mse", "lpips"):
+            raise ValueError(f"distance must be 'offline', 'critic', 'mse' or 'lpips', got {self.distance!r}")
         if self.offset_steps < 1:
             raise ValueError(f"offset_steps must be >= 1, got {self.offset_steps}")
         if self.tune_steps < 0:
@@ -149,12 +152,22 @@ class OffsetPrior(Prior):
         - start: ``(B, *w_shape)``; latent: ``(B, *w_shape)`` in W, ``(B, num_ws, *w_shape)`` in W+.
     """
 
-    def __init__(self, base: Prior, start: torch.Tensor, regularizer: str = "l2", space: str = "w"):
+    def __init__(
+        self, base: Prior, start: torch.Tensor, regularizer: str = "l2", space: str = "w", noise: bool = False
+    ):
         if regularizer not in REGULARIZERS:
             raise ValueError(f"regularizer must be one of {REGULARIZERS}, got {regularizer!r}")
         num_ws = _num_ws(base, space)
         w_shape = tuple(start.shape[1:])
         shape = w_shape if num_ws is None else (num_ws, *w_shape)
+        # noise inputs optimised with the offset (CRI, remark after eq. 6): the code packs them after w
+        self.__dict__["_lift"] = None
+        if noise:
+            from lcm.spaces import code_space_prior
+
+            lifted = code_space_prior(base, space, optimize_noise=True)
+            self.__dict__["_lift"] = lifted.lift
+            shape = lifted.latent_shape
         super().__init__(
             base.generator,
             "gaussian",
@@ -168,7 +181,9 @@ class OffsetPrior(Prior):
         self.register_buffer("start", start.detach().clone())
 
     def expand(self, w: torch.Tensor) -> torch.Tensor:
-        """A W code as this prior's generator input (repeated per block in W+)."""
+        """A W code as this prior's generator input (repeated per block in W+, noise maps appended)."""
+        if self._lift is not None:
+            return self._lift(w)
         if self.num_ws is None:
             return w
         return w.unsqueeze(1).expand(-1, self.num_ws, *w.shape[1:])
@@ -191,15 +206,10 @@ class OffsetPrior(Prior):
 
 def _candidate_operator(operator: nn.Module, n: int, k: int, image_shape, ref: torch.Tensor) -> nn.Module:
     """An operator for ``n * k`` candidate rows (image-major) that gives each image's k candidates
-    that image's mask (per-batch-position masks, generated or given with ``set_mask``)."""
-    if not (hasattr(operator, "mask_for") and hasattr(operator, "set_mask")):
-        return operator
-    mask = operator.mask_for(ref.new_zeros(n, *image_shape))
-    if mask.shape[0] == 1:
-        return operator
-    op = copy.deepcopy(operator)
-    op.set_mask(mask.repeat_interleave(k, dim=0))
-    return op
+    that image's measurement (per-batch-position masks, generated or given with ``set_mask``, also
+    inside a :class:`~inversion.operators.Composite`): :meth:`Operator.repeated`."""
+    repeated = getattr(operator, "repeated", None)
+    return operator if repeated is None else repeated(k)
 
 
 @torch.no_grad()
@@ -288,7 +298,7 @@ def locality_term(
     alpha: float = 0.5,
     lambda_l2: float = 0.1,
     samples: int = 1,
-    seed: int = 0,
+    seed: int | Sequence[int] = 0,
 ) -> LossTerm:
     """CRI eq. 8 (PTI's locality regulariser) as an engine loss term.
 
@@ -296,30 +306,43 @@ def locality_term(
     ``w_r = pivot + alpha (w_rand - pivot)``, and
     ``d(G_tuned(w_r), G_orig(w_r)) + lambda_l2 * MSE(G_tuned(w_r), G_orig(w_r))``, where ``G_tuned``
     is the image's private generator (``ctx.module.generate``) and ``G_orig`` the frozen original
-    (``ctx.prior.synthesize``). Averaged over ``samples`` random codes. Random codes come from a
-    generator seeded with ``seed`` (repeatable runs).
+    (``ctx.prior.synthesize``). Averaged over ``samples`` random codes. Image ``i``'s random codes come
+    from its own generator seeded with ``seed[i]`` (an int: ``seed + i``), so an image's draws, and
+    its result, do not depend on the batch it runs in.
 
     Shape:
         - returns a term mapping a :class:`LossContext` to ``(B,)``.
     """
-    state: dict[str, torch.Generator] = {}
+    state: dict[str, list[torch.Generator]] = {}
 
     def term(ctx: LossContext) -> torch.Tensor:
         if ctx.module is None:
             raise ValueError("the locality term needs the running InversionModule (ctx.module)")
         dev = ctx.latent.device
-        if "g" not in state:
-            state["g"] = torch.Generator(device=dev).manual_seed(int(seed))
         b = ctx.latent.shape[0]
+        if "g" not in state:
+            seeds = [int(seed) + i for i in range(b)] if isinstance(seed, int) else [int(v) for v in seed]
+            if len(seeds) != b:
+                raise ValueError(f"locality_term has {len(seeds)} seeds for {b} images: give one per image")
+            state["g"] = [torch.Generator(device=dev).manual_seed(v) for v in seeds]
         pivot = ctx.prior.code(ctx.latent, ctx.labels).detach()
         total = ctx.latent.new_zeros(b)
         for _ in range(samples):
             with torch.no_grad():
-                w_rand = base.code(base.sample_latent(b, generator=state["g"]), ctx.labels)
+                z = torch.cat([base.sample_latent(1, generator=g) for g in state["g"]])
+                w_rand = base.code(z, ctx.labels)
                 if isinstance(ctx.prior, OffsetPrior):
                     w_rand = ctx.prior.expand(w_rand)
                 w_r = pivot + alpha * (w_rand - pivot)
-                x_orig = ctx.prior.synthesize(w_r, ctx.labels)
+                # one row at a time, like the private copies: a batched pass differs by rounding, and
+                # Adam turns the tiny gradient of that difference into full steps (batch dependence)
+                lab = ctx.labels
+                x_orig = torch.cat(
+                    [
+                        ctx.prior.synthesize(w_r[i : i + 1], None if lab is None else lab[i : i + 1])
+                        for i in range(b)
+                    ]
+                )
             x_tuned = ctx.module.generate(w_r)
             mse = (x_tuned - x_orig).pow(2).flatten(1).mean(1)
             total = total + distance(x_tuned, x_orig) + lambda_l2 * mse
@@ -374,7 +397,8 @@ def cri(
     ``noisy`` is accepted for the method interface and not used (CRI has no noise schedule).
 
     Returns:
-        the fit (images at each image's best iterate of the tuning stage, ``latent`` = the pivot
+        the fit (images at the last iterate of the tuning stage -- at the best offset iterate when
+        ``tune_steps=0`` --, ``latent`` = the pivot
         codes ``w_cen + w_off`` ``(B, *code_shape)``, ``generators`` = tuned copies) and the
         history ``(T_offset + T_tune, B)``.
 
@@ -393,7 +417,7 @@ def cri(
         for k in keys
     }
     start, _, _ = select_centroids(prior, operator, y, centroids, labels, dist)
-    offset_prior = OffsetPrior(prior, start, cfg.regularizer, cfg.space)
+    offset_prior = OffsetPrior(prior, start, cfg.regularizer, cfg.space, cfg.optimize_noise)
     size = tuple(prior.image_shape[-2:])
     terms = {"perceptual": perceptual_term(dist, y, size), **dict(loss_terms or {})}
     w_off0 = torch.zeros(y.shape[0], *offset_prior.latent_shape, device=y.device, dtype=start.dtype)
@@ -407,8 +431,8 @@ def cri(
     fit = run_stages(offset_prior, operator, y, w_off0, [offset_stage], labels, terms, callbacks=callbacks)
     history = fit.history
     if cfg.tune_steps > 0:
-        terms["locality"] = locality_term(
-            prior, dist, cfg.locality_alpha, cfg.lambda_locality_l2, cfg.locality_samples, seeds[0]
+        terms["locality"] = locality_term(  # per-image seeds: an image's result ignores its batch
+            prior, dist, cfg.locality_alpha, cfg.lambda_locality_l2, cfg.locality_samples, list(seeds)
         )
         tune_stage = Stage(  # CRI eq. 7: pivot frozen, generator tuned with the locality term (eq. 8)
             iterations=cfg.tune_steps,
@@ -419,8 +443,19 @@ def cri(
             patience=cfg.patience,
             name="cri_tune",
         )
+        # the locality term is a fresh random draw each step, so the objective cannot rank iterates:
+        # keep the last tuned generator (as PTI / CRI Algorithm 1 return after their T steps)
         fit = run_stages(
-            offset_prior, operator, y, fit.latent, [tune_stage], labels, terms, cfg.batching, callbacks
+            offset_prior,
+            operator,
+            y,
+            fit.latent,
+            [tune_stage],
+            labels,
+            terms,
+            cfg.batching,
+            callbacks,
+            keep="last",
         )
         history = torch.cat([history, fit.history])
     with torch.no_grad():

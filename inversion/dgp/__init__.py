@@ -3,12 +3,13 @@ progressive generator fine-tuning with optional BN->IN swap, colorization output
 (jitter, morphing, category transfer) and defence. Importing it registers ``restore(method="dgp")``.
 """
 
-from inversion.dgp.init import CandidateInit, candidate_pool, select_latents
+from inversion.dgp.init import CandidateInit, candidate_pool, sample_labels, select_latents
 from inversion.dgp.losses import CriticFeatureLoss, MeasurementMSE, to_image_grid
 from inversion.dgp.manipulation import category_transfer, jitter, morph
 from inversion.dgp.method import DEFAULT_STAGES, DGPConfig, DGPFit, dgp, fit_dgp, load_preset
 from inversion.methods import register_method
 
+dgp.selects_labels = True  # its best-of-N start picks unknown classes itself (DGP appendix B)
 register_method("dgp", dgp, DGPConfig)
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "jitter",
     "load_preset",
     "morph",
+    "sample_labels",
     "select_latents",
     "to_image_grid",
 ]

@@ -19,7 +19,7 @@ from torch import nn
 
 from lcm.prior import Prior
 
-__all__ = ["CandidateInit", "candidate_pool", "operators_per_image", "select_latents"]
+__all__ = ["CandidateInit", "candidate_pool", "operators_per_image", "sample_labels", "select_latents"]
 
 
 @dataclass
@@ -34,11 +34,12 @@ class CandidateInit:
 
 
 def candidate_pool(
-    prior: Prior, n: int, seed: int, label: int | None = None
+    prior: Prior, n: int, seed: int, label: int | None = None, std: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``n`` candidate latents (and classes for a conditional prior) drawn from ``seed``.
 
-    ``label`` None on a conditional prior draws one class per candidate (after the latents).
+    ``label`` None on a conditional prior draws one class per candidate (after the latents). ``std``
+    scales Gaussian latents (DGP's ``sample_std``: 0.3 in its BigGAN scripts).
 
     Shape:
         - output: latents ``(n, *latent_shape)``, labels ``(n,)`` int64 or None.
@@ -48,6 +49,10 @@ def candidate_pool(
     device = next(prior.generator.parameters()).device
     g = torch.Generator(device=device).manual_seed(int(seed))
     z = prior.sample_latent(n, generator=g)
+    if std != 1.0:
+        if prior.latent_kind != "gaussian" or prior.latent_mean is not None:
+            raise ValueError("candidate std applies to standard Gaussian latents only")
+        z = z * float(std)
     if not prior.num_classes:
         return z, None
     if label is None:
@@ -83,6 +88,7 @@ def select_latents(
     n_candidates: int = 500,
     batch_size: int = 100,
     pool_seed: int | None = None,
+    std: float = 1.0,
 ) -> CandidateInit:
     """For each image, the candidate whose degraded image is nearest to ``y`` under ``metric``.
 
@@ -98,6 +104,7 @@ def select_latents(
         n_candidates: N (DGP: 500).
         batch_size: candidates per generator / critic call (1 = the published one-at-a-time loop).
         pool_seed: one pool shared by every image.
+        std: scale of Gaussian candidates (DGP's ``sample_std``).
 
     Shape:
         - y: ``(B, ...)``; result latent ``(B, *prior.latent_shape)``.
@@ -123,7 +130,7 @@ def select_latents(
     latent = torch.zeros(n, *prior.latent_shape, dtype=ref.dtype, device=ref.device)
     out_labels = torch.zeros(n, dtype=torch.long, device=y.device) if cond else None
     for (seed, lab), members in pools.items():
-        z, zl = candidate_pool(prior, n_candidates, seed, lab)
+        z, zl = candidate_pool(prior, n_candidates, seed, lab, std)
         # images of this pool that share an operator object share the candidates' features
         by_op: dict[int, list[int]] = {}
         for i in members:
@@ -145,3 +152,31 @@ def select_latents(
                         if cond:
                             out_labels[i] = lc[j]
     return CandidateInit(latent, out_labels, best, index)
+
+
+def sample_labels(
+    prior: Prior,
+    operator: nn.Module,
+    y: torch.Tensor,
+    seeds: Sequence[int],
+    labels: torch.Tensor | None = None,
+    n_candidates: int = 500,
+    batch_size: int = 100,
+) -> torch.Tensor:
+    """Classes for the images whose class is unknown (-1, or all when ``labels`` is None), picked as DGP
+    does (its ``select_z(select_y=True)``): the class of the best of ``n_candidates`` random
+    (latent, class) candidates under the critic feature distance (measurement MSE without a critic).
+    Known classes are kept.
+
+    Shape:
+        - y: ``(B, ...)``; labels ``(B,)`` or None; output ``(B,)`` int64.
+    """
+    from inversion.dgp.losses import CriticFeatureLoss, MeasurementMSE
+
+    if not prior.num_classes:
+        raise ValueError("sample_labels needs a class-conditional prior (num_classes > 0)")
+    metric = (
+        CriticFeatureLoss(prior.critic, prior.image_shape) if prior.critic is not None else MeasurementMSE()
+    )
+    init = select_latents(prior, operator, y, metric, seeds, labels, n_candidates, batch_size)
+    return init.labels.to(y.device)

@@ -75,11 +75,16 @@ class MeasurementMSE:
 
 
 class CriticFeatureLoss:
-    """DGP eq. 3 as a loss term: ``sum_{i in I} mean |D_i(lift(A x)) - D_i(lift(y))|`` per image.
+    """DGP eq. 3 as a loss term: ``sum_{i in I} ||D_i(lift(A x)) - D_i(lift(y))||_1 / N`` per image.
 
     ``D_i`` is the output of critic block ``i`` (``prior.critic.features``), ``I`` = ``blocks`` (None:
-    all blocks; negative indices count from the end). Each block's L1 distance is averaged over its
-    elements (as the published code's ``l1_loss``) and the blocks are summed. The target's features
+    all blocks; negative indices count from the end). ``reduction="paper"`` (default) is eq. 3: the L1
+    norms of the blocks summed, so each block weighs by its size; it is divided by one constant, ``N`` =
+    the mean element count of the used blocks, which keeps the magnitude of the released code's sum of
+    block means (equal to it when all blocks have one size, so the presets' stage weights keep their
+    balance against the MSE) without changing the minimiser or the blocks' relative weights.
+    ``reduction="block_mean"`` is the released code (``F.l1_loss`` per block, then summed): every block
+    weighs the same whatever its size. The target's features
     are computed once per measurement tensor and cached. Used as a ``loss_terms`` entry (engine
     ``LossContext``) and, through :meth:`target` / :meth:`candidates` / :meth:`score`, to rank
     candidate latents.
@@ -89,6 +94,7 @@ class CriticFeatureLoss:
         image_shape: the prior's ``(C, H, W)``.
         blocks: critic block indices to use.
         lift: how measurements reach the image grid (:func:`to_image_grid`).
+        reduction: ``"paper"`` (eq. 3) or ``"block_mean"`` (DGP's released code).
 
     Shape:
         - ``__call__(ctx)``: ctx.ax and ctx.y ``(B, ...)`` -> ``(B,)``.
@@ -100,7 +106,11 @@ class CriticFeatureLoss:
         image_shape: Sequence[int],
         blocks: Sequence[int] | None = None,
         lift: Lift = "resize",
+        reduction: Literal["paper", "block_mean"] = "paper",
     ):
+        if reduction not in ("paper", "block_mean"):
+            raise ValueError(f"reduction must be 'paper' (DGP eq. 3) or 'block_mean', got {reduction!r}")
+        self.reduction = reduction
         if critic is None or not hasattr(critic, "features"):
             raise ValueError(
                 "the critic feature loss needs a prior with a critic (a WGAN-GP checkpoint); "
@@ -126,10 +136,13 @@ class CriticFeatureLoss:
                 f"critic_blocks {self.blocks} out of range: this critic has {len(feats)} blocks"
             ) from err
 
-    @staticmethod
-    def distance(fa: list[torch.Tensor], fb: list[torch.Tensor]) -> torch.Tensor:
+    def distance(self, fa: list[torch.Tensor], fb: list[torch.Tensor]) -> torch.Tensor:
         """Per-row eq. 3 distance; ``fb`` rows broadcast (1 target against K candidates). -> ``(B,)``."""
-        return sum((a - b).abs().flatten(1).mean(1) for a, b in zip(fa, fb, strict=True))
+        pairs = list(zip(fa, fb, strict=True))
+        if self.reduction == "block_mean":
+            return sum((a - b).abs().flatten(1).mean(1) for a, b in pairs)
+        mean_size = sum(a[0].numel() for a, _ in pairs) / len(pairs)
+        return sum((a - b).abs().flatten(1).sum(1) for a, b in pairs) / mean_size
 
     def target_features(self, y: torch.Tensor, operator: nn.Module | None = None) -> list[torch.Tensor]:
         key = (y.data_ptr(), tuple(y.shape), y._version, y.dtype, y.device)

@@ -1,5 +1,5 @@
 """``python -m inversion.dgp.manipulate {jitter,morph,transfer}``: fit images with DGP (identity
-operator, DGP Table 11 schedule) and write a manipulation grid (PNG, atomic write).
+operator, DGP Table 11 schedule) and write a manipulation grid (PNG) and ``report.html`` (atomic writes).
 
 Example::
 
@@ -18,35 +18,67 @@ from pathlib import Path
 import torch
 from jsonargparse import CLI
 
-from inversion.io import grid, save_png
+from datamodules.grid import image_grid
+from inversion.io import save_png
 
 __all__ = ["jitter", "main", "morph", "transfer"]
 
 
-def _fit(prior: str, input: str, indices: list[int], options: dict | None, seed: int, num_threads):
-    from inversion.cli import list_items, load_prior_spec
-    from inversion.dgp.method import DGPConfig, fit_dgp
+def _check_depth(stages: list, depth: int) -> None:
+    """Block counts beyond the generator's depth are an error here (no silent clamping)."""
+    for i, st in enumerate(stages):
+        b = st.get("blocks") if isinstance(st, dict) else None
+        if isinstance(b, int) and not isinstance(b, bool) and b > depth:
+            raise ValueError(
+                f"stage {i} fine-tunes {b} blocks but this generator has {depth} blocks: "
+                f"give blocks <= {depth} or blocks: all"
+            )
+
+
+def _fit(
+    prior: str,
+    input: str,
+    indices: list[int],
+    options: dict | None,
+    seed: int,
+    num_threads,
+    command: str = "jitter",
+    critic: str | None = None,
+    labels_csv: str | None = None,
+):
+    from inversion.cli import _apply_labels, list_items, load_prior_spec, read_labels
+    from inversion.dgp import method as dgp_method
     from inversion.operators import Denoising
 
     if num_threads:
         torch.set_num_threads(int(num_threads))
-    pri = load_prior_spec(prior)
+    pri = load_prior_spec(prior, critic=critic)
     items = list_items(input, pri.image_shape)  # indices refer to the whole split / folder
+    if labels_csv is not None:
+        _apply_labels(items, read_labels(labels_csv, pri.num_classes))
     if max(indices) >= len(items) or min(indices) < 0:
         raise ValueError(f"image indices {indices} out of range: {input!r} has {len(items)} images")
     x = torch.stack([items[i].load() for i in indices])
     labels = None
     if pri.num_classes:
         labels = torch.tensor([items[i].label for i in indices], dtype=torch.long)
-    cfg = DGPConfig().updated(options or {})
-    out = fit_dgp(pri, Denoising(sigma=0.0), x, [seed + i for i in indices], labels, cfg)
+    options = dict(options or {})
+    if "stages" not in options and "preset" not in options:
+        # DGP Table 11 (the command's preset), not the restoration default (Table 9)
+        options["stages"] = dgp_method.load_preset(command)["stages"]
+    cfg = dgp_method._resolve(dgp_method.DGPConfig().updated(options))
+    _check_depth(list(cfg.stages or dgp_method.DEFAULT_STAGES), len(pri.generator.blocks))
+    out = dgp_method.fit_dgp(pri, Denoising(sigma=0.0), x, [seed + i for i in indices], labels, cfg)
     return pri, x, out
 
 
-def _write(images: torch.Tensor, nrow: int, output: str) -> Path:
+def _write(images: torch.Tensor, nrow: int, output: str, legend: str = "", info: dict | None = None) -> Path:
+    from inversion.report import figure_report
+
     path = Path(output) / "grid.png"
-    save_png(grid(images.float().cpu(), nrow=nrow), path)
-    print(f"[dgp] wrote {path}", file=sys.stderr)
+    save_png(image_grid(images, nrow, padding=1, min_size=64), path)
+    report = figure_report(output, "DGP manipulation", [(legend or "grid", path)], info=info)
+    print(f"[dgp] wrote {path} and {report}", file=sys.stderr)
     return path
 
 
@@ -60,6 +92,8 @@ def jitter(
     options: dict | None = None,
     seed: int = 0,
     num_threads: int | None = None,
+    critic: str | None = None,
+    labels: str | None = None,
 ) -> Path:
     """Fit image ``index`` of ``input`` and write target | reconstruction | ``n`` jittered latents.
 
@@ -70,16 +104,22 @@ def jitter(
         sigma: std of the Gaussian noise added to the fitted latent (DGP Sec. 4.2).
         n: number of jittered images.
         output: folder of ``grid.png``.
-        options: :class:`inversion.dgp.DGPConfig` overrides (the preset's Table 11 schedule).
+        options: :class:`inversion.dgp.DGPConfig` overrides; without ``stages`` the fit uses DGP
+            Table 11's schedule (``configs/inversion/dgp/jitter.yaml``). Block counts beyond the
+            generator's depth raise ValueError.
         seed: seed of the candidate start and of the noise.
         num_threads: torch intra-op threads.
+        critic: a published generator's discriminator file (BigGAN: ``--prior G_ema.pth --critic D.pth``).
+        labels: CSV of ``file,class`` rows for a class-conditional prior (unknown: picked as DGP does).
     """
     from inversion.dgp.manipulation import jitter as jitter_fn
 
-    pri, x, out = _fit(prior, input, [index], options, seed, num_threads)
+    pri, x, out = _fit(prior, input, [index], options, seed, num_threads, "jitter", critic, labels)
     lab = None if out.labels is None else int(out.labels[0])
     imgs = jitter_fn(pri, out.fit.generators[0], out.fit.latent[0], sigma, n, seed, lab)
-    return _write(torch.cat([x, out.fit.images, imgs]), n + 2, output)
+    legend = f"jitter (sigma {sigma}): target | reconstruction | {n} jittered latents"
+    info = {"prior": prior, "input": input, "index": index, "sigma": sigma, "seed": seed, "options": options}
+    return _write(torch.cat([x, out.fit.images, imgs]), n + 2, output, legend, info)
 
 
 def morph(
@@ -92,6 +132,8 @@ def morph(
     options: dict | None = None,
     seed: int = 0,
     num_threads: int | None = None,
+    critic: str | None = None,
+    labels: str | None = None,
 ) -> Path:
     """Fit images ``index_a`` and ``index_b`` and write A | lambda = 1 ... 0 (``steps`` values) | B.
 
@@ -101,7 +143,7 @@ def morph(
 
     if steps < 2:
         raise ValueError(f"steps must be >= 2 (lambda = 1 and 0 at least), got {steps}")
-    pri, x, out = _fit(prior, input, [index_a, index_b], options, seed, num_threads)
+    pri, x, out = _fit(prior, input, [index_a, index_b], options, seed, num_threads, "morph", critic, labels)
     lab = None
     if out.labels is not None:
         if int(out.labels[0]) != int(out.labels[1]):
@@ -110,7 +152,9 @@ def morph(
     g, z = out.fit.generators, out.fit.latent
     lambdas = torch.linspace(1.0, 0.0, steps).tolist()
     imgs = morph_fn(pri, g[0], z[0], g[1], z[1], lambdas, lab)
-    return _write(torch.cat([x[:1], imgs, x[1:]]), steps + 2, output)
+    legend = f"morph: image {index_a} | lambda = 1 ... 0 ({steps} steps) | image {index_b}"
+    info = {"prior": prior, "input": input, "indices": [index_a, index_b], "seed": seed, "options": options}
+    return _write(torch.cat([x[:1], imgs, x[1:]]), steps + 2, output, legend, info)
 
 
 def transfer(
@@ -122,13 +166,18 @@ def transfer(
     options: dict | None = None,
     seed: int = 0,
     num_threads: int | None = None,
+    critic: str | None = None,
+    labels: str | None = None,
 ) -> Path:
     """Fit image ``index`` (its own class) and write target | reconstruction | one image per class."""
     from inversion.dgp.manipulation import category_transfer
 
-    pri, x, out = _fit(prior, input, [index], options, seed, num_threads)
+    pri, x, out = _fit(prior, input, [index], options, seed, num_threads, "transfer", critic, labels)
     imgs = category_transfer(pri, out.fit.generators[0], out.fit.latent[0], classes)
-    return _write(torch.cat([x, out.fit.images, imgs]), imgs.shape[0] + 2, output)
+    legend = "category transfer: target | reconstruction | one image per class"
+    info = {"prior": prior, "input": input, "index": index, "classes": classes, "seed": seed}
+    info["options"] = options
+    return _write(torch.cat([x, out.fit.images, imgs]), imgs.shape[0] + 2, output, legend, info)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from callbacks import BatchNormToInstanceNorm, MSEThresholdStop, ProgressiveUnfreezing, schedule_to_stages
+from callbacks import BatchNormToInstanceNorm, ProgressiveUnfreezing, schedule_to_stages
 from inversion.dgp.init import CandidateInit, select_latents
 from inversion.dgp.losses import CriticFeatureLoss, MeasurementMSE
 from inversion.engine import FitResult, LossTerm, run_stages
@@ -83,13 +83,27 @@ class DGPConfig(MethodConfig):
         init_metric: ``critic`` (DGP) or ``mse`` for the candidate scoring; None: ``critic`` when the
             first stage weights the critic term, else ``mse``.
         bn_to_in: swap BatchNorm for InstanceNorm per image (DGP appendix B; Tables 7, 8, 10).
-        stop_mse: stop an image (and the fit, through :class:`callbacks.MSEThresholdStop`) once its
-            measurement MSE is <= this (DGP adversarial defence: 5e-3).
+        stop_mse: end the current stage for an image once its measurement MSE (on [0, 1] images) is
+            <= this; it resumes in the next stage from the iterate that met it (DGP's ``run()`` breaks
+            out of the stage only). DGP's defence uses 5e-3 on [-1, 1] images, i.e. 1.25e-3 here.
+        critic_reduction: ``paper`` (DGP eq. 3: summed L1 norms of the block features) or
+            ``block_mean`` (the released code: per-block mean absolute difference); see
+            :class:`~inversion.dgp.losses.CriticFeatureLoss`.
+        keep: the iterate returned, ``last`` (DGP's ``run()`` returns its final ``x``) or ``best``
+            (least objective, as CSGM / IAGAN).
         colorize_output: for a gray measurement of a colour prior, return the target's luminance with
             the predicted chroma (DGP Sec. 4.1, Lab via kornia).
+        finetune_embedding: also fine-tune the generator's class embedding with its first block (DGP
+            Table 7, inpainting; no effect on an unconditional prior).
+        w_nll: weight of DGP's latent term ``mean(z**2 / 2)`` (its examples: 0.02; added to every stage
+            as ``latent_prior`` weight ``w_nll / 2``, since ``latent_prior`` is ``mean(z**2)``).
+        candidate_std: std of the Gaussian candidates of the start (DGP's ``sample_std``; its BigGAN
+            scripts use 0.3, 0.5 for category transfer; 1 = the prior's own distribution).
 
     A stage's ``blocks`` larger than the generator's depth fine-tunes every block (DGP's counts refer to
-    BigGAN; our 32x32 generators have 4-5 blocks).
+    BigGAN; our 32x32 generators have 4-5 blocks). On a BigGAN prior ``blocks`` is DGP's ``ft_num``:
+    its parameter groups (first linear, then one per residual block; 6 at 128 px = all DGP trains);
+    ``'all'`` (7 at 128 px) also trains the output layer, which DGP's optimizer leaves out.
     """
 
     preset: str | None = None
@@ -102,6 +116,11 @@ class DGPConfig(MethodConfig):
     bn_to_in: bool = False
     stop_mse: float | None = None
     colorize_output: bool = True
+    critic_reduction: str = "paper"
+    keep: str = "last"
+    finetune_embedding: bool = False
+    w_nll: float = 0.0
+    candidate_std: float = 1.0
 
 
 def load_preset(name: str) -> dict:
@@ -164,11 +183,16 @@ def fit_dgp(
     cfg = _resolve(cfg or DGPConfig())
     schedule = cfg.stages if cfg.stages is not None else DEFAULT_STAGES
     blocks, stages = schedule_to_stages(schedule)
+    if cfg.w_nll:
+        for s in stages:  # DGP: loss += w_nll * mean(z**2 / 2)
+            s.weights = {**s.weights, "latent_prior": s.weights.get("latent_prior", 0.0) + cfg.w_nll / 2}
     uses_critic = any(s.weights.get("critic", 0.0) > 0 for s in stages)
     terms: dict[str, LossTerm] = dict(loss_terms or {})
     critic = None
     if prior.critic is not None:
-        critic = CriticFeatureLoss(prior.critic, prior.image_shape, cfg.critic_blocks, cfg.lift)
+        critic = CriticFeatureLoss(
+            prior.critic, prior.image_shape, cfg.critic_blocks, cfg.lift, cfg.critic_reduction
+        )
         terms.setdefault("critic", critic)
     elif uses_critic:
         raise ValueError(
@@ -195,19 +219,29 @@ def fit_dgp(
         cfg.n_candidates,
         cfg.candidate_batch,
         cfg.candidate_seed,
+        cfg.candidate_std,
     )
     if cfg.stop_mse is not None:
         for s in stages:
             s.stop_mse = float(cfg.stop_mse)
-    cbs = [ProgressiveUnfreezing(blocks)]
+    # (an unconditional prior has no class embedding: the option is a no-op there, so presets stay shared)
+    cbs = [ProgressiveUnfreezing(blocks, embedding=cfg.finetune_embedding and bool(prior.num_classes))]
     if cfg.bn_to_in:
         if cfg.batching != "sequential":
             raise ValueError("bn_to_in needs batching='sequential' (per-image generator copies)")
         cbs.append(BatchNormToInstanceNorm())
-    if cfg.stop_mse is not None:
-        cbs.append(MSEThresholdStop(float(cfg.stop_mse)))
+    # DGP run(): the MSE stop ends the current stage only (no MSEThresholdStop), the last x is returned
     fit = run_stages(
-        prior, operator, y, init.latent, stages, init.labels, terms, cfg.batching, [*cbs, *callbacks]
+        prior,
+        operator,
+        y,
+        init.latent,
+        stages,
+        init.labels,
+        terms,
+        cfg.batching,
+        [*cbs, *callbacks],
+        keep=cfg.keep,
     )
     return DGPFit(fit, init.labels, init)
 

@@ -1,17 +1,26 @@
-"""Solution-space exploration: e-GLASS (latent geometry) and the PULSE-style random-restarts baseline.
+"""Solution-space exploration: e-GLASS (latent geometry) and the PULSE-style random-restarts baseline,
+under one feasibility criterion and one distinctness rule.
 
 Standalone (no Lightning import): works on any ``prior(z, labels) -> [0, 1] images`` and any operator with
-``A(x)``. Run the comparison with ``python -m inversion.exploration.benchmark``.
+``A(x)``; ``explore(restore_result, operator, y)`` starts from a fitted solution with its generator. Run the
+comparison with ``python -m inversion.exploration.benchmark``.
 """
 
+from inversion.exploration.criteria import (
+    Distinctness,
+    Feasibility,
+    check_row_independent,
+    diversity,
+    pairwise_distance,
+)
 from inversion.exploration.eglass import (
     DirectionSearch,
     EGlass,
     ExplorationResult,
     eligible_top_y,
     explore,
-    measurement_distance,
     search_direction,
+    start_from,
 )
 from inversion.exploration.geometry import (
     FeatureDistance,
@@ -24,28 +33,41 @@ from inversion.exploration.geometry import (
     sorted_eigh,
 )
 from inversion.exploration.plots import image_grid, save_correlation_plot, save_image_grid
-from inversion.exploration.restarts import RestartResult, fit_latents, restart_solutions
+from inversion.exploration.restarts import (
+    GeneratorPrior,
+    RestartResult,
+    fit_solutions,
+    fit_start,
+    restart_solutions,
+)
 
 __all__ = [
     "DirectionSearch",
+    "Distinctness",
     "EGlass",
     "ExplorationResult",
+    "Feasibility",
     "FeatureDistance",
+    "GeneratorPrior",
     "LatentGeometry",
     "RestartResult",
     "block_lanczos_topk",
+    "check_row_independent",
+    "diversity",
     "eligible_top_y",
     "explore",
-    "fit_latents",
+    "fit_solutions",
+    "fit_start",
     "gauss_newton_matvec",
     "hessian_matvec",
     "image_grid",
     "jacobian_rows",
     "latent_geometry",
-    "measurement_distance",
+    "pairwise_distance",
     "restart_solutions",
     "save_correlation_plot",
     "save_image_grid",
     "search_direction",
     "sorted_eigh",
+    "start_from",
 ]

@@ -1,12 +1,11 @@
 """PNG outputs of the exploration: an image grid and the e-GLASS Fig. 1 correlation bar plot.
 
-Drawn with PIL only (matplotlib is not a dependency of this project). Files are written atomically
-(temporary file in the same folder, then ``os.replace``).
+The grid is ``datamodules.grid`` (torchvision's ``make_grid``); the bar plot is drawn with PIL. Files are
+written atomically (temporary file in the same folder, then ``os.replace``).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,34 +39,14 @@ def image_grid(
     Shape:
         - images: (N, C, H, W) -> PIL image of ``ceil(N / nrow)`` rows of ``nrow`` tiles.
     """
-    if images.dim() != 4 or images.shape[1] not in (1, 3) or images.shape[0] == 0:
-        raise ValueError(f"images must be a non-empty (N, 1 or 3, H, W) tensor, got {tuple(images.shape)}")
-    if frame_colors is not None and len(frame_colors) != images.shape[0]:
-        raise ValueError(f"frame_colors has {len(frame_colors)} entries for {images.shape[0]} images")
-    if captions is not None and len(captions) != images.shape[0]:
-        raise ValueError(f"captions has {len(captions)} entries for {images.shape[0]} images")
-    n, c, h, w = images.shape
-    nrow = nrow or min(n, 8)
-    rows = math.ceil(n / nrow)
-    arr = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
-    if c == 1:
-        arr = arr.expand(n, 3, h, w)
-    th, tw = h * scale + 2 * frame, w * scale + 2 * frame
-    cap = 14 if captions is not None else 0
-    canvas = Image.new("RGB", (pad + nrow * (tw + pad), pad + rows * (th + cap + pad)), (255, 255, 255))
-    draw, font = ImageDraw.Draw(canvas), _font(10)
-    for i in range(n):
-        tile = Image.fromarray(arr[i].permute(1, 2, 0).contiguous().numpy(), "RGB")
-        if scale != 1:
-            tile = tile.resize((w * scale, h * scale), Image.NEAREST)
-        x0 = pad + (i % nrow) * (tw + pad)
-        y0 = pad + (i // nrow) * (th + cap + pad)
-        if frame and frame_colors is not None:
-            canvas.paste(tuple(frame_colors[i]), (x0, y0, x0 + tw, y0 + th))
-        canvas.paste(tile, (x0 + frame, y0 + frame))
-        if captions is not None:
-            draw.text((x0 + 1, y0 + th + 1), captions[i], fill=(0, 0, 0), font=font)
-    return canvas
+    from datamodules.grid import grid_pil
+
+    nrow = nrow or min(images.shape[0], 8)
+    colors = frame_colors if frame else None
+    img = grid_pil(
+        images, nrow, captions=captions, padding=pad, scale=scale, frame_colors=colors, frame=frame
+    )
+    return img.convert("RGB")
 
 
 def save_image_grid(

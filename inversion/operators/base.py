@@ -7,7 +7,7 @@ import copy
 import torch
 from torch import nn
 
-from inversion.operators.functional import batch_dot, check_image, conjugate_gradient
+from inversion.operators.functional import batch_dot, check_image, has_nan, least_squares
 
 __all__ = ["Operator", "LinearOperator", "back_project"]
 
@@ -108,15 +108,16 @@ class Operator(nn.Module):
 class LinearOperator(Operator):
     """A linear operator with exact adjoint and a pseudo-inverse.
 
-    The default :meth:`A_dagger` solves the normal equations ``A A^T u = y`` by conjugate gradient and
-    returns ``x = A^T u`` -- the minimum-norm solution of ``A x = y`` when ``y`` lies in the range of
-    ``A`` (always when ``A`` has full row rank). Subclasses override it with a closed form where one
-    exists.
+    The default :meth:`A_dagger` is CGLS (CG on ``A^T A x = A^T y`` from 0,
+    :func:`functional.least_squares`): the minimum-norm least-squares solution for any ``y``, in the
+    range of ``A`` or not, whatever the rank of ``A``. Subclasses override it with a closed form where
+    one exists.
 
     Args:
         sigma: measurement noise standard deviation (see :class:`Operator`).
-        cg_iters: maximum conjugate-gradient iterations of the default pseudo-inverse.
-        cg_tol: relative residual at which CG stops (None: 1e-12 in float64, 1e-6 otherwise).
+        cg_iters: maximum CGLS iterations of the default pseudo-inverse.
+        cg_tol: relative normal-equation residual ``||A^T(y - Ax)|| / ||A^T y||`` at which CGLS stops
+            (None: 1e-12 in float64, 1e-6 otherwise).
     """
 
     linear = True
@@ -131,19 +132,18 @@ class LinearOperator(Operator):
 
     def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
         """Exact adjoint ``A^T y`` under the real inner product. Output has the shape of ``x``."""
-        if torch.isnan(y).any():
+        if has_nan(y):
             raise ValueError("`y` contains NaN values")
         return self._adjoint(y)
 
     def A_dagger(self, y: torch.Tensor) -> torch.Tensor:
-        """Pseudo-inverse ``A^+ y`` (minimum-norm least-squares solution for ``y`` in range(A))."""
-        if torch.isnan(y).any():
+        """Pseudo-inverse ``A^+ y``: the minimum-norm least-squares solution, for any ``y``."""
+        if has_nan(y):
             raise ValueError("`y` contains NaN values")
         return self._dagger(y)
 
     def _dagger(self, y: torch.Tensor) -> torch.Tensor:
-        u = conjugate_gradient(lambda v: self._forward_op(self._adjoint(v)), y, self.cg_iters, self.cg_tol)
-        return self._adjoint(u)
+        return least_squares(self._forward_op, self._adjoint, y, self.cg_iters, self.cg_tol)
 
     def A_adjoint_A(self, x: torch.Tensor) -> torch.Tensor:
         """``A^T A x`` (the Gram operator of the data term)."""

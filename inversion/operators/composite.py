@@ -15,14 +15,15 @@ class Composite(LinearOperator):
 
     DGP Fig. 8(b) hybrid restoration: ``Composite([SuperResolution(2), Colorization(), Inpainting()])``.
     The adjoint applies the adjoints in reverse order. The pseudo-inverse is NOT the composition of the
-    pseudo-inverses (wrong in general); it is computed by CG on ``A A^T u = y``, ``x = A^T u``
-    (minimum-norm solution for ``y`` in the range of ``A``). Only the chain's own ``sigma`` is applied by
-    ``forward``; the members' noise levels are ignored.
+    pseudo-inverses (wrong in general); it is computed by CGLS on ``A^T A x = A^T y`` from 0: the
+    minimum-norm least-squares solution for any ``y``, also for rank-deficient chains such as
+    ``[Colorization(), Inpainting()]`` and noisy ``y`` outside the range of ``A``. Only the chain's own
+    ``sigma`` is applied by ``forward``; the members' noise levels are ignored.
 
     Args:
         operators: the chain, first applied first.
         sigma: measurement noise standard deviation on the final output.
-        cg_iters: maximum CG iterations of the pseudo-inverse.
+        cg_iters: maximum CGLS iterations of the pseudo-inverse.
     """
 
     def __init__(self, operators: list[Operator], sigma: float = 0.0, cg_iters: int = 300) -> None:

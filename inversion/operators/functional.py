@@ -19,6 +19,7 @@ PadMode = Literal["reflect", "replicate", "circular", "zeros"]
 __all__ = [
     "PadMode",
     "check_image",
+    "has_nan",
     "batch_dot",
     "batch_norm",
     "pad2d",
@@ -34,6 +35,7 @@ __all__ = [
     "gray",
     "gray_adjoint",
     "conjugate_gradient",
+    "least_squares",
     "real_fourier_coordinates",
     "fourier_subsample",
     "fourier_subsample_adjoint",
@@ -53,8 +55,19 @@ def check_image(x: torch.Tensor, name: str = "x", channels: int | None = None) -
         raise ValueError(f"`{name}` must be a floating point tensor, got {x.dtype}")
     if channels is not None and x.shape[1] != channels:
         raise ValueError(f"`{name}` must have {channels} channels, got {x.shape[1]} (shape {tuple(x.shape)})")
-    if torch.isnan(x).any():
+    if has_nan(x):
         raise ValueError(f"`{name}` contains NaN values")
+
+
+def has_nan(x: torch.Tensor) -> bool:
+    """Whether ``x`` holds a NaN: one sum (a NaN anywhere makes it NaN), confirmed element-wise.
+
+    About 10x cheaper than ``isnan(x).any()`` on the usual NaN-free input; the element-wise check runs
+    only when the sum is NaN (a NaN, or +inf and -inf together).
+    """
+    if not bool(torch.isnan(x.sum())):
+        return False
+    return bool(torch.isnan(x).any())
 
 
 def batch_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -80,7 +93,10 @@ def pad2d(x: torch.Tensor, pad: tuple[int, int, int, int], mode: PadMode) -> tor
 
 
 def _pad1d_adjoint(z: torch.Tensor, p0: int, p1: int, mode: PadMode, dim: int) -> torch.Tensor:
-    """Adjoint of 1-D padding along ``dim`` (fold the padded margins back onto the image)."""
+    """Adjoint of 1-D padding along ``dim`` (fold the padded margins back onto the image).
+
+    Slice additions only (no index_add): the margins map to contiguous, possibly reversed, ranges.
+    """
     n = z.shape[dim] - p0 - p1
     out = z.narrow(dim, p0, n).clone()
     if mode == "zeros" or (p0 == 0 and p1 == 0):
@@ -88,14 +104,14 @@ def _pad1d_adjoint(z: torch.Tensor, p0: int, p1: int, mode: PadMode, dim: int) -
     left = z.narrow(dim, 0, p0)
     right = z.narrow(dim, p0 + n, p1)
     if mode == "circular":  # padded left = x[n-p0:], padded right = x[:p1]
-        out = out.index_add(dim, torch.arange(n - p0, n, device=z.device), left)
-        out = out.index_add(dim, torch.arange(0, p1, device=z.device), right)
+        out.narrow(dim, n - p0, p0).add_(left)
+        out.narrow(dim, 0, p1).add_(right)
     elif mode == "reflect":  # padded position p0-k <- x[k]; p0+n-1+k <- x[n-1-k], k >= 1
-        out = out.index_add(dim, torch.arange(p0, 0, -1, device=z.device), left)
-        out = out.index_add(dim, torch.arange(n - 2, n - 2 - p1, -1, device=z.device), right)
+        out.narrow(dim, 1, p0).add_(left.flip(dim))
+        out.narrow(dim, n - 1 - p1, p1).add_(right.flip(dim))
     elif mode == "replicate":
-        out = out.index_add(dim, torch.zeros(p0, dtype=torch.long, device=z.device), left)
-        out = out.index_add(dim, torch.full((p1,), n - 1, dtype=torch.long, device=z.device), right)
+        out.narrow(dim, 0, 1).add_(left.sum(dim, keepdim=True))
+        out.narrow(dim, n - 1, 1).add_(right.sum(dim, keepdim=True))
     else:
         raise ValueError(f"`padding` must be one of reflect, replicate, circular, zeros; got {mode!r}")
     return out
@@ -216,26 +232,51 @@ def _same_pad(kernel: torch.Tensor) -> tuple[int, int, int, int]:
     return (kw // 2, kw // 2, kh // 2, kh // 2)
 
 
+def _depthwise(kernel: torch.Tensor, ref: torch.Tensor, groups: int) -> torch.Tensor:
+    k = kernel.to(dtype=ref.dtype, device=ref.device)
+    return k.expand(groups, 1, *k.shape[-2:])
+
+
 def filter2d(x: torch.Tensor, kernel: torch.Tensor, padding: PadMode) -> torch.Tensor:
     """Same-size 2-D correlation of every channel with an odd-sized ``kernel`` (kh, kw).
+
+    One depthwise (grouped) convolution over all ``B * C`` channels of the batch, the fast path of
+    oneDNN / cuDNN; ``padding`` pads each channel by ``kh // 2``, ``kw // 2`` (``zeros`` inside the
+    convolution itself).
 
     Shape:
         x: (B, C, H, W) -> (B, C, H, W)
     """
     b, c, h, w = x.shape
-    k = kernel.to(dtype=x.dtype, device=x.device)
-    pad = _same_pad(k)
+    pad = _same_pad(kernel)
     _check_pad_fits((h, w), pad, padding, "size")
-    z = pad2d(x.reshape(b * c, 1, h, w), pad, padding)
-    return F.conv2d(z, k[None, None]).reshape(b, c, h, w)
+    wgt = _depthwise(kernel, x, b * c)
+    z = x.reshape(1, b * c, h, w)
+    if padding == "zeros":
+        return F.conv2d(z, wgt, padding=(pad[2], pad[0]), groups=b * c).reshape(b, c, h, w)
+    return F.conv2d(pad2d(z, pad, padding), wgt, groups=b * c).reshape(b, c, h, w)
 
 
 def filter2d_adjoint(y: torch.Tensor, kernel: torch.Tensor, padding: PadMode) -> torch.Tensor:
-    """Exact adjoint of :func:`filter2d`. Shape: (B, C, H, W) -> (B, C, H, W)."""
+    """Exact adjoint of :func:`filter2d`: correlation with the flipped kernel, padding folded back.
+
+    ``circular``: the circular correlation with the flipped kernel; ``zeros``: the zero-padded one;
+    ``reflect`` / ``replicate``: the grouped transposed convolution (the full correlation; a
+    ``conv2d`` with ``k - 1`` zero padding is ~9x slower on CPU), then the padded margins folded onto
+    the image (:func:`pad2d_adjoint`).
+
+    Shape: (B, C, H, W) -> (B, C, H, W).
+    """
     b, c, h, w = y.shape
-    k = kernel.to(dtype=y.dtype, device=y.device)
-    z = F.conv_transpose2d(y.reshape(b * c, 1, h, w), k[None, None])
-    return pad2d_adjoint(z, _same_pad(k), padding).reshape(b, c, h, w)
+    pad = _same_pad(kernel)
+    wgt = _depthwise(kernel.flip(-2, -1), y, b * c)
+    z = y.reshape(1, b * c, h, w)
+    if padding == "circular":
+        return F.conv2d(pad2d(z, pad, "circular"), wgt, groups=b * c).reshape(b, c, h, w)
+    if padding == "zeros":
+        return F.conv2d(z, wgt, padding=(pad[2], pad[0]), groups=b * c).reshape(b, c, h, w)
+    full = F.conv_transpose2d(z, _depthwise(kernel, y, b * c), groups=b * c)
+    return pad2d_adjoint(full, pad, padding).reshape(b, c, h, w)
 
 
 # ---------------------------------------------------------------------------------------------- gray
@@ -298,6 +339,55 @@ def conjugate_gradient(
         beta = torch.where(active, rs_new / torch.where(rs > 0, rs, 1), 0)
         p = r + beta.view(shape) * p
         rs = torch.where(active, rs_new, rs)
+    return x
+
+
+def least_squares(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    adjoint: Callable[[torch.Tensor], torch.Tensor],
+    y: torch.Tensor,
+    max_iter: int = 200,
+    tol: float | None = None,
+) -> torch.Tensor:
+    """Minimum-norm least-squares solution ``A^+ y`` of ``min ||A x - y||`` per sample, by CGLS.
+
+    CG on the normal equations ``A^T A x = A^T y`` in the factored form (Hestenes-Stiefel CGLS: one
+    ``A`` and one ``A^T`` per iteration). Started from 0, every iterate lies in range(A^T), so the limit
+    is the minimum-norm solution for ANY ``y`` -- also outside range(A), where CG on ``A A^T u = y``
+    diverges for a rank-deficient ``A``. A sample stops once its normal-equation residual
+    ``||A^T (y - A x)||`` is below ``tol * ||A^T y||`` (default 1e-12 for float64, 1e-6 otherwise) or its
+    search direction leaves no measurable trace (``||A p||^2`` at rounding level).
+
+    Shape:
+        y: (B, *m) -> (B, *n), the shape of ``adjoint(y)``
+    """
+    if tol is None:
+        tol = 1e-12 if y.dtype == torch.float64 else 1e-6
+    eps = torch.finfo(y.dtype).eps
+    s = adjoint(y)
+    shape = (-1,) + (1,) * (s.ndim - 1)
+    x = torch.zeros_like(s)
+    r = y.clone()
+    p = s.clone()
+    gamma = batch_dot(s, s)
+    stop = (tol * batch_norm(s)) ** 2
+    active = gamma > stop
+    for _ in range(max_iter):
+        if not bool(active.any()):
+            break
+        q = forward(p)
+        delta = batch_dot(q, q)
+        # a direction A maps to (numerically) zero: converged as far as this precision allows
+        active = active & (delta > eps * batch_dot(p, p) * eps)
+        alpha = torch.where(active, gamma / torch.where(delta > 0, delta, 1), 0)
+        x = x + alpha.view(shape) * p
+        r = r - alpha.view((-1,) + (1,) * (r.ndim - 1)) * q
+        s = adjoint(r)
+        gamma_new = batch_dot(s, s)
+        beta = torch.where(active, gamma_new / torch.where(gamma > 0, gamma, 1), 0)
+        p = torch.where(active.view(shape), s + beta.view(shape) * p, p)
+        gamma = torch.where(active, gamma_new, gamma)
+        active = active & (gamma > stop)
     return x
 
 

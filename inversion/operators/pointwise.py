@@ -95,11 +95,13 @@ class Inpainting(LinearOperator):
         self.seed = int(seed)
         self._given: torch.Tensor | None = None
         self._cache: dict[tuple[int, int, int], torch.Tensor] = {}
+        self._ready: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # cast masks (see _masks)
         self.rows_repeat = 1  # > 1: row j uses the mask of image j // rows_repeat (see repeated())
 
     # -------------------------------------------------------------------------------------- masks
     def set_mask(self, mask: torch.Tensor | None) -> None:
         """Use ``mask`` (1 = observed) for every call; ``None`` returns to generated masks."""
+        self._ready = {}
         if mask is None:
             self._given = None
             return
@@ -119,10 +121,10 @@ class Inpainting(LinearOperator):
     def _set_index(self, index: int) -> None:
         if self.per_image:
             self.per_image, self.seed = False, self.seed + index
-            self._cache = {}
+            self._cache, self._ready = {}, {}
 
     def _set_repeat(self, r: int) -> None:
-        self.rows_repeat = r
+        self.rows_repeat, self._ready = r, {}
 
     def _generate(self, index: int, height: int, width: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.seed + index)
@@ -139,6 +141,10 @@ class Inpainting(LinearOperator):
 
     def mask_for(self, x: torch.Tensor) -> torch.Tensor:
         """The mask applied to ``x``. Shape: (B or 1, 1, H, W), dtype/device of ``x``."""
+        return self._masks(x)[0]
+
+    def _masks(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mask, its element-wise pseudo-inverse) for ``x``, cached per size, repeat, dtype and device."""
         b, _, h, w = x.shape
         r = self.rows_repeat
         if b % r:
@@ -151,27 +157,36 @@ class Inpainting(LinearOperator):
                     f"`mask` of shape {tuple(m.shape)} does not fit input of shape {tuple(x.shape)}; "
                     "give (1 or B, 1, H, W)"
                 )
+            key = ("given", id(m), m.shape[0], r, x.dtype, x.device)
         else:
             n = b if self.per_image else 1
-            key = (n, h, w)
-            if key not in self._cache:
-                self._cache[key] = torch.stack([self._generate(i, h, w) for i in range(n)])[:, None]
-            m = self._cache[key]
+            key = (n, h, w, r, x.dtype, x.device)
+        hit = self._ready.get(key)
+        if hit is not None:
+            return hit
+        if self._given is None:
+            if (n, h, w) not in self._cache:
+                self._cache[(n, h, w)] = torch.stack([self._generate(i, h, w) for i in range(n)])[:, None]
+            m = self._cache[(n, h, w)]
         if r > 1 and m.shape[0] > 1:
             m = m.repeat_interleave(r, dim=0)
-        return m.to(dtype=x.dtype, device=x.device)
+        m = m.to(dtype=x.dtype, device=x.device)
+        # diag(m)^+ = diag(1/m on m != 0): for a 0/1 mask the mask itself (an orthogonal projection)
+        inv = torch.where(m != 0, 1.0 / torch.where(m != 0, m, torch.ones_like(m)), torch.zeros_like(m))
+        if len(self._ready) > 16:
+            self._ready.clear()
+        self._ready[key] = (m, inv)
+        return m, inv
 
     # ------------------------------------------------------------------------------------ operator
     def _forward_op(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.mask_for(x)
+        return x * self._masks(x)[0]
 
     def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        return y * self.mask_for(y)
+        return y * self._masks(y)[0]
 
     def _dagger(self, y: torch.Tensor) -> torch.Tensor:
-        # diag(m)^+ = diag(1/m on m != 0): for a 0/1 mask its own adjoint (an orthogonal projection)
-        m = self.mask_for(y)
-        return y * torch.where(m != 0, 1.0 / torch.where(m != 0, m, torch.ones_like(m)), torch.zeros_like(m))
+        return y * self._masks(y)[1]
 
     def extra_repr(self) -> str:
         kind = f"mask_kind={self.mask_kind!r}, per_image={self.per_image}, seed={self.seed}"

@@ -19,7 +19,20 @@ class SuperResolution(LinearOperator):
     DGP and LCM downsample with Lanczos (DGP following DIP), IAGAN with the bicubic anti-aliasing kernel
     (IAGAN Tables 2, 3). The kernel is built explicitly (:func:`functional.resize_kernel_1d`), so the
     adjoint (transposed conv, folded padding) is exact. ``box`` gives A A^T = I / f^2 and a closed-form
-    pseudo-inverse; the others use CG on A A^T (well conditioned: a few dozen iterations).
+    pseudo-inverse; the others use CGLS (:meth:`LinearOperator.A_dagger`; well conditioned: a few dozen
+    iterations).
+
+    Conventions (for measurements made by other tools):
+
+    * sampling phase: output pixel ``i`` is centred at input coordinate ``(i + 0.5) f - 0.5`` (pixel
+      centres at integers), i.e. ``4 i + 1.5`` for ``f = 4`` -- the PIL / Matlab ``imresize`` convention.
+      deepinv 0.5's ``Downsampling`` centres it at ``4 i + 0.5`` (one input pixel earlier): shift by
+      one pixel before comparing measurements.
+    * the filter is a correlation with the (symmetric) kernel, so convolution vs correlation does not
+      matter here.
+    * border: ``reflect`` (mirror without repeating the edge pixel, like ``F.pad(mode="reflect")``) by
+      default; deepinv's ``Downsampling`` defaults to ``circular``, PIL renormalises the kernel at the
+      border instead (close to ``replicate`` for smooth images).
 
     Args:
         factor: integer downscaling factor; H and W must be divisible by it.
@@ -79,7 +92,19 @@ class Blur(LinearOperator):
     With ``padding="circular"`` (default) A is diagonal in the Fourier basis and :meth:`A_dagger` is the
     closed-form Tikhonov inverse ``conj(K) Y / (|K|^2 + reg)``; ``reg=0`` gives the exact pseudo-inverse
     (frequencies with |K|^2 below 1e-12 max|K|^2 are treated as zero). Other paddings solve
-    ``(A^T A + reg I) x = A^T y`` by CG (``reg`` must then be > 0 unless A^T A is invertible).
+    ``(A^T A + reg I) x = A^T y`` by CG, or with ``reg=0`` take the minimum-norm least-squares solution
+    by CGLS.
+
+    Conventions (for measurements made by other tools):
+
+    * correlation ``y[i, j] = sum_{u, v} k[u, v] x[i + u - kh//2, j + v - kw//2]`` (``F.conv2d``), not
+      convolution; deepinv's ``Blur`` convolves (flips the kernel). The built-in kernels are symmetric,
+      so both agree for them.
+    * same-size output, padded by ``kh//2``, ``kw//2`` with ``padding``: ``circular`` by default (the
+      periodic model of IAGAN's FFT deblurring and the closed-form pseudo-inverse). deepinv's ``Blur``
+      defaults to ``valid`` (a smaller output); pass its ``padding="circular"`` to match ours.
+    * A is one depthwise (grouped) convolution over all ``B * C`` channels; the adjoint the matching
+      grouped transposed convolution with the padding folded back (exact for every padding).
 
     Args:
         kernel: "uniform" or "gaussian".
@@ -147,6 +172,8 @@ class Blur(LinearOperator):
                 keep = power > 1e-12 * power.max()
                 inv = torch.where(keep, k.conj() / torch.where(keep, power, 1), 0)
             return torch.fft.ifft2(torch.fft.fft2(y) * inv).real
+        if self.reg == 0:
+            return Fn.least_squares(self._forward_op, self._adjoint, y, self.cg_iters, self.cg_tol)
         rhs = self._adjoint(y)
         return Fn.conjugate_gradient(
             lambda v: self._adjoint(self._forward_op(v)) + self.reg * v, rhs, self.cg_iters, self.cg_tol
