@@ -41,6 +41,7 @@ from inversion.io import atomic_write_bytes
 __all__ = ["CLAIMS", "Claim", "main", "run"]
 
 ROOT = Path(__file__).resolve().parents[1]
+CACHE_VERSION = 2  # part of every cache key: 1 = the README's table (before DGP/CRI/e-GLASS fixes merged)
 PRIOR_DATA = {
     "wgangp": "fashion_mnist",
     "glo": "fashion_mnist",
@@ -361,6 +362,7 @@ class Runner:
     # -- cached runs -----------------------------------------------------------------------------
     def cached(self, key: str, spec: dict, n: int, compute: Callable[[int, int], dict[str, list[float]]]):
         """Per-image metrics of one run over images ``[0, n)``, computed chunk by chunk and cached."""
+        spec = {**spec, "code": CACHE_VERSION}  # bump CACHE_VERSION when a method's code changes
         digest = hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:10]
         path = self.out / "cache" / f"{key}-{digest}.json"
         state = json.loads(path.read_text()) if path.is_file() else {"spec": spec, "values": {}, "done": 0}
@@ -607,27 +609,20 @@ def eglass(r: Runner, op) -> tuple[dict, dict]:
             y = op.A(x[i : i + 1])
             start = restore(y, op, prior, "csgm", seed=r.seed + i, **_csgm_opts(r))
             t0 = time.perf_counter()
-            ex = explore(prior, op, start.latent, y, num_solutions=k)
+            ex = explore(start, op, y, index=0, num_solutions=k)  # from the CSGM solution (paper Sec. 4)
             t_ex = time.perf_counter() - t0
             t0 = time.perf_counter()
             rs = restart_solutions(
-                prior,
-                op,
-                y,
-                num_solutions=k,
-                batch=k,
-                max_rounds=2 if r.smoke else 5,
-                seed=r.seed + i,
-                steps=r.steps(500),
+                prior, op, y, num_solutions=k, batch=k, max_rounds=2 if r.smoke else 5, seed=r.seed + i
             )
             t_rs = time.perf_counter() - t0
             for name, sol, secs in (("eglass", ex, t_ex), ("restarts", rs, t_rs)):
-                imgs = sol.feasible_images
-                out[f"{name}_sps"].append(secs / max(int(sol.num_feasible), 1))
+                imgs = sol.solutions
+                out[f"{name}_sps"].append(secs / max(int(imgs.shape[0]), 1))
                 out[f"{name}_div"].append(_diversity(r, imgs))
         return out
 
-    vals = r.cached("eglass", {"k": k, "scale": r.scale}, n, compute)
+    vals = r.cached("eglass", {"k": k, "scale": r.scale, "api": 2}, n, compute)
     speed = {"e-GLASS": vals["eglass_sps"], "restarts": vals["restarts_sps"]}
     div = {"e-GLASS": vals["eglass_div"], "restarts": vals["restarts_div"]}
     return speed, div
