@@ -47,7 +47,12 @@ __all__ = [
 METHODS = ("csgm", "csgm_bp", "iagan", "iagan_bp", "latent", "latent_bp")  # built in; see available_methods()
 
 # Methods that live in their own modules and register themselves on import (name -> module).
-_PLUGINS = {"dgp": "inversion.dgp", "cri": "inversion.cri"}
+_PLUGINS = {
+    "dgp": "inversion.dgp",
+    "cri": "inversion.cri",
+    "tv": "inversion.baselines",
+    "dip": "inversion.baselines",
+}
 
 
 @dataclass
@@ -434,6 +439,8 @@ def _check_inputs(
                     f"y contains {bad} values ({int(found.sum())} of {y.numel()} entries): the measurements "
                     "must be finite; check how y was computed or loaded"
                 )
+    if prior is None:  # prior-free methods (tv, dip) have no image shape to check against
+        return
     n = y.shape[0]
     want_x = (n, *prior.image_shape)
     if x_true is not None and tuple(x_true.shape) != want_x:
@@ -511,7 +518,7 @@ def restore(
         prior = code_space_prior(prior, cfg.space, cfg.optimize_noise)
     t0 = time.perf_counter()
     unknown = labels is None or bool((labels < 0).any())
-    if prior.num_classes and unknown and not getattr(spec.run, "selects_labels", False):
+    if prior is not None and prior.num_classes and unknown and not getattr(spec.run, "selects_labels", False):
         from inversion.dgp.init import sample_labels  # DGP's class pick, for every method
 
         labels = sample_labels(prior, operator, y, seeds, labels, cfg.label_candidates)

@@ -24,6 +24,7 @@ _LAZY = {
     "GLO": "lcm.modules",
     "LCM": "lcm.modules",
     "LatentTable": "lcm.modules",
+    "AutoEncoder": "lcm.autoencoder",
 }
 
 __all__ = ["Prior", "from_unit", "to_unit", "load_prior", *_LAZY]

@@ -80,6 +80,7 @@ def load_prior(
         FileNotFoundError: no file at ``path``.
         ValueError: truncated/corrupt file, a checkpoint of another kind, or an image-shape mismatch.
     """
+    import lcm.autoencoder  # noqa: F401 - registers the "ae" kind in MODULES
     from lcm.modules import FORMAT_VERSION, MODULES
 
     path = Path(path)

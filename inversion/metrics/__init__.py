@@ -23,6 +23,7 @@ from inversion.metrics.perceptual import (
     OfflinePerceptualDistance,
     frechet_distance,
 )
+from inversion.metrics.vgg import FeatureMSE, VGG16Features, feature_metric
 
 __all__ = [
     "mse",
@@ -41,4 +42,7 @@ __all__ = [
     "OfflinePerceptualDistance",
     "FrechetFeatureDistance",
     "frechet_distance",
+    "FeatureMSE",
+    "VGG16Features",
+    "feature_metric",
 ]
