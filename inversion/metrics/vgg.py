@@ -16,14 +16,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from inversion.metrics.perceptual import (
-    _IMAGENET_MEAN,
-    _IMAGENET_STD,
     LPIPS_BACKBONE_FILES,
     EfficientNetLite0Features,
     FeatureExtractor,
     _to_rgb,
 )
 from inversion.operators.functional import check_image
+from lcm.features import _IMAGENET_MEAN, _IMAGENET_STD
 
 __all__ = ["VGG16_RELU", "FeatureMSE", "VGG16Features", "feature_metric"]
 
