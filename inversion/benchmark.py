@@ -202,6 +202,9 @@ def run(
         json.dumps({"meta": meta, "speed": speed, "quality": quality}, indent=1).encode(),
     )
     print(md)
+    from inversion.report import markdown_report
+
+    print(f"report: {markdown_report(out, title='CSGM / IAGAN benchmark')}")
     return {"speed": speed, "quality": quality}
 
 

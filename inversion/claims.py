@@ -752,6 +752,9 @@ def run(
     out = Path(output)
     atomic_write_bytes(out / "claims.json", json.dumps({"meta": meta, "claims": summary}, indent=1).encode())
     atomic_write_bytes(out / "claims.md", md.encode())
+    from inversion.report import markdown_report
+
+    markdown_report(out, "claims.md", title="The papers' claims, measured")
     print(md, flush=True)
     return {"meta": meta, "claims": summary}
 

@@ -30,6 +30,7 @@ __all__ = [
     "compare",
     "compare_main",
     "exploration_report",
+    "markdown_report",
     "figure_report",  # re-exported from callbacks.report
     "load_run",
     "mean_ci",
@@ -440,3 +441,36 @@ def exploration_report(out: str | Path, summary_name: str = "summary.json") -> P
     ]
     info = {k: v for k, v in summary.items() if k != "images"}
     return figure_report(out, f"e-GLASS exploration: {data} {task}", figures, info=info, tables=tables)
+
+
+def markdown_report(out: str | Path, md_name: str = "results.md", title: str | None = None) -> Path:
+    """``<out>/report.html`` of a benchmark from the markdown it wrote (``md_name``): its ``#`` headings,
+    ``|`` tables and text, then every PNG beside it (figures of that benchmark, e.g. grids)."""
+    out = Path(out)
+    lines = (out / md_name).read_text().splitlines()
+    body, rows = [], []
+
+    def flush() -> None:
+        cells = [[c.strip() for c in r.strip().strip("|").split("|")] for r in rows]
+        cells = [c for c in cells if not all(set(x) <= set("-: ") for x in c)]  # drop |---| rules
+        if cells:
+            body.append(table(cells[0], cells[1:]))
+        rows.clear()
+
+    for line in lines:
+        if line.lstrip().startswith("|"):
+            rows.append(line)
+            continue
+        flush()
+        if line.startswith("#"):
+            level = min(len(line) - len(line.lstrip("#")), 3)
+            body.append(f"<h{level + 1}>{html.escape(line.lstrip('#').strip())}</h{level + 1}>")
+        elif line.strip():
+            body.append(f"<p>{html.escape(line)}</p>")
+    flush()
+    for png in sorted(out.glob("*.png")):
+        body += [f"<h2>{html.escape(png.name)}</h2>", img_tag(png.read_bytes(), png.name, min_width=480)]
+    name = title or f"{out.name}: {md_name}"
+    path = out / "report.html"
+    atomic_write_bytes(path, page(name, [f"<h1>{html.escape(name)}</h1>", *body]))
+    return path

@@ -172,6 +172,21 @@ def test_eglass_benchmark_writes_its_report(tmp_path):
     args += ["--etas", "1", "2", "--max-rounds", "1", "--init-tries", "1"]
     benchmark.main([*args, "--restart-batch", "2", "--threads", "1", "--out", str(out)])
     sizes, alts = _images(out / "report.html")
-    assert all(w > 0 for w in sizes)
+    assert all(w > 0 and h > 0 for w, h in sizes)
     page = (out / "report.html").read_text()
     assert "Mean over images" in page and "free part" in page and "e-GLASS exploration" in page
+
+
+def test_markdown_report_of_a_benchmark_has_its_tables_and_figures(tmp_path):
+    from inversion.io import save_png
+
+    out = tmp_path / "bench"
+    out.mkdir()
+    md = "# Bench\n\nnote <b>\n\n| method | PSNR |\n|---|---|\n| CSGM | 21.5 |\n| IAGAN | 24.9 |\n"
+    (out / "results.md").write_text(md)
+    save_png(torch.rand(1, 8, 8), out / "grid.png")
+    page = report.markdown_report(out, title="t").read_text()
+    assert "<h2>Bench</h2>" in page and "&lt;b&gt;" in page  # text escaped
+    assert page.count("<tr>") == 3 and "24.9" in page and "---" not in page  # rule row dropped
+    sizes, alts = _images(out / "report.html")
+    assert alts == ["grid.png"] and all(w > 0 and h > 0 for w, h in sizes)
