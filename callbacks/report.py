@@ -232,3 +232,23 @@ class PriorReport(pl.Callback):
         tables = [("Last logged values", ["metric", "value", "at step"], last)] if last else []
         path = figure_report(root, title, figures, info=hp, tables=tables, intro=f"stopped at {reach}")
         print(f"[lcm] training report: {path}", file=sys.stderr)
+
+
+def json_report(folder: str | Path, title: str, data: object) -> Path:
+    """``<folder>/report.html`` of a numbers-only benchmark: every scalar of ``data`` (nested dicts and
+    lists flattened to dotted keys) in one table, then ``data`` itself as JSON."""
+    rows: list[list[object]] = []
+
+    def walk(prefix: str, v: object) -> None:
+        if isinstance(v, dict):
+            for k, x in v.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), x)
+        elif isinstance(v, list | tuple):
+            for i, x in enumerate(v):
+                walk(f"{prefix}[{i}]", x)
+        else:
+            rows.append([prefix, f"{v:.4g}" if isinstance(v, float) else v])
+
+    walk("", data)
+    tables = [("Results", ["key", "value"], rows)]
+    return figure_report(folder, title, [], info={"results": data}, tables=tables)

@@ -199,6 +199,9 @@ def main(argv: list[str] | None = None) -> dict:
             flush=True,
         )
     _write_json(results, Path(args.out))
+    from callbacks.report import json_report
+
+    print(f"report: {json_report(Path(args.out).parent, 'Prior benchmark (lcm.benchmark)', results)}")
     print(f"wrote {args.out}")
     return results
 

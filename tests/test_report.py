@@ -190,3 +190,12 @@ def test_markdown_report_of_a_benchmark_has_its_tables_and_figures(tmp_path):
     assert page.count("<tr>") == 3 and "24.9" in page and "---" not in page  # rule row dropped
     sizes, alts = _images(out / "report.html")
     assert alts == ["grid.png"] and all(w > 0 and h > 0 for w, h in sizes)
+
+
+def test_json_report_of_a_speed_benchmark_lists_every_number(tmp_path):
+    from callbacks.report import json_report
+
+    data = {"dgp_step_s": {"ours": 2.7, "published": 3.13}, "rows": [{"space": "w+", "s": 1.26}]}
+    page = json_report(tmp_path, "speed", data).read_text()
+    for key, value in (("dgp_step_s.ours", "2.7"), ("dgp_step_s.published", "3.13"), ("rows[0].s", "1.26")):
+        assert f">{key}</td>" in page and f">{value}</td>" in page

@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--reference", choices=["auto", "deepinv", "torch"], default="auto")
+    parser.add_argument("--output", default=None, help="folder for report.html (the table below)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -112,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print(f"operators vs {ref_name}; batch {tuple(x.shape)}, 1 thread, median of {args.rounds} rounds")
     print(f"{'operator':28s} {'call':10s} {'ours ms':>9s} {'ref ms':>9s} {'ours/ref':>9s}")
+    rows = []
     for name, op, kind in cases:
         if kind == "inpaint":
             op._mask_ref = op.mask_for(x)
@@ -130,6 +132,12 @@ def main(argv: list[str] | None = None) -> int:
                 args.calls,
             )
             print(f"{name:28s} {call:10s} {t_ours:9.3f} {t_ref:9.3f} {t_ours / t_ref:9.2f}")
+            rows.append({"operator": name, "call": call, "ours_ms": t_ours, "ref_ms": t_ref})
+    if args.output:
+        from callbacks.report import json_report
+
+        meta = {"reference": ref_name, "batch": list(x.shape), "threads": 1, "rounds": args.rounds}
+        print(f"report: {json_report(args.output, 'Operators vs ' + ref_name, {'meta': meta, 'rows': rows})}")
     return 0
 
 

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import torch
 
@@ -191,6 +192,7 @@ def _median(v: list[float]) -> float:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m lcm.architectures.benchmark_biggan", description=__doc__)
     p.add_argument("--steps", type=int, default=4, help="DGP steps per fit")
+    p.add_argument("--output", default=None, help="folder for results.json and report.html")
     p.add_argument("--blocks", type=int, default=2, help="DGP groups fine-tuned (DGP's ft_num)")
     p.add_argument("--candidates", type=int, default=16, help="candidates of the best-of-N start (DGP: 500)")
     p.add_argument("--candidate-batch", type=int, default=8)
@@ -236,6 +238,13 @@ def main(argv: list[str] | None = None) -> dict:
         "same_candidate_chosen": res["batched"]["index"] == res["single"]["index"],
     }
     print(json.dumps(res, indent=1))
+    if args.output:
+        from callbacks.report import json_report
+        from datamodules._common import atomic_write
+
+        out = Path(args.output)
+        atomic_write(out / "results.json", lambda f: f.write(json.dumps(res, indent=1).encode()))
+        json_report(out, "BigGAN-128 DGP benchmark", res)
     return res
 
 

@@ -19,6 +19,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
@@ -142,6 +143,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         from inversion.io import atomic_write_bytes
 
         atomic_write_bytes(a.output, json.dumps(rows, indent=2).encode())
+        from callbacks.report import json_report
+
+        json_report(Path(a.output).parent, "StyleGAN2-ADA benchmark", rows)
     return rows
 
 
