@@ -68,6 +68,7 @@ class PriorModule(pl.LightningModule):
         self.image_shape = (int(channels), int(resolution), int(resolution))
         self.sample_every_n_steps = int(sample_every_n_steps)
         self._sample_mark = 0
+        self._sampled_step = -1  # the step whose sample grid is written (each step once)
         self.val_fit_steps, self.val_fd_images = int(val_fit_steps), int(val_fd_images)
         self._fd = FrechetTracker(self.val_fd_images)
 
@@ -100,8 +101,9 @@ class PriorModule(pl.LightningModule):
         return Path(root) / "samples"
 
     def log_samples(self, n: int = 64) -> None:
-        if self.trainer is None or self.trainer.sanity_checking:
-            return
+        if self.trainer is None or self.trainer.sanity_checking or self._sampled_step == self.global_step:
+            return  # the same step's grid is asked for by the periodic, checkpoint and end hooks
+        self._sampled_step = self.global_step  # every rank: global_step agrees, so all skip or none
         directory = self._sample_dir()  # trainer.log_dir is a collective (broadcast): every rank asks
         if not self.trainer.is_global_zero:
             return
