@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from callbacks.report import figure_png, figure_report, img_tag, page, png_bytes, table
+from callbacks.report import figure_png, figure_report, img_tag, page, png_bytes, table, write_page
 from inversion.io import atomic_write_bytes, load_image
 
 __all__ = [
@@ -471,6 +471,4 @@ def markdown_report(out: str | Path, md_name: str = "results.md", title: str | N
     for png in sorted(out.glob("*.png")):
         body += [f"<h2>{html.escape(png.name)}</h2>", img_tag(png.read_bytes(), png.name, min_width=480)]
     name = title or f"{out.name}: {md_name}"
-    path = out / "report.html"
-    atomic_write_bytes(path, page(name, [f"<h1>{html.escape(name)}</h1>", *body]))
-    return path
+    return write_page(out / "report.html", name, [f"<h1>{html.escape(name)}</h1>", *body])
