@@ -8,8 +8,8 @@ batch do not interact; each image keeps its best iterate (IAGAN, "minimal object
 with ``keep="last"``, its final one (DGP).
 
 Generator fine-tuning gives each image a private generator copy, from the first stage that trains
-the generator: ``batching="sequential"`` (a ``deepcopy`` per image; the CPU default, see the
-measurements in shared/DESIGN.md) or ``batching="vmap"`` (stacked weights through
+the generator: ``batching="sequential"`` (a ``deepcopy`` per image; the CPU default: batched private weights
+fall out of cache and do not pay there) or ``batching="vmap"`` (stacked weights through
 ``torch.func.functional_call`` + ``vmap``). BatchNorm runs on running statistics during fits.
 """
 
@@ -187,7 +187,7 @@ class InversionModule(pl.LightningModule):
     # -- Lightning plumbing ----------------------------------------------------------------
     def train(self, mode: bool = True):
         super().train(mode)
-        self.prior.eval()  # BatchNorm on running statistics during fits (shared/DESIGN.md)
+        self.prior.eval()  # BatchNorm on running statistics: shared, unbatched buffers
         return self
 
     def configure_optimizers(self):

@@ -1,4 +1,4 @@
-"""The prior interface that every restoration method consumes (shared/DESIGN.md).
+"""The prior interface that every restoration method consumes.
 
 A :class:`Prior` wraps a trained generator (and, where the model has them, a critic, a mapping
 network and a latent ConvNet) behind one set of calls that work in image range ``[0, 1]``:
@@ -60,7 +60,7 @@ class UnitRangeCritic(nn.Module):
 
 
 class Prior(nn.Module):
-    """A trained image prior behind the interface of shared/DESIGN.md (see module docstring)."""
+    """A trained image prior behind the interface every method consumes (see module docstring)."""
 
     def __init__(
         self,
