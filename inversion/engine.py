@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from inversion.operators.base import forward_operator
 from inversion.stages import Stage, as_stages
 from lcm.prior import Prior, to_unit
 
@@ -160,6 +161,8 @@ class InversionModule(pl.LightningModule):
         self.prior = prior
         # not a submodule: the operator stays where the caller put it (on y's device)
         self.__dict__["operator"] = operator
+        # A without the NaN scan: x is the generator's own output (y was checked once by the method)
+        self.__dict__["_forward"] = forward_operator(operator, check=False)
         self.stages = as_stages(stages)
         self.loss_terms = dict(loss_terms or {})
         for s in self.stages:
@@ -344,7 +347,7 @@ class InversionModule(pl.LightningModule):
     def objective(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-image objective and measurement MSE, both ``(B,)``."""
         stage = self.stage
-        ax = self.operator.A(x)
+        ax = self._forward(x)
         mse = (ax - self.y).pow(2).flatten(1).mean(dim=1)
         obj = torch.zeros_like(mse)
         ctx = None

@@ -233,6 +233,22 @@ def test_bad_input_raises(call, word):
         call()
 
 
+def test_check_false_skips_only_the_nan_scan():
+    """The loops' ``check=False`` path: same map, NaN passes through; shape errors still raise."""
+    op, x = Inpainting("center", box_size=0.5), torch.rand(2, 3, 16, 16)
+    assert torch.equal(op.A(x, check=False), op.A(x))
+    assert torch.equal(op.A_adjoint(x, check=False), op.A_adjoint(x))
+    bad = x.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        op.A(bad)
+    with pytest.raises(ValueError, match="NaN"):
+        op.A_adjoint(bad)
+    assert torch.isnan(op.A(bad, check=False)).any()
+    with pytest.raises(ValueError, match="channels"):
+        Colorization().A(torch.rand(1, 1, 8, 8), check=False)
+
+
 def test_mask_shape_mismatch_raises():
     op = Inpainting()
     op.set_mask(torch.ones(2, 1, 10, 10))

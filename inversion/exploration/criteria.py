@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from inversion.exploration.geometry import forward_operator
+from inversion.operators.base import forward_operator
 
 Tensor = torch.Tensor
 

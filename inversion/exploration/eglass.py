@@ -33,9 +33,9 @@ from inversion.exploration.geometry import (
     LatentGeometry,
     as_single_latent,
     eval_mode,
-    forward_operator,
     latent_geometry,
 )
+from inversion.operators.base import forward_operator
 
 Tensor = torch.Tensor
 

@@ -26,6 +26,8 @@ import torch
 from torch import nn
 from torch.func import grad, jvp, vjp, vmap
 
+from inversion.operators.base import forward_operator
+
 Tensor = torch.Tensor
 Matvec = Callable[[Tensor], Tensor]
 EigMethod = Literal["auto", "eigh", "lanczos"]
@@ -47,16 +49,6 @@ def eval_mode(*objects: object) -> Iterator[None]:
     finally:
         for m, flag in saved:
             m.training = flag
-
-
-def forward_operator(operator: object) -> Callable[[Tensor], Tensor]:
-    """The noiseless forward map of ``operator``: its ``A`` method if it has one, else the callable itself."""
-    fn = getattr(operator, "A", operator)
-    if not callable(fn):
-        raise ValueError(
-            f"operator must have a callable `A(x)` or be callable itself, got {type(operator).__name__}"
-        )
-    return fn
 
 
 def as_single_latent(z0: Tensor, latent_shape: Sequence[int] | None) -> Tensor:

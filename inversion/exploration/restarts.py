@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from inversion.exploration.criteria import Distinctness, Feasibility, check_row_independent
-from inversion.exploration.geometry import eval_mode, forward_operator
+from inversion.exploration.geometry import eval_mode
+from inversion.operators.base import forward_operator
 
 Tensor = torch.Tensor
 
@@ -193,7 +194,7 @@ def fit_solutions(
     criterion = criterion or Feasibility()
     tol = criterion.tolerance(operator, y)
     stop = tol if stop_tol is None else float(stop_tol)
-    a_fn = forward_operator(operator)
+    a_fn = forward_operator(operator, check=False)  # its own generator's images, every step
     project = getattr(prior, "project_latent", None)
     z = init.detach().clone()
     if project is not None:

@@ -5,7 +5,7 @@ operators holding buffers, a :class:`LinearOperator` base with ``A``, ``A_adjoin
 ``adjointness_error``, and :func:`back_project` (IAGAN eq. 10).
 """
 
-from inversion.operators.base import LinearOperator, Operator, back_project
+from inversion.operators.base import LinearOperator, Operator, back_project, forward_operator
 from inversion.operators.composite import Composite
 from inversion.operators.compressed_sensing import CompressedSensing
 from inversion.operators.pointwise import Colorization, Denoising, Inpainting
@@ -15,6 +15,7 @@ __all__ = [
     "Operator",
     "LinearOperator",
     "back_project",
+    "forward_operator",
     "Denoising",
     "Inpainting",
     "SuperResolution",

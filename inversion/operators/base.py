@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import copy
+import functools
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from inversion.operators.functional import batch_dot, check_image, has_nan, least_squares
 
-__all__ = ["Operator", "LinearOperator", "back_project"]
+__all__ = ["Operator", "LinearOperator", "back_project", "forward_operator"]
 
 
 class Operator(nn.Module):
@@ -37,13 +39,17 @@ class Operator(nn.Module):
     def _forward_op(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def A(self, x: torch.Tensor) -> torch.Tensor:
+    def A(self, x: torch.Tensor, check: bool = True) -> torch.Tensor:
         """Noiseless measurement.
+
+        ``check=False`` skips the NaN scan of ``x`` (the shape checks stay): for callers whose ``x`` is
+        their own network's output, e.g. the restoration loop, where the scan would cost as much as a
+        cheap operator itself.
 
         Shape:
             x: (B, C, H, W) in [0, 1] -> operator specific, (B, C', H', W') or (B, m).
         """
-        check_image(x, "x", self.in_channels)
+        check_image(x, "x", self.in_channels, values=check)
         return self._forward_op(x)
 
     def noise(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -130,15 +136,17 @@ class LinearOperator(Operator):
     def _adjoint(self, y: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        """Exact adjoint ``A^T y`` under the real inner product. Output has the shape of ``x``."""
-        if has_nan(y):
+    def A_adjoint(self, y: torch.Tensor, check: bool = True) -> torch.Tensor:
+        """Exact adjoint ``A^T y`` under the real inner product. Output has the shape of ``x``.
+        ``check=False``: no NaN scan of ``y`` (see :meth:`A`)."""
+        if check and has_nan(y):
             raise ValueError("`y` contains NaN values")
         return self._adjoint(y)
 
-    def A_dagger(self, y: torch.Tensor) -> torch.Tensor:
-        """Pseudo-inverse ``A^+ y``: the minimum-norm least-squares solution, for any ``y``."""
-        if has_nan(y):
+    def A_dagger(self, y: torch.Tensor, check: bool = True) -> torch.Tensor:
+        """Pseudo-inverse ``A^+ y``: the minimum-norm least-squares solution, for any ``y``.
+        ``check=False``: no NaN scan of ``y`` (see :meth:`A`)."""
+        if check and has_nan(y):
             raise ValueError("`y` contains NaN values")
         return self._dagger(y)
 
@@ -176,3 +184,19 @@ def back_project(x: torch.Tensor, y: torch.Tensor, operator: LinearOperator) -> 
     if not getattr(operator, "linear", False):
         raise ValueError(f"`operator` must be linear for back-projection, got {type(operator).__name__}")
     return x + operator.A_dagger(y - operator.A(x))
+
+
+def forward_operator(operator: object, check: bool = True) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The noiseless forward map of ``operator``: its ``A`` method if it has one, else the callable itself.
+
+    ``check=False`` (an :class:`Operator`'s ``A`` only): without the NaN scan, for loops that measure
+    their own network's output every step.
+    """
+    fn = getattr(operator, "A", operator)
+    if not callable(fn):
+        raise ValueError(
+            f"operator must have a callable `A(x)` or be callable itself, got {type(operator).__name__}"
+        )
+    if not check and isinstance(operator, Operator):
+        return functools.partial(operator.A, check=False)
+    return fn

@@ -3,7 +3,9 @@
 ``python -m inversion.operators.benchmark`` times ``A``, ``A_adjoint`` and ``A_dagger`` of Blur (each
 padding), Inpainting and Denoising on a (16, 3, 64, 64) batch with one thread, interleaving the two
 sides round by round and reporting the median time per call and the ratio ours / reference (< 1:
-ours is faster). The reference is deepinv when it is importable (it is not a dependency of the
+ours is faster). ``A`` and ``A_adjoint`` of ours are timed twice: as users call them (with the NaN scan
+of the input) and with ``check=False``, as the restoration loops call ``A`` on their generator's output
+(deepinv scans nothing). The reference is deepinv when it is importable (it is not a dependency of the
 package: ``pip install deepinv==0.5.*`` to compare against it); otherwise a straightforward reference
 written here with ``torch.nn.functional`` (grouped ``conv2d`` / ``conv_transpose2d``, mask products),
 and the table says which.
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         ("Denoising", Denoising(0.1), "denoise"),
     ]
     print(f"operators vs {ref_name}; batch {tuple(x.shape)}, 1 thread, median of {args.rounds} rounds")
-    print(f"{'operator':28s} {'call':10s} {'ours ms':>9s} {'ref ms':>9s} {'ours/ref':>9s}")
+    print(f"{'operator':28s} {'call':24s} {'ours ms':>9s} {'ref ms':>9s} {'ours/ref':>9s}")
     rows = []
     for name, op, kind in cases:
         if kind == "inpaint":
@@ -125,14 +127,16 @@ def main(argv: list[str] | None = None) -> int:
         else:
             ref = _plain_reference(op, kind)
         for call, fn in ref.items():
-            t_ours, t_ref = time_pair(
-                lambda f=getattr(op, call): f(x),  # noqa: B008
-                lambda g=fn: g(x),
-                args.rounds,
-                args.calls,
-            )
-            print(f"{name:28s} {call:10s} {t_ours:9.3f} {t_ref:9.3f} {t_ours / t_ref:9.2f}")
-            rows.append({"operator": name, "call": call, "ours_ms": t_ours, "ref_ms": t_ref})
+            for check in (True, False) if call != "A_dagger" else (True,):
+                label = call if check else f"{call} (check=False)"
+                t_ours, t_ref = time_pair(
+                    lambda f=getattr(op, call), c=check: f(x, check=c),  # noqa: B008
+                    lambda g=fn: g(x),
+                    args.rounds,
+                    args.calls,
+                )
+                print(f"{name:28s} {label:24s} {t_ours:9.3f} {t_ref:9.3f} {t_ours / t_ref:9.2f}")
+                rows.append({"operator": name, "call": label, "ours_ms": t_ours, "ref_ms": t_ref})
     if args.output:
         from callbacks.report import json_report
 

@@ -42,8 +42,8 @@ __all__ = [
 ]
 
 
-def check_image(x: torch.Tensor, name: str = "x", channels: int | None = None) -> None:
-    """Validate a batched image: 4-D, floating point, no NaN, optional channel count.
+def check_image(x: torch.Tensor, name: str = "x", channels: int | None = None, values: bool = True) -> None:
+    """Validate a batched image: 4-D, floating point, optional channel count, and (``values``) no NaN.
 
     Raises:
         ValueError: naming ``name`` when the check fails.
@@ -55,7 +55,7 @@ def check_image(x: torch.Tensor, name: str = "x", channels: int | None = None) -
         raise ValueError(f"`{name}` must be a floating point tensor, got {x.dtype}")
     if channels is not None and x.shape[1] != channels:
         raise ValueError(f"`{name}` must have {channels} channels, got {x.shape[1]} (shape {tuple(x.shape)})")
-    if has_nan(x):
+    if values and has_nan(x):
         raise ValueError(f"`{name}` contains NaN values")
 
 
