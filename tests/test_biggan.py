@@ -293,6 +293,27 @@ def test_eglass_explore_on_biggan():
     assert res.latents.shape[1:] == (120,) and torch.isfinite(res.latents).all()
 
 
+@pytest.mark.parametrize("starts", [1, 2])  # one start: a plain copy; several: vmap over stacked weights
+def test_restart_fits_finetune_biggan(starts):
+    """The IAGAN-style fit of e-GLASS's start and of the restarts fine-tunes a BigGAN copy; its unused
+    parameters (DGP's instance-norm weights, for the BN->IN option) get no gradient and stay."""
+    from inversion.exploration import Feasibility, fit_solutions
+    from inversion.operators import SuperResolution
+
+    prior = tiny_biggan().requires_grad_(False)
+    op = SuperResolution(factor=4)
+    y = op.A(_target(prior, 1))
+    init = prior.sample_latent(starts, generator=torch.Generator().manual_seed(1))
+    crit = Feasibility(rel_tol=1e-6)  # never met: every step runs
+    fit = fit_solutions(prior, op, y, init, crit, z_steps=1, finetune_steps=2, labels=torch.tensor([1]))
+    assert (fit.steps == 3).all() and torch.isfinite(fit.images).all()
+    ref = prior.generator.state_dict()
+    for gen in fit.generators:
+        new = gen.state_dict()
+        assert torch.equal(new["blocks.1.0.in1.weight"], ref["blocks.1.0.in1.weight"])
+        assert not torch.equal(new["blocks.1.0.conv1.weight"], ref["blocks.1.0.conv1.weight"])
+
+
 def _photos(folder: Path) -> Path:
     from PIL import Image
     from skimage import data

@@ -583,3 +583,23 @@ def test_finetune_phase_is_per_start_and_batch_independent():
             pair.images[1:], GeneratorPrior(prior, pair.generators[1])(pair.latents[1:])
         )
         assert float(pair.residuals.max()) < float(crit.residual(op, prior(init), y).min())
+
+
+@pytest.mark.parametrize("data", ["folder", "samples"])
+def test_benchmark_takes_a_folder_of_images_or_the_priors_samples(tmp_path, data):
+    """``--data DIR`` (photos for a published generator) and ``--data samples`` (a random-weight one)."""
+    from inversion.exploration import benchmark
+    from inversion.io import save_png
+
+    if data == "folder":
+        data = tmp_path / "photos"
+        data.mkdir()
+        for i in range(2):  # RGB files at another size: loaded gray at the prior's 32 px
+            save_png(torch.rand(3, 40, 48), data / f"p{i}.png")
+    args = ["--tiny-prior", "--tiny-steps", "3", "--tiny-latent", "4", "--num-images", "2"]
+    args += ["--data", str(data)]
+    args += ["--num-solutions", "2", "--z-steps", "3", "--finetune-steps", "3", "--num-k", "2", "--etas", "1"]
+    args += ["--max-rounds", "1", "--init-tries", "1", "--restart-batch", "2", "--out", str(tmp_path / "o")]
+    summary = benchmark.main(args)
+    assert summary["num_images"] == 2 and summary["data"] == str(data)
+    assert all(r["eglass"]["seconds"] > 0 and r["restarts"]["restarts"] == 2 for r in summary["images"])

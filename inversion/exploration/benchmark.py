@@ -2,7 +2,13 @@
 
     python -m inversion.exploration.benchmark --prior /path/wgangp/last.ckpt --data fashion-mnist --task sr
     python -m inversion.exploration.benchmark --prior /path/wgangp_emoji/last.ckpt --data emoji --task inpaint
+    python -m inversion.exploration.benchmark --prior G_ema.pth --data photos/ --task sr --label 0
     python -m inversion.exploration.benchmark --tiny-prior        # no checkpoint: fits a tiny VAE stand-in
+
+``--data``: ``fashion-mnist`` / ``emoji`` (their test splits), a folder of image files (any photos,
+loaded at the prior's resolution), or ``samples``: the prior's own images from latents drawn with a seed
+no start uses -- for a network with random weights (the tiny BigGAN of the tests), which has no held-out
+data and cannot fit a photo. ``--label``: the class of a class-conditional prior, the same for both methods.
 
 Same prior, same held-out test images, same operator, one run, one process, and for both methods the same
 :class:`Feasibility` criterion object (``--rel-tol``), the same :class:`Distinctness` rule and the same
@@ -124,6 +130,13 @@ def _operator(task: str):
 
 
 def _held_out(data: str, n: int, resolution: int, channels: int, seed: int) -> Tensor:
+    if Path(data).is_dir():
+        from datamodules.images import list_image_files, load_image
+
+        files = sorted(list_image_files(data))[:n]
+        if not files:
+            raise ValueError(f"--data {data!r} holds no image files")
+        return torch.stack([load_image(f, resolution, channels) for f in files])
     if data == "fashion-mnist":
         from datamodules.fashion_mnist import FashionMNISTDataset
 
@@ -133,7 +146,7 @@ def _held_out(data: str, n: int, resolution: int, channels: int, seed: int) -> T
 
         ds = EmojiDataset("test", resolution=resolution, split_limit=n, seed=seed)
     else:
-        raise ValueError(f"--data must be 'fashion-mnist' or 'emoji', got {data!r}")
+        raise ValueError(f"--data must be 'fashion-mnist', 'emoji' or a folder of images, got {data!r}")
     x = torch.stack([ds[i]["image"] for i in range(min(n, len(ds)))])
     if x.shape[1] != channels:
         raise ValueError(
@@ -164,9 +177,21 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         )
         prior_info["kind"] = "tiny-vae (benchmark stand-in)"
     prior.requires_grad_(False)
+    ncls = int(getattr(prior, "num_classes", 0) or 0)
+    if ncls and not 0 <= args.label < ncls:
+        raise ValueError(f"--label {args.label} outside the prior's {ncls} classes")
+    labels = torch.tensor([args.label]) if ncls else None
+    prior_info["label"] = args.label if ncls else None
     c, h, _ = prior.image_shape
     op = _operator(args.task)
-    truths = _held_out(args.data, args.num_images, h, c, args.seed)
+    if args.data == "samples":
+        g = torch.Generator().manual_seed(10_000_019 + args.seed)  # no start of either method uses it
+        with torch.no_grad():
+            lab = None if labels is None else labels.expand(args.num_images)
+            truths = prior(prior.sample_latent(args.num_images, generator=g), lab)
+    else:
+        truths = _held_out(args.data, args.num_images, h, c, args.seed)
+    tag = Path(args.data).name if Path(args.data).is_dir() else args.data  # in the output file names
     criterion = Feasibility(rel_tol=args.rel_tol)
     distinct = Distinctness(min_image_distance=args.min_image_distance, min_angle=args.min_angle)
     fit_kw = {"z_steps": args.z_steps, "finetune_steps": args.finetune_steps}
@@ -181,11 +206,13 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     # warm-up (first-call overheads out of the timings)
     with torch.no_grad():
         y_warm = op.A(truths[:1])
-    warm = fit_solutions(prior, op, y_warm, prior.sample_latent(2), criterion, z_steps=3, finetune_steps=3)
+    warm = fit_solutions(
+        prior, op, y_warm, prior.sample_latent(2), criterion, z_steps=3, finetune_steps=3, labels=labels
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        start = fit_start(prior, op, y_warm, criterion, z_steps=3, finetune_steps=3)
-        explore(start, op, y_warm, prior=prior, **{**eg_kw, "num_solutions": 1})
+        start = fit_start(prior, op, y_warm, criterion, z_steps=3, finetune_steps=3, labels=labels)
+        explore(start, op, y_warm, prior=prior, labels=labels, **{**eg_kw, "num_solutions": 1})
     del warm
 
     rows = []
@@ -198,13 +225,15 @@ def run_benchmark(args: argparse.Namespace) -> dict:
             t0 = time.perf_counter()
             for tries in range(1, args.init_tries + 1):  # an infeasible start: refit from the next seed
                 seed = args.seed + 7919 * i + 104723 * (tries - 1)
-                start = fit_start(prior, op, y, criterion, margin=args.margin, seed=seed, **fit_kw)
+                start = fit_start(
+                    prior, op, y, criterion, margin=args.margin, seed=seed, labels=labels, **fit_kw
+                )
                 with torch.no_grad():
                     start_res = float(criterion.residual(op, start.raw, y)[0])
                 if start_res <= criterion.tolerance(op, y):
                     break
             t_mid = time.perf_counter()
-            res = explore(start, op, y, prior=prior, **eg_kw)
+            res = explore(start, op, y, prior=prior, labels=labels, **eg_kw)
             t_eg = time.perf_counter() - t0
             t1 = time.perf_counter()
             rs = restart_solutions(
@@ -217,6 +246,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
                 batch=args.restart_batch,
                 max_rounds=args.max_rounds,
                 seed=args.seed + 104729 * (i + 1),
+                labels=labels,
                 **fit_kw,
             )
             t_rs = time.perf_counter() - t1
@@ -270,10 +300,10 @@ def run_benchmark(args: argparse.Namespace) -> dict:
             flush=True,
         )
         if res.num_solutions:
-            res.save_grid(out / f"eglass_{args.data}_{args.task}_{i}.png", nrow=11)
+            res.save_grid(out / f"eglass_{tag}_{args.task}_{i}.png", nrow=11)
         if rs.selected:
             save_image_grid(
-                torch.cat([x_true, rs.solutions]), out / f"restarts_{args.data}_{args.task}_{i}.png", nrow=11
+                torch.cat([x_true, rs.solutions]), out / f"restarts_{tag}_{args.task}_{i}.png", nrow=11
             )
 
     def mean(method: str, key: str) -> float:
@@ -307,11 +337,11 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         ),
         "images": rows,
     }
-    atomic_write_bytes(out / f"summary_{args.data}_{args.task}.json", json.dumps(summary, indent=2).encode())
-    print(f"report: {exploration_report(out, f'summary_{args.data}_{args.task}.json')}")
+    atomic_write_bytes(out / f"summary_{tag}_{args.task}.json", json.dumps(summary, indent=2).encode())
+    print(f"report: {exploration_report(out, f'summary_{tag}_{args.task}.json')}")
     me, mr = summary["mean"]["eglass"], summary["mean"]["restarts"]
     print(
-        f"| {args.data} | {args.task} | {me['seconds']:.2f} ({summary['reached']['eglass']}/{len(rows)}) | "
+        f"| {tag} | {args.task} | {me['seconds']:.2f} ({summary['reached']['eglass']}/{len(rows)}) | "
         f"{mr['seconds']:.2f} ({summary['reached']['restarts']}/{len(rows)}) | "
         f"{summary['ratio_of_mean_seconds']:.2f}x | {me['pairwise_rms']:.3f} / {me['free']:.3f} | "
         f"{mr['pairwise_rms']:.3f} / {mr['free']:.3f} |"
@@ -328,7 +358,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--tiny-latent", type=int, default=16)
     p.add_argument("--tiny-steps", type=int, default=1500)
     p.add_argument("--task", choices=("sr", "inpaint"), default="sr")
-    p.add_argument("--data", choices=("fashion-mnist", "emoji"), default="fashion-mnist")
+    p.add_argument(
+        "--data",
+        default="fashion-mnist",
+        help="fashion-mnist, emoji (test splits), a folder of images, or samples",
+    )
+    p.add_argument("--label", type=int, default=0, help="class of a class-conditional prior (both methods)")
     p.add_argument("--num-images", type=int, default=3)
     p.add_argument("--num-solutions", type=int, default=10)
     p.add_argument(

@@ -277,7 +277,11 @@ def fit_solutions(
                 loss, go = residual_loss(images_of(zz, params, rows), rows)
                 if go.numel() == 0:
                     break
-                grads = torch.autograd.grad(loss, [zz, *leaves])
+                # allow_unused: parameters the forward does not use (DGP's BigGAN carries instance-norm
+                # weights for its BN->IN option) get zero gradients, so Adam leaves them as they are
+                grads = torch.autograd.grad(loss, [zz, *leaves], allow_unused=True)
+                wrt = [zz, *leaves]
+                grads = [torch.zeros_like(t) if g is None else g for g, t in zip(grads, wrt, strict=True)]
                 if single is not None:
                     grads = (grads[0], *(g.unsqueeze(0) for g in grads[1:]))
                 steps[rows[go]] += 1
