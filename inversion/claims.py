@@ -420,6 +420,16 @@ def _iagan_opts(r: Runner) -> dict:
     return {**_csgm_opts(r), "iagan_steps": r.steps(300)}
 
 
+def _preset(method: str, name: str) -> dict:
+    """The ``options`` of ``configs/inversion/<method>/<name>.yaml``."""
+    import yaml
+
+    from lcm.configs import config_dir
+
+    data = yaml.safe_load((config_dir() / "inversion" / method / f"{name}.yaml").read_text()) or {}
+    return dict(data.get("options") or {})
+
+
 def _dgp_preset(r: Runner, name: str) -> dict:
     from inversion.dgp.method import load_preset
 
@@ -511,7 +521,8 @@ def measure(r: Runner) -> dict[str, dict[str, list[float]]]:
 
     # CRI Fig. 5 / Table 4 (emoji colorization)
     color = Colorization()
-    cri = {
+    cri = {  # the colorization preset's weights (configs/inversion/cri/colorize.yaml), steps scaled
+        **{k: v for k, v in _preset("cri", "colorize").items() if k.startswith("lambda_")},
         "n_samples": max(64, round(10_000 * r.scale)),
         "offset_steps": r.steps(200),
         "tune_steps": r.steps(100),
