@@ -603,3 +603,20 @@ def test_benchmark_takes_a_folder_of_images_or_the_priors_samples(tmp_path, data
     summary = benchmark.main(args)
     assert summary["num_images"] == 2 and summary["data"] == str(data)
     assert all(r["eglass"]["seconds"] > 0 and r["restarts"]["restarts"] == 2 for r in summary["images"])
+
+
+def test_automatic_chunks_give_the_same_geometry(monkeypatch):
+    """``chunk_size=None`` splits the batched Jacobian products by image size (memory), values unchanged."""
+    from inversion.exploration import geometry as geo_module
+
+    prior, op = tiny_prior(10), Mask(6, keep_rows=3)
+    z0 = torch.randn(1, 10, generator=torch.Generator().manual_seed(2), dtype=DT)
+    whole = latent_geometry(prior, op, z0, method="eigh", chunk_size=10)
+    seen = []
+    real = geo_module.jacobian_rows
+    monkeypatch.setattr(geo_module, "jacobian_rows", lambda f, z, c: seen.append(c) or real(f, z, c))
+    monkeypatch.setattr(geo_module, "CHUNK_ELEMENTS", 3 * 36)  # 36-pixel images: 3 tangents a chunk
+    auto = latent_geometry(prior, op, z0, method="eigh")
+    assert seen == [3]
+    torch.testing.assert_close(auto.h_y, whole.h_y)
+    torch.testing.assert_close(auto.h_x, whole.h_x)
