@@ -160,6 +160,104 @@ def _range(values: Tensor) -> list[float] | None:
     return [float(values.min()), float(values.max())] if values.numel() else None
 
 
+def race(
+    prior,
+    op,
+    y: Tensor,
+    criterion: Feasibility,
+    distinct: Distinctness,
+    num_solutions: int = 10,
+    seed: int = 0,
+    restart_seed: int = 1,
+    margin: float = 0.5,
+    init_tries: int = 3,
+    restart_batch: int = 10,
+    max_rounds: int = 5,
+    labels: Tensor | None = None,
+    fit_kw: dict | None = None,
+    eg_kw: dict | None = None,
+):
+    """One image, both methods, one clock each: e-GLASS (its IAGAN-style start fit, refitted from the next
+    seed while infeasible, up to ``init_tries``; Hessians; search) and the restarts, to ``num_solutions``
+    distinct feasible solutions under the same ``criterion`` and ``distinct``.
+
+    Returns:
+        ``(row, exploration_result, restart_result)``: ``row`` holds both methods' seconds, counts,
+        residual ranges and diversity, and ``ratio`` = restart seconds / e-GLASS seconds.
+    """
+    fit_kw = dict(fit_kw or {})
+    eg_kw = {**(eg_kw or {}), "criterion": criterion, "distinct": distinct, "num_solutions": num_solutions}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        t0 = time.perf_counter()
+        for tries in range(1, init_tries + 1):  # an infeasible start: refit from the next seed
+            start_seed = seed + 104723 * (tries - 1)
+            start = fit_start(
+                prior, op, y, criterion, margin=margin, seed=start_seed, labels=labels, **fit_kw
+            )
+            with torch.no_grad():
+                start_res = float(criterion.residual(op, start.raw, y)[0])
+            if start_res <= criterion.tolerance(op, y):
+                break
+        t_mid = time.perf_counter()
+        res = explore(start, op, y, prior=prior, labels=labels, **eg_kw)
+        t_eg = time.perf_counter() - t0 - res.timings["raw_diagnostic"]  # Fig. 2's raw steps: untimed
+        t1 = time.perf_counter()
+        rs = restart_solutions(
+            prior,
+            op,
+            y,
+            num_solutions=num_solutions,
+            criterion=criterion,
+            distinct=distinct,
+            batch=restart_batch,
+            max_rounds=max_rounds,
+            seed=restart_seed,
+            labels=labels,
+            **fit_kw,
+        )
+        t_rs = time.perf_counter() - t1
+    sel = torch.tensor(res.selected, dtype=torch.long)
+    raw_sel = res.raw_residuals[sel] if sel.numel() else res.raw_residuals[:0]
+    row = {
+        "tolerance": res.tolerance,
+        "eglass": {
+            "seconds": t_eg,
+            "seconds_initial_fit": t_mid - t0,
+            "seconds_geometry": res.timings["geometry"],
+            "seconds_search": res.timings["search"],
+            "initial_fit_steps": int(start.config.get("steps", 0)),
+            "initial_fit_tries": tries,
+            "initial_finetuned": start.generators is not None,
+            "initial_residual": res.x0_residual,
+            "solutions": res.num_solutions,
+            "reached": res.num_solutions >= num_solutions,
+            "candidates": int(res.latents.shape[0]),
+            "feasible_candidates": res.num_feasible,
+            "directions_skipped": len(res.skipped),
+            "top_y": res.top_y,
+            "residual_range": _range(res.residuals[sel]) if sel.numel() else None,
+            "raw_vK_residual_range": _range(raw_sel),
+            "raw_vK_infeasible": int((raw_sel > res.tolerance).sum()),
+            **res.diversity(op),
+        },
+        "restarts": {
+            "seconds": t_rs,
+            "restarts": int(rs.latents.shape[0]),
+            "feasible": rs.num_feasible,
+            "solutions": len(rs.selected),
+            "reached": len(rs.selected) >= num_solutions,
+            "finetuned": int(rs.finetuned.sum()),
+            "mean_steps": float(rs.steps.float().mean()),
+            "residual_range": _range(rs.residuals[rs.selected]) if rs.selected else None,
+            **diversity(rs.solutions, op),
+        },
+        "warnings": sorted({str(w.message)[:200] for w in caught if "e-GLASS" in str(w.message)}),
+    }
+    row["ratio"] = t_rs / max(t_eg, 1e-12)
+    return row, res, rs
+
+
 def run_benchmark(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     if args.threads:
@@ -221,75 +319,25 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         x_true = truths[i : i + 1]
         with torch.no_grad():
             y = op.A(x_true)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UserWarning)
-            t0 = time.perf_counter()
-            for tries in range(1, args.init_tries + 1):  # an infeasible start: refit from the next seed
-                seed = args.seed + 7919 * i + 104723 * (tries - 1)
-                start = fit_start(
-                    prior, op, y, criterion, margin=args.margin, seed=seed, labels=labels, **fit_kw
-                )
-                with torch.no_grad():
-                    start_res = float(criterion.residual(op, start.raw, y)[0])
-                if start_res <= criterion.tolerance(op, y):
-                    break
-            t_mid = time.perf_counter()
-            res = explore(start, op, y, prior=prior, labels=labels, **eg_kw)
-            t_eg = time.perf_counter() - t0 - res.timings["raw_diagnostic"]  # Fig. 2's raw steps: untimed
-            t1 = time.perf_counter()
-            rs = restart_solutions(
-                prior,
-                op,
-                y,
-                num_solutions=args.num_solutions,
-                criterion=criterion,
-                distinct=distinct,
-                batch=args.restart_batch,
-                max_rounds=args.max_rounds,
-                seed=args.seed + 104729 * (i + 1),
-                labels=labels,
-                **fit_kw,
-            )
-            t_rs = time.perf_counter() - t1
-        sel = torch.tensor(res.selected, dtype=torch.long)
-        raw_sel = res.raw_residuals[sel] if sel.numel() else res.raw_residuals[:0]
-        row = {
-            "image": i,
-            "tolerance": res.tolerance,
-            "eglass": {
-                "seconds": t_eg,
-                "seconds_initial_fit": t_mid - t0,
-                "seconds_geometry": res.timings["geometry"],
-                "seconds_search": res.timings["search"],
-                "initial_fit_steps": int(start.config.get("steps", 0)),
-                "initial_fit_tries": tries,
-                "initial_finetuned": start.generators is not None,
-                "initial_residual": res.x0_residual,
-                "solutions": res.num_solutions,
-                "reached": res.num_solutions >= args.num_solutions,
-                "candidates": int(res.latents.shape[0]),
-                "feasible_candidates": res.num_feasible,
-                "directions_skipped": len(res.skipped),
-                "top_y": res.top_y,
-                "residual_range": _range(res.residuals[sel]) if sel.numel() else None,
-                "raw_vK_residual_range": _range(raw_sel),
-                "raw_vK_infeasible": int((raw_sel > res.tolerance).sum()),
-                **res.diversity(op),
-            },
-            "restarts": {
-                "seconds": t_rs,
-                "restarts": int(rs.latents.shape[0]),
-                "feasible": rs.num_feasible,
-                "solutions": len(rs.selected),
-                "reached": len(rs.selected) >= args.num_solutions,
-                "finetuned": int(rs.finetuned.sum()),
-                "mean_steps": float(rs.steps.float().mean()),
-                "residual_range": _range(rs.residuals[rs.selected]) if rs.selected else None,
-                **diversity(rs.solutions, op),
-            },
-            "warnings": sorted({str(w.message)[:200] for w in caught if "e-GLASS" in str(w.message)}),
-        }
-        row["ratio"] = t_rs / max(t_eg, 1e-12)
+        row, res, rs = race(
+            prior,
+            op,
+            y,
+            criterion,
+            distinct,
+            num_solutions=args.num_solutions,
+            seed=args.seed + 7919 * i,
+            restart_seed=args.seed + 104729 * (i + 1),
+            margin=args.margin,
+            init_tries=args.init_tries,
+            restart_batch=args.restart_batch,
+            max_rounds=args.max_rounds,
+            labels=labels,
+            fit_kw=fit_kw,
+            eg_kw=eg_kw,
+        )
+        row = {"image": i, **row}
+        t_eg, t_rs = row["eglass"]["seconds"], row["restarts"]["seconds"]
         rows.append(row)
         e, r = row["eglass"], row["restarts"]
         print(
