@@ -1,7 +1,6 @@
 """Prior networks: DCGAN-style generator, WGAN-GP critic, mapping network and the batched latent ConvNet.
 
-All networks work in ``[-1, 1]`` image range (``lcm.prior.to_unit`` converts). Constructor signatures
-follow .notes/CONTRACT.md.
+All networks work in ``[-1, 1]`` image range (``lcm.prior.to_unit`` converts).
 """
 
 from __future__ import annotations
