@@ -27,6 +27,7 @@ down -- the same rows, in minutes.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -38,6 +39,7 @@ from pathlib import Path
 import torch
 
 from inversion.io import atomic_write_bytes
+from lcm.configs import config_dir, load_options
 
 __all__ = ["CLAIMS", "Claim", "main", "run"]
 
@@ -421,16 +423,6 @@ def _iagan_opts(r: Runner) -> dict:
     return {**_csgm_opts(r), "iagan_steps": r.steps(300)}
 
 
-def _preset(method: str, name: str) -> dict:
-    """The ``options`` of ``configs/inversion/<method>/<name>.yaml``."""
-    import yaml
-
-    from lcm.configs import config_dir
-
-    data = yaml.safe_load((config_dir() / "inversion" / method / f"{name}.yaml").read_text()) or {}
-    return dict(data.get("options") or {})
-
-
 def _dgp_preset(r: Runner, name: str) -> dict:
     from inversion.dgp.method import load_preset
 
@@ -522,8 +514,9 @@ def measure(r: Runner) -> dict[str, dict[str, list[float]]]:
 
     # CRI Fig. 5 / Table 4 (emoji colorization)
     color = Colorization()
-    cri = {  # the colorization preset's weights (configs/inversion/cri/colorize.yaml), steps scaled
-        **{k: v for k, v in _preset("cri", "colorize").items() if k.startswith("lambda_")},
+    preset = load_options(config_dir() / "inversion" / "cri" / "colorize.yaml")
+    cri = {  # the colorization preset's weights, steps scaled
+        **{k: v for k, v in preset.items() if k.startswith("lambda_")},
         "n_samples": max(64, round(10_000 * r.scale)),
         "offset_steps": r.steps(200),
         "tune_steps": r.steps(100),
@@ -667,7 +660,7 @@ def judge(claim: Claim, values: dict[str, list[float]]) -> dict:
     """The row group's summary: per-label mean / interval, and each adjacent pair of the ordering."""
     stats = {k: interval(v) for k, v in values.items()}
     pairs = []
-    for a, b in zip(claim.order, claim.order[1:], strict=False):
+    for a, b in itertools.pairwise(claim.order):
         if a not in values or b not in values:
             continue
         d = [(u - w) if claim.higher else (w - u) for u, w in zip(values[a], values[b], strict=True)]

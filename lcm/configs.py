@@ -6,9 +6,11 @@ A wheel ships ``configs/`` as the package ``genprior_configs`` (see setup.py), s
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["config_dir"]
+__all__ = ["config_dir", "load_options"]
 
 
 def config_dir() -> Path:
@@ -33,3 +35,18 @@ def config_dir() -> Path:
         "genprior's configs/ folder was not found: run from a checkout or reinstall the package "
         "(`pip install genprior` ships it as genprior_configs)"
     )
+
+
+def load_options(path: str | os.PathLike) -> dict:
+    """The ``options`` mapping of a preset YAML file (the whole file when it has no ``options`` key).
+
+    Raises:
+        ValueError: ``options`` is not a mapping.
+    """
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    opts = data.get("options", data)
+    if not isinstance(opts, Mapping):
+        raise ValueError(f"preset {str(path)!r}: 'options' must be a mapping")
+    return dict(opts)

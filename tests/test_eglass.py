@@ -389,26 +389,9 @@ def test_solutions_are_pairwise_distinct(linear_case):
     cos = torch.nn.functional.normalize(off, dim=1) @ torch.nn.functional.normalize(off, dim=1).mT
     assert float(cos.masked_fill(torch.eye(4, dtype=torch.bool), -1).max()) <= math.cos(math.radians(40))
     # a looser rule keeps more of the same candidates; an impossible one keeps a single solution
-    loose = explore(
-        prior,
-        op,
-        z0,
-        y,
-        ks=tuple(range(1, 13)),
-        etas=(0.5, 1.0, 2.0, 4.0),
-        top_y=10,
-        distinct=Distinctness(0.0, 0.0),
-    )
-    strict = explore(
-        prior,
-        op,
-        z0,
-        y,
-        ks=tuple(range(1, 13)),
-        etas=(0.5, 1.0, 2.0, 4.0),
-        top_y=10,
-        distinct=Distinctness(10.0, 0.0),
-    )
+    search = {"ks": tuple(range(1, 13)), "etas": (0.5, 1.0, 2.0, 4.0), "top_y": 10}
+    loose = explore(prior, op, z0, y, distinct=Distinctness(0.0, 0.0), **search)
+    strict = explore(prior, op, z0, y, distinct=Distinctness(10.0, 0.0), **search)
     assert loose.num_solutions > res.num_solutions and strict.num_solutions == 1
     with pytest.warns(UserWarning, match="found 1 of 3"):
         explore(prior, op, z0, y, ks=(1, 2), top_y=10, distinct=Distinctness(10.0, 0.0), num_solutions=3)

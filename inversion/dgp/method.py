@@ -21,7 +21,7 @@ from inversion.dgp.init import CandidateInit, select_latents
 from inversion.dgp.losses import CriticFeatureLoss, MeasurementMSE
 from inversion.engine import FitResult, LossTerm, run_stages
 from inversion.methods import MethodConfig
-from lcm.configs import config_dir
+from lcm.configs import config_dir, load_options
 from lcm.prior import Prior
 
 __all__ = ["DEFAULT_STAGES", "DGPConfig", "DGPFit", "PRESET_DIR", "dgp", "fit_dgp", "load_preset"]
@@ -126,19 +126,13 @@ class DGPConfig(MethodConfig):
 
 def load_preset(name: str) -> dict:
     """The ``options`` mapping of a DGP preset (name in ``configs/inversion/dgp/`` or a YAML path)."""
-    import yaml
-
     path = Path(name)
     if not path.is_file():
         path = PRESET_DIR / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in PRESET_DIR.glob("*.yaml")) if PRESET_DIR.is_dir() else []
         raise FileNotFoundError(f"DGP preset {name!r} not found: give a YAML path or one of {known}")
-    data = yaml.safe_load(path.read_text()) or {}
-    opts = data.get("options", data)
-    if not isinstance(opts, Mapping):
-        raise ValueError(f"DGP preset {str(path)!r}: 'options' must be a mapping")
-    return dict(opts)
+    return load_options(path)
 
 
 def _resolve(cfg: DGPConfig) -> DGPConfig:

@@ -298,10 +298,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         "ks": tuple(range(args.k_first, args.k_first + args.num_k)),
         "etas": tuple(args.etas),
         "threshold": args.corr_threshold,
-        "criterion": criterion,
-        "distinct": distinct,
-        "num_solutions": args.num_solutions,
-    }
+    }  # race() adds the criterion, the distinctness rule and num_solutions
     # warm-up (first-call overheads out of the timings)
     with torch.no_grad():
         y_warm = op.A(truths[:1])
@@ -311,7 +308,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         start = fit_start(prior, op, y_warm, criterion, z_steps=3, finetune_steps=3, labels=labels)
-        explore(start, op, y_warm, prior=prior, labels=labels, **{**eg_kw, "num_solutions": 1})
+        explore(start, op, y_warm, prior=prior, labels=labels, criterion=criterion, num_solutions=1, **eg_kw)
     del warm
 
     rows = []
