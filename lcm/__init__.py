@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 
 from lcm.loading import load_prior
+from lcm.pretrained import list_priors, register_prior
 from lcm.prior import Prior, from_unit, to_unit
 
 _LAZY = {
@@ -27,7 +28,7 @@ _LAZY = {
     "AutoEncoder": "lcm.autoencoder",
 }
 
-__all__ = ["Prior", "from_unit", "to_unit", "load_prior", *_LAZY]
+__all__ = ["Prior", "from_unit", "to_unit", "load_prior", "list_priors", "register_prior", *_LAZY]
 
 
 def __getattr__(name: str):

@@ -65,7 +65,10 @@ def load_prior(
     """Load a WGAN-GP, GLO or LCM checkpoint (from ``python -m lcm fit``) as a :class:`Prior` (eval mode).
 
     Args:
-        path: a ``.ckpt`` written by :class:`lcm.WGANGP`, :class:`lcm.GLO` or :class:`lcm.LCM`.
+        path: a ``.ckpt`` written by :class:`lcm.WGANGP`, :class:`lcm.GLO` or :class:`lcm.LCM`, a
+            published generator's file (BigGAN, StyleGAN2, a DCGAN-tutorial state dict, see
+            :mod:`lcm.architectures.dcgan`), or a registered name (``lcm.list_priors()``, e.g.
+            ``"dcgan-faces-64"``; :func:`lcm.register_prior` adds one).
         map_location: device for the weights.
         image_shape: if given, ``(C, H, W)`` or ``(B, C, H, W)`` of the images the prior will be used
             on; a mismatch with the generator raises ValueError.
@@ -83,6 +86,19 @@ def load_prior(
     import lcm.autoencoder  # noqa: F401 - registers the "ae" kind in MODULES
     from lcm.modules import FORMAT_VERSION, MODULES
 
+    if isinstance(path, str) and not Path(path).exists():
+        from lcm.pretrained import is_registered, resolve_prior
+
+        if is_registered(path):  # a named prior (lcm.list_priors()): its file, and its critic if any
+            path, named_critic = resolve_prior(path)
+            critic = critic if critic is not None else named_critic
+        elif not Path(path).suffix:
+            from lcm.pretrained import list_priors
+
+            raise FileNotFoundError(
+                f"prior {path!r} is neither a file nor a registered name; names: {sorted(list_priors())} "
+                "(lcm.register_prior adds one)"
+            )
     path = Path(path)
     if path.suffix == ".pkl" or stylegan2_options:
         from lcm.architectures.snapshot import load_stylegan2_prior
@@ -96,6 +112,13 @@ def load_prior(
 
     if biggan.is_biggan_generator_state(ckpt):
         prior = biggan.load_biggan_prior(path, critic, map_location, state=ckpt)
+        if image_shape is not None:
+            prior.check_image_shape(image_shape)
+        return prior
+    from lcm.architectures import dcgan
+
+    if dcgan.recognise(ckpt):  # the PyTorch DCGAN tutorial's state dicts (bare or wrapped)
+        prior = dcgan.load_dcgan_prior(path, critic, map_location, ckpt=ckpt)
         if image_shape is not None:
             prior.check_image_shape(image_shape)
         return prior
