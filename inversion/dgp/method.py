@@ -9,6 +9,7 @@ generator blocks fine-tune), ``iterations``, ``latent_lr`` ("z lr"), ``generator
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -76,6 +77,9 @@ class DGPConfig(MethodConfig):
     Args (beyond :class:`~inversion.methods.MethodConfig`, whose ``stages`` holds the DGP schedule):
         preset: a schedule from ``configs/inversion/dgp/<preset>.yaml`` (its ``options``) or a YAML path;
             its values fill every option left at its default here.
+            Without a preset and without ``stages``, a prior with no critic runs preset ``mse`` (DGP
+            Table 4's MSE variant) with a one-line warning; ``perceptual`` is Table 4's other
+            critic-less variant. Critic-weighted stages on such a prior raise, naming both.
         critic_blocks: critic blocks used by the feature loss (None: all; DGP uses all of BigGAN's).
         lift: how measurements reach the critic's image grid, ``resize`` or ``pseudo_inverse``.
         n_candidates: latents scored for the start (DGP appendix B: 500).
@@ -175,7 +179,17 @@ def fit_dgp(
     Shape:
         - y: ``(B, ...)``; labels ``(B,)`` (-1 = unknown) or None; result images ``(B, C, H, W)``.
     """
-    cfg = _resolve(cfg or DGPConfig())
+    cfg = cfg or DGPConfig()
+    if prior.critic is None and cfg.preset is None and cfg.stages is None:
+        # the default schedule weights the critic; without one, DGP Table 4's MSE variant runs instead
+        warnings.warn(
+            f"DGP: this {prior.kind} prior has no critic (discriminator), so the default DGP schedule "
+            "falls back to DGP Table 4's MSE variant (preset 'mse'); preset 'perceptual' is the other "
+            "critic-less variant",
+            stacklevel=2,
+        )
+        cfg = cfg.updated({"preset": "mse"})
+    cfg = _resolve(cfg)
     schedule = cfg.stages if cfg.stages is not None else DEFAULT_STAGES
     blocks, stages = schedule_to_stages(schedule)
     if cfg.w_nll:
@@ -191,11 +205,16 @@ def fit_dgp(
         terms.setdefault("critic", critic)
     elif uses_critic:
         raise ValueError(
-            f"this {prior.kind} prior has no critic, but the DGP stages weight the 'critic' term: use a "
-            "WGAN-GP checkpoint or set every stage's weights.critic to 0"
+            f"this {prior.kind} prior has no critic, but the DGP stages weight the 'critic' term: use the "
+            "critic-less presets of DGP Table 4 (options: {preset: mse} or {preset: perceptual}), pass the "
+            "generator's discriminator (critic=...), or set every stage's weights.critic to 0"
         )
     else:
         terms.setdefault("critic", lambda ctx: ctx.ax.new_zeros(ctx.ax.shape[0]))
+    if any(s.weights.get("perceptual", 0.0) > 0 for s in stages) and "perceptual" not in terms:
+        from inversion.dgp.perceptual import PerceptualLoss  # DGP Table 4's perceptual variant
+
+        terms["perceptual"] = PerceptualLoss(prior.image_shape, lift=cfg.lift)
     init_metric = cfg.init_metric or ("critic" if stages[0].weights.get("critic", 0.0) > 0 else "mse")
     if init_metric not in ("critic", "mse"):
         raise ValueError(f"init_metric must be 'critic', 'mse' or None, got {init_metric!r}")
