@@ -50,7 +50,8 @@ from lcm.prior import Prior
 __all__ = ["FIELDS", "build_parser", "list_items", "load_prior_spec", "main", "restore_folder"]
 
 FIELDS = ["index", "name", "method", "task", "psnr", "ssim", "masked_psnr", "residual", "seconds"]
-BUILTIN = ("fashion_mnist", "emoji")
+BUILTIN = ("fashion_mnist", "emoji", "faces", "prior_samples")
+PRIOR_SAMPLES = 8  # images of the `prior_samples` input (held-out samples of --prior; --limit takes fewer)
 
 
 @dataclass
@@ -89,7 +90,9 @@ def _path_key(rel: str) -> int:
 def load_prior_spec(spec: str, device: str | torch.device = "cpu", critic: str | None = None) -> Prior:
     """A prior from a checkpoint path (``lcm.load_prior``; ``critic``: a published generator's
     discriminator file, e.g. BigGAN's D.pth) or a ``module:factory`` returning one."""
-    if Path(spec).is_file():
+    from lcm.pretrained import is_registered
+
+    if Path(spec).is_file() or is_registered(spec):  # a file, or a named prior (lcm.list_priors())
         from lcm import load_prior
 
         return load_prior(spec, map_location=device, critic=critic).eval()
@@ -113,6 +116,7 @@ def list_items(
     limit: int | None = None,
     recursive: bool = False,
     exclude: tuple[str | os.PathLike, ...] = (),
+    prior: Prior | None = None,
 ) -> list[Item]:
     """The images to restore: a folder's image files (sorted by relative path), or a built-in test split.
 
@@ -120,6 +124,24 @@ def list_items(
     a note); folders in ``exclude`` (an output folder inside the input) are never read.
     """
     c, h, _ = image_shape
+    if source == "faces":  # real face photos from installed packages (datamodules.faces)
+        from datamodules.faces import FacesDataset
+
+        faces = FacesDataset(resolution=h, channels=3 if c == 3 else 1, limit=limit)
+        return [
+            Item(i, f"faces_{i:02d}_{faces.faces[i][0].name}.png", (lambda i=i: faces[i]["image"]))
+            for i in range(len(faces))
+        ]
+    if source == "prior_samples":  # the prior's own held-out samples: the in-range set
+        from inversion.samples import held_out_samples
+
+        if prior is None:
+            raise ValueError("input 'prior_samples' needs the prior")
+        n = PRIOR_SAMPLES if limit is None else min(int(limit), PRIOR_SAMPLES)
+        return [
+            Item(i, f"prior_sample_{i:02d}.png", (lambda i=i: held_out_samples(prior, 1, i)[0]))
+            for i in range(n)
+        ]
     if source in BUILTIN:
         if source == "fashion_mnist":
             from datamodules import FashionMNISTDataset
@@ -271,9 +293,12 @@ def restore_folder(
     """Restore the images of ``input`` and write restorations, degraded inputs, grid and metrics.
 
     Args:
-        prior: checkpoint path, or ``package.module:factory`` returning an ``lcm.Prior``.
+        prior: checkpoint path, a named prior (``lcm.list_priors()``, e.g. ``dcgan-faces-64``), or
+            ``package.module:factory`` returning an ``lcm.Prior``.
         operator: the forward model (``class_path`` + ``init_args`` in YAML, see configs/inversion/).
-        input: a folder of images, or ``fashion_mnist`` / ``emoji`` (their test split).
+        input: a folder of images, ``fashion_mnist`` / ``emoji`` (their test split), ``faces`` (real face
+            photos, :mod:`datamodules.faces`) or ``prior_samples`` (held-out samples of the prior,
+            :mod:`inversion.samples`; the in-range set).
         output: output folder (created; an existing one is resumed).
         method: ``csgm``, ``csgm_bp``, ``iagan``, ``iagan_bp``, ``latent``, ``latent_bp``, ``dgp``,
             ``dgp_bp`` (and other registered plug-ins; see ``inversion.methods.available_methods``).
@@ -348,7 +373,7 @@ def restore_folder(
         dev = torch.device(device)
     pri = load_prior_spec(prior, dev, critic)
     operator = operator.to(dev)
-    items = list_items(input, pri.image_shape, limit, recursive, exclude)
+    items = list_items(input, pri.image_shape, limit, recursive, exclude, prior=pri)
     if labels is not None:
         _apply_labels(items, read_labels(labels, pri.num_classes))
     task = task or type(operator).__name__
