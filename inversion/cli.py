@@ -495,9 +495,9 @@ def _run_items(
     """Restore ``todo`` in batches; a batch that fails is retried image by image to isolate the bad one."""
     bar = None
     if progress and todo:
-        from tqdm.auto import tqdm
+        from inversion.progress import make_progress  # tqdm on a terminal, plain lines with ETA otherwise
 
-        bar = tqdm(total=len(todo), desc=f"{method}/{task}", unit="img", file=sys.stderr)
+        bar = make_progress(len(todo), f"{method}/{task}", sys.stderr)
     # measurements that depend on the batch position (per-image masks) go one image at a time
     size = 1 if operator.row_dependent() else max(int(batch_size), 1)
     ctx = (prior, operator, out, method, task, seed, noise_seed, options, dev, shard)
