@@ -239,14 +239,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = p.parse_args(argv)
     t = time.perf_counter()
     if args.table:
-        rows = json.loads((Path(args.out) / "results.json").read_text())["rows"]
+        saved = json.loads((Path(args.out) / "results.json").read_text())
+        rows, args = saved["rows"], argparse.Namespace(**saved["args"])
     else:
         rows = run(args)
     print(table(rows), claims_table(rows), sep="\n\n")
-    print(
-        f"\n[faces] {time.perf_counter() - t:.0f} s, {args.threads} thread(s), scale {args.scale}",
-        file=sys.stderr,
-    )
+    what = f"{args.threads} thread(s), scale {args.scale}, {args.samples} in-range samples"
+    print(f"\n[faces] {time.perf_counter() - t:.0f} s; {what}", file=sys.stderr)
     return rows
 
 
