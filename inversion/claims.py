@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from inversion.io import atomic_write_bytes
+from datamodules.io.atomic import atomic_write_bytes
 from lcm.configs import config_dir, load_options
 
 __all__ = ["CLAIMS", "Claim", "main", "run"]
@@ -564,8 +564,8 @@ def defence(r: Runner) -> dict[str, list[float]]:
             else {}
         )
         clf = train_classifier(x, lab, 10, steps=steps, batch_size=128, seed=r.seed, **kw)
+        from datamodules.io.atomic import atomic_write
         from inversion.cri.classifier import CHECKPOINT_MARK
-        from inversion.io import atomic_write
 
         ckpt = {"state_dict": clf.state_dict(), "hyper_parameters": dict(clf.hparams), CHECKPOINT_MARK: 1}
         atomic_write(path, lambda f: torch.save(ckpt, f))

@@ -42,8 +42,9 @@ from pathlib import Path
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from datamodules.io.atomic import atomic_write_bytes
+from datamodules.io.images import load_image, save_png
 from inversion import distributed
-from inversion.io import atomic_write_bytes, load_image, save_png
 from inversion.operators import Operator
 from lcm.prior import Prior
 
@@ -74,7 +75,7 @@ def output_name(rel: str) -> str:
     (``a.png``, ``a_png.png``); otherwise ``.png`` is appended (``a.PNG.png``, ``a.jpg.png``,
     ``a.jpg.png.png``). Two inputs never share an output, and a name depends on its own file only.
     """
-    from datamodules.images import IMAGE_EXTENSIONS
+    from datamodules.io.images import IMAGE_EXTENSIONS
 
     if rel.endswith(".png") and not rel[:-4].lower().endswith(IMAGE_EXTENSIONS):
         return rel
@@ -142,7 +143,7 @@ def list_items(
         raise FileNotFoundError(
             f"input {source!r} is neither a folder nor one of the built-in splits {BUILTIN}"
         )
-    from datamodules.images import IMAGE_EXTENSIONS, list_image_files
+    from datamodules.io.images import IMAGE_EXTENSIONS, list_image_files
 
     files = list_image_files(folder, recursive=recursive, exclude=exclude)
     if not recursive and any(p.is_dir() and not p.name.startswith(".") for p in folder.iterdir()):
@@ -159,7 +160,7 @@ def list_items(
         files = files[:limit]
 
     def file_loader(p):
-        return lambda: load_image(p, channels=c, size=h)
+        return lambda: load_image(p, resolution=h, channels=c)
 
     rels = [p.relative_to(folder).as_posix() for p in files]
     names = [output_name(r) for r in rels]
@@ -613,7 +614,7 @@ def _finalize(items: list[Item], out: Path, method: str) -> None:
             t = out / "truth" / r["name"]
             truth = load_image(t, channels=restored.shape[0]) if t.is_file() else torch.ones_like(restored)
             tiles += [degraded, restored, truth]
-        from datamodules.grid import save_image_grid
+        from datamodules.io.grid import save_image_grid
 
         save_image_grid(torch.stack(tiles), out / "grid.png", nrow=3 * min(2, len(shown)), min_size=64)
     if rows:

@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from datamodules.grid import image_grid, save_image_grid
+from datamodules.io.grid import image_grid, save_image_grid
 
 
 def test_nearest_upscaling_keeps_pixels_and_layout():

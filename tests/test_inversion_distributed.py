@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from inversion.io import save_png
+from datamodules.io.images import save_png
 from inversion.toy import blob_images
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -178,7 +178,7 @@ def test_eglass_benchmark_writes_its_report(tmp_path):
 
 
 def test_markdown_report_of_a_benchmark_has_its_tables_and_figures(tmp_path):
-    from inversion.io import save_png
+    from datamodules.io.images import save_png
 
     out = tmp_path / "bench"
     out.mkdir()
@@ -193,7 +193,7 @@ def test_markdown_report_of_a_benchmark_has_its_tables_and_figures(tmp_path):
 
 
 def test_json_report_of_a_speed_benchmark_lists_every_number(tmp_path):
-    from callbacks.report import json_report
+    from datamodules.io.html import json_report
 
     data = {"dgp_step_s": {"ours": 2.7, "published": 3.13}, "rows": [{"space": "w+", "s": 1.26}]}
     page = json_report(tmp_path, "speed", data).read_text()

@@ -7,6 +7,7 @@ from inversion.dgp.init import CandidateInit, candidate_pool, sample_labels, sel
 from inversion.dgp.losses import CriticFeatureLoss, MeasurementMSE, to_image_grid
 from inversion.dgp.manipulation import category_transfer, jitter, morph
 from inversion.dgp.method import DEFAULT_STAGES, DGPConfig, DGPFit, dgp, fit_dgp, load_preset
+from inversion.dgp.schedule import schedule_to_stages
 from inversion.methods import register_method
 
 dgp.selects_labels = True  # its best-of-N start picks unknown classes itself (DGP appendix B)
@@ -27,6 +28,7 @@ __all__ = [
     "load_preset",
     "morph",
     "sample_labels",
+    "schedule_to_stages",
     "select_latents",
     "to_image_grid",
 ]

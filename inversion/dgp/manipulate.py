@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from jsonargparse import CLI
 
-from datamodules.grid import image_grid
-from inversion.io import save_png
+from datamodules.io.grid import image_grid
+from datamodules.io.images import save_png
 
 __all__ = ["jitter", "main", "morph", "transfer"]
 

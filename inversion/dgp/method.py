@@ -16,9 +16,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from callbacks import BatchNormToInstanceNorm, ProgressiveUnfreezing, schedule_to_stages
+from callbacks import BatchNormToInstanceNorm, ProgressiveUnfreezing
 from inversion.dgp.init import CandidateInit, select_latents
 from inversion.dgp.losses import CriticFeatureLoss, MeasurementMSE
+from inversion.dgp.schedule import schedule_to_stages
 from inversion.engine import FitResult, LossTerm, run_stages
 from inversion.methods import MethodConfig
 from lcm.configs import config_dir, load_options

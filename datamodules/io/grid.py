@@ -1,7 +1,7 @@
 """The project's one image-grid helper: torchvision's ``make_grid`` with nearest-neighbour upscaling,
 optional coloured frames and a caption line under each tile; PNGs written atomically.
 
-Importable from ``lcm``, ``inversion`` and ``callbacks`` alike (it needs torch, torchvision and PIL only).
+Importable from every package (it needs torch, torchvision and PIL only).
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import make_grid
+
+from datamodules.io.images import save_png
 
 __all__ = ["auto_scale", "grid_pil", "image_grid", "save_image_grid"]
 
@@ -108,7 +110,4 @@ def save_image_grid(
     **kwargs,
 ) -> Path:
     """:func:`grid_pil` written to ``path`` as PNG, atomically (parent folders are created)."""
-    from datamodules._common import atomic_write
-
-    img = grid_pil(images, nrow, captions=captions, **kwargs)
-    return atomic_write(path, lambda f: img.save(f, format="PNG"))
+    return save_png(grid_pil(images, nrow, captions=captions, **kwargs), path)
