@@ -30,7 +30,16 @@ _EXPORTS = {
     "rasterize_emoji": "datamodules.emoji",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "EmojiDataModule",
+    "EmojiDataset",
+    "FashionMNISTDataModule",
+    "FashionMNISTDataset",
+    "ImageFolderDataModule",
+    "ImageFolderDataset",
+    "load_emoji",
+    "rasterize_emoji",
+]
 
 
 def __getattr__(name: str):

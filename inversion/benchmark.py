@@ -7,7 +7,7 @@
    noiseless and with noise 10/255, on Fashion-MNIST test images.
 
 ``--prior`` is a checkpoint of ``python -m lcm fit`` (or ``module:factory``); ``--prior toy`` fits
-the toy blob prior of :mod:`inversion.toy` and uses held-out blob images instead (a smoke run).
+the toy blob prior of :mod:`lcm.toy` and uses held-out blob images instead (a smoke run).
 Writes ``results.md`` and ``results.json`` under ``--output``.
 """
 
@@ -22,7 +22,7 @@ from jsonargparse import CLI
 
 from datamodules.io.atomic import atomic_write_bytes
 from inversion import methods
-from inversion.operators import CompressedSensing, SuperResolution
+from inversion.operators import CompressedSensing, SuperResolution, back_project
 
 __all__ = ["main", "run"]
 
@@ -43,7 +43,7 @@ def _tasks(names: list[str], sigma: float) -> dict:
 
 def _data(prior_spec: str, n: int, seed: int):
     if prior_spec == "toy":
-        from inversion.toy import blob_images, fit_toy_prior
+        from lcm.toy import blob_images, fit_toy_prior
 
         prior, _ = fit_toy_prior(steps=400, seed=seed)
         return (
@@ -113,7 +113,7 @@ def _quality(prior, x, task_names: list[str], opts: dict) -> list[dict]:
             for meth in ("csgm", "iagan"):
                 r = methods.restore(y, op, prior, meth, seed=seeds, **opts)
                 res[meth.upper()] = r.images
-                res[f"{meth.upper()}-BP"] = methods.back_projection(r.raw, y, op).clamp(0, 1)
+                res[f"{meth.upper()}-BP"] = back_project(r.raw, y, op).clamp(0, 1)
             for meth, img in res.items():
                 rows.append(
                     {

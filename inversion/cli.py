@@ -18,7 +18,7 @@ folder: a number derived from the file's relative path, so adding files never ch
 result) uses seed ``seed + k`` (latent start), ``noise_seed + k`` (measurement noise) and, for per-image
 masks, mask seed ``mask seed + k``, so its result does not depend on which process restores it:
 under ``torchrun --nproc_per_node N -m inversion ...`` or SLURM's ``srun`` it is a ``torch.distributed``
-program (``inversion.distributed``): each rank restores its share, rank 0 gathers the records and
+program (``inversion.launch``): each rank restores its share, rank 0 gathers the records and
 writes one ``metrics.csv``; ``--devices N`` starts N such processes through ``torch.distributed.run``.
 A run that restores no image exits non-zero (and leaves no ``run.json`` behind).
 """
@@ -44,7 +44,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 
 from datamodules.io.atomic import atomic_write_bytes
 from datamodules.io.images import load_image, save_png
-from inversion import distributed
+from inversion import launch as distributed
 from inversion.operators import Operator
 from lcm.prior import Prior
 

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from inversion.engine import FitResult, LossTerm, run_stages
+from inversion.operators.base import back_project
 from inversion.stages import Stage
 from lcm.prior import Prior
 
@@ -383,21 +384,6 @@ def latent_only(
     return sel, sel.history
 
 
-def back_projection(x: torch.Tensor, y: torch.Tensor, operator: nn.Module) -> torch.Tensor:
-    """IAGAN eq. 10: ``x + A^dagger (y - A x)`` (linear operators only; for low noise).
-
-    Shape:
-        - x: ``(B, C, H, W)``; y: ``(B, ...)``; output like x (not clamped).
-    """
-    if not getattr(operator, "linear", False):
-        raise ValueError(
-            f"back-projection needs a linear operator (with A_dagger); {type(operator).__name__} is not"
-        )
-    from inversion.operators import back_project
-
-    return back_project(x, y, operator)
-
-
 def _metrics(
     x: torch.Tensor, x_true: torch.Tensor, y: torch.Tensor, operator: nn.Module
 ) -> dict[str, torch.Tensor]:
@@ -526,7 +512,7 @@ def restore(
     with torch.no_grad():
         raw = fit.images
         if spec.back_projection:
-            raw = back_projection(raw, y, operator)
+            raw = back_project(raw, y, operator)
         images = raw.clamp(0.0, 1.0)
         measurement_mse = (operator.A(raw) - y).pow(2).flatten(1).mean(dim=1)
     seconds = time.perf_counter() - t0

@@ -23,7 +23,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from callbacks.report import PriorReport
 from callbacks.samples import SampleGrids
 from datamodules.io.grid import save_image_grid
-from lcm.distributed import gather_rows
+from lcm.collectives import gather_rows
 from lcm.modules import PriorModule
 
 

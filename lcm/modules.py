@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lcm.distributed import gather_rows, is_distributed
+from lcm.collectives import gather_rows, is_distributed
 from lcm.evaluation import FrechetTracker, fit_latents, reconstruction_scores
 from lcm.losses import gradient_penalty, lap_l1
 from lcm.networks import Critic, Generator, LatentConvNet, MappingNetwork

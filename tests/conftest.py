@@ -15,7 +15,7 @@ def make_task_folder(tmp_path):
     blob PNGs plus one broken PNG, and a task YAML with ``operator`` (``class_path`` / ``init_args`` lines)
     and method ``options`` (a flow mapping), for the folder CLI tests."""
     from datamodules.io.images import save_png
-    from inversion.toy import blob_images
+    from lcm.toy import blob_images
 
     def make(n: int, seed: int, operator: str, options: str, task: str | None = None):
         src = tmp_path / "in"

@@ -39,7 +39,7 @@ import torch
 from PIL import Image
 
 from inversion import cli
-from inversion.toy import TinyGenerator, blob_images, tiny_prior
+from lcm.toy import TinyGenerator, blob_images, tiny_prior
 
 
 def _task(tmp_path: Path, operator: str = "init_args: {factor: 2, kernel: box}", options: str = "") -> Path:
@@ -53,7 +53,7 @@ def _task(tmp_path: Path, operator: str = "init_args: {factor: 2, kernel: box}",
 
 def _args(src, out, cfg, *extra):
     return [
-        "--config", str(cfg), "--prior", "inversion.toy:tiny_prior", "--input", str(src),
+        "--config", str(cfg), "--prior", "lcm.toy:tiny_prior", "--input", str(src),
         "--output", str(out), "--method", "csgm", "--progress", "false", "--num_threads", "1", *extra,
     ]  # fmt: skip
 

@@ -367,7 +367,7 @@ def test_cli_restores_a_folder_of_photos_with_biggan(files, tmp_path):
     assert Image.open(out / "restored" / "coffee.jpg.png").size == (128, 128)
     run = json.loads((out / "run.json").read_text())
     assert run["critic"].startswith("sha256:") and run["labels"].startswith("sha256:")
-    from inversion.dgp import manipulate
+    from inversion.dgp import manipulation_cli as manipulate
 
     manipulate.main(
         [

@@ -27,9 +27,9 @@ from inversion.cri.classifier import CRIClassifier, infer_labels, load_classifie
 from inversion.engine import run_stages
 from inversion.operators import CompressedSensing, Inpainting, SuperResolution
 from inversion.stages import Stage
-from inversion.toy import blob_images, fit_toy_prior, tiny_prior
 from lcm.networks import Generator, MappingNetwork
 from lcm.prior import Prior
+from lcm.toy import blob_images, fit_toy_prior, tiny_prior
 
 
 @pytest.fixture(scope="module")
@@ -308,7 +308,7 @@ def test_presets_parse_and_hold_valid_options(name):
     else:
         configs = [root / "cri" / f"{name}.yaml"]
     argv = [a for c in configs for a in ("--config", str(c))]
-    cfg = build_parser().parse_args([*argv, "--prior", "inversion.toy:tiny_prior"])
+    cfg = build_parser().parse_args([*argv, "--prior", "lcm.toy:tiny_prior"])
     assert cfg.method == "cri"
     opts = CRIConfig().updated(cfg.options)  # every option is a CRIConfig field
     opts.check()

@@ -327,7 +327,7 @@ def test_manipulation_and_folder_clis_write_their_outputs(tmp_path):
 
     from datamodules.io.images import save_png
     from inversion import cli
-    from inversion.dgp import manipulate
+    from inversion.dgp import manipulation_cli as manipulate
 
     src = tmp_path / "in"
     for i, img in enumerate(images(tiny(), 2)):
@@ -375,7 +375,7 @@ def test_preset_fills_options_left_at_their_defaults():
 
 
 def test_dgp_bad_inputs_raise_clear_errors():
-    from inversion.toy import tiny_prior
+    from lcm.toy import tiny_prior
 
     prior = tiny()
     x = images(prior, 1)
@@ -455,7 +455,7 @@ def test_critic_feature_distance_follows_eq3_summed_l1_norms():
 
 def test_manipulate_without_config_fits_with_table_11_and_rejects_too_many_blocks(monkeypatch, tmp_path):
     from datamodules.io.images import save_png
-    from inversion.dgp import manipulate
+    from inversion.dgp import manipulation_cli as manipulate
     from inversion.dgp import method as dgp_method
 
     folder = tmp_path / "in"

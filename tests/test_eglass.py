@@ -464,7 +464,7 @@ def test_per_image_mask_operators_are_refused():
 
 @pytest.fixture(scope="module")
 def toy():
-    from inversion.toy import blob_images, fit_toy_prior
+    from lcm.toy import blob_images, fit_toy_prior
 
     torch.set_num_threads(1)
     prior, _ = fit_toy_prior(steps=120, seed=0)

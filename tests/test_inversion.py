@@ -8,10 +8,10 @@ from torch import nn
 
 from inversion import methods
 from inversion.engine import run_stages
-from inversion.operators import CompressedSensing, Inpainting, SuperResolution
+from inversion.operators import CompressedSensing, Inpainting, SuperResolution, back_project
 from inversion.stages import Stage, as_stages
-from inversion.toy import TinyGenerator, blob_images, fit_toy_prior, tiny_prior
 from lcm.prior import Prior
+from lcm.toy import TinyGenerator, blob_images, fit_toy_prior, tiny_prior
 
 FAST = {"csgm_steps": 120, "restarts": 3}
 IAGAN = {**FAST, "iagan_steps": 120, "iagan_latent_lr": 1e-3, "iagan_generator_lr": 1e-3}
@@ -63,7 +63,7 @@ def test_back_projection_makes_measurements_hold(toy, sr_runs, task):
         op = Inpainting("center", box_size=0.5)
         y = op.A(x)
         csgm = methods.restore(y, op, prior, "csgm", seed=0, csgm_steps=30, restarts=1)
-    bp = methods.back_projection(csgm.raw, y, op)
+    bp = back_project(csgm.raw, y, op)
     assert torch.allclose(op.A(bp), y, atol=1e-4)
     assert not torch.allclose(op.A(csgm.raw), y, atol=1e-4)
     if task == "inpaint":

@@ -22,7 +22,7 @@ def folder(make_task_folder):
 
 def _run(src, cfg, out, method="iagan", *extra):
     args = [
-        "--config", str(cfg), "--prior", "inversion.toy:tiny_prior", "--input", str(src),
+        "--config", str(cfg), "--prior", "lcm.toy:tiny_prior", "--input", str(src),
         "--output", str(out), "--method", method, "--progress", "false", "--num_threads", "1", *extra,
     ]  # fmt: skip
     return cli.main(args)

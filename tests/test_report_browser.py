@@ -40,7 +40,7 @@ def test_report_loads_every_image_in_chromium(tmp_path, make_task_folder):
         "--config",
         str(cfg),
         "--prior",
-        "inversion.toy:tiny_prior",
+        "lcm.toy:tiny_prior",
         "--input",
         str(src),
         "--progress",

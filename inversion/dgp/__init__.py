@@ -1,6 +1,8 @@
 """Deep Generative Prior (Pan et al. 2020): critic feature-matching loss (eq. 3), best-of-N start,
-progressive generator fine-tuning with optional BN->IN swap, colorization output, manipulation
-(jitter, morphing, category transfer) and defence. Importing it registers ``restore(method="dgp")``.
+progressive generator fine-tuning with optional BN->IN swap (schedules: :mod:`~inversion.dgp.schedule`),
+colorization output, manipulation (jitter, morphing, category transfer: the library
+:mod:`~inversion.dgp.manipulation`, its command line ``python -m inversion.dgp.manipulation_cli``) and
+defence. Importing it registers ``restore(method="dgp")``.
 """
 
 from inversion.dgp.init import CandidateInit, candidate_pool, sample_labels, select_latents
