@@ -37,6 +37,7 @@ class SampleGrids(pl.Callback):
         self.every_n_steps = None if every_n_steps is None else int(every_n_steps)
         self.n = int(n)
         self._mark = 0
+        self._due = False  # a periodic grid is due for the step just finished
         self._written_step = -1  # the step whose grid is written (each step once)
 
     def interval(self, pl_module: pl.LightningModule) -> int:
@@ -73,8 +74,16 @@ class SampleGrids(pl.Callback):
         every = self.interval(pl_module)
         if every and trainer.global_step // every > self._mark:
             self._mark = trainer.global_step // every
+            # Written when the module's own batch-end hook has run too (Lightning calls callbacks first;
+            # GLO / LCM update their latent table there): at the next batch start, same global_step.
+            self._due = True
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._due:
+            self._due = False
             self.write(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.interval(pl_module):
+        if self._due or self.interval(pl_module):
+            self._due = False
             self.write(trainer, pl_module)
