@@ -19,7 +19,7 @@ from torchvision.utils import make_grid
 
 from datamodules.io.images import save_png
 
-__all__ = ["auto_scale", "grid_pil", "image_grid", "save_image_grid"]
+__all__ = ["auto_scale", "default_font", "grid_pil", "image_grid", "save_image_grid"]
 
 Color = tuple[int, int, int]
 
@@ -72,7 +72,8 @@ def image_grid(
     return make_grid(x, nrow=max(1, int(nrow)), padding=padding, pad_value=pad_value)
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def default_font(size: int) -> ImageFont.ImageFont:
+    """PIL's default font at ``size`` px (its fixed bitmap size where Pillow lacks FreeType)."""
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow without FreeType sizes
@@ -94,7 +95,7 @@ def grid_pil(
         pad = kwargs.get("padding", 2)
         th = (g.shape[1] - pad) // math.ceil(images.shape[0] / nrow)  # tile + caption + padding
         tw = (g.shape[2] - pad) // min(nrow, images.shape[0])
-        draw, font = ImageDraw.Draw(img), _font(12)
+        draw, font = ImageDraw.Draw(img), default_font(12)
         for i, text in enumerate(captions):
             x0, y0 = pad + (i % nrow) * tw, pad + (i // nrow) * th
             draw.text((x0 + 1, y0 + th - pad - cap + 1), text, fill=(0, 0, 0), font=font)

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
-from datamodules.io.grid import grid_pil
+from datamodules.io.grid import default_font, grid_pil
 from datamodules.io.images import save_png
 
 Color = tuple[int, int, int]
@@ -39,13 +39,6 @@ def save_tile_grid(
     return save_png(img.convert("RGB"), path)
 
 
-def _font(size: int) -> ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow without FreeType sizes
-        return ImageFont.load_default()
-
-
 def correlation_plot(
     panels: Sequence[tuple[str, Sequence[float], Sequence[float]]],
     title: str = "",
@@ -59,7 +52,7 @@ def correlation_plot(
         raise ValueError("panels must hold at least one (name, values_a, values_b)")
     pw, ph = panel_size
     left, right, top, bottom, head = 48, 16, 28, 30, 34
-    font, small = _font(14), _font(11)
+    font, small = default_font(14), default_font(11)
     img = Image.new("RGB", (left + pw + right, head + len(panels) * (top + ph + bottom)), (255, 255, 255))
     draw = ImageDraw.Draw(img)
     draw.text((left, 8), title, fill=(0, 0, 0), font=font)
