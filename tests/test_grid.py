@@ -1,4 +1,4 @@
-"""The one grid helper (datamodules.grid): make_grid layout, nearest upscaling, frames, captions."""
+"""The one grid helper (datamodules.io.grid): make_grid layout, nearest upscaling, frames, captions."""
 
 import pytest
 import torch
