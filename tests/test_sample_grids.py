@@ -1,8 +1,8 @@
 """callbacks.SampleGrids: prior-training sample grids written by a callback at the module's interval, each
 step once, from the module's state after its own batch-end hook (GLO / LCM update their table there)."""
 
-import pytorch_lightning as pl
 import pytest
+import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
