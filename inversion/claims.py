@@ -424,7 +424,7 @@ def _iagan_opts(r: Runner) -> dict:
 
 
 def _dgp_preset(r: Runner, name: str) -> dict:
-    from inversion.dgp.method import load_preset
+    from inversion.dgp.fit import load_preset
 
     opts = load_preset(name)
     opts["stages"] = _scaled_stages(opts["stages"], r)

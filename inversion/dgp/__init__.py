@@ -1,16 +1,13 @@
 """Deep Generative Prior (Pan et al. 2020): critic feature-matching loss (eq. 3), best-of-N start,
 progressive generator fine-tuning with optional BN->IN swap, colorization output, manipulation
-(jitter, morphing, category transfer) and defence. Importing it registers ``restore(method="dgp")``.
+(jitter, morphing, category transfer) and defence. ``restore(method="dgp")`` is registered by
+:mod:`inversion.methods.dgp`.
 """
 
 from inversion.dgp.init import CandidateInit, candidate_pool, sample_labels, select_latents
 from inversion.dgp.losses import CriticFeatureLoss, MeasurementMSE, to_image_grid
 from inversion.dgp.manipulation import category_transfer, jitter, morph
-from inversion.dgp.method import DEFAULT_STAGES, DGPConfig, DGPFit, dgp, fit_dgp, load_preset
-from inversion.methods import register_method
-
-dgp.selects_labels = True  # its best-of-N start picks unknown classes itself (DGP appendix B)
-register_method("dgp", dgp, DGPConfig)
+from inversion.dgp.fit import DEFAULT_STAGES, DGPConfig, DGPFit, fit_dgp, load_preset
 
 __all__ = [
     "DEFAULT_STAGES",
@@ -21,7 +18,6 @@ __all__ = [
     "MeasurementMSE",
     "candidate_pool",
     "category_transfer",
-    "dgp",
     "fit_dgp",
     "jitter",
     "load_preset",

@@ -1,4 +1,5 @@
-"""CRI (Wang et al., AAAI 2023, Algorithm 1) on the stage engine: nearest centroid, regularised offset,
+"""The CRI fit (Wang et al., AAAI 2023, Algorithm 1) on the stage engine (``restore(method="cri")`` via
+:mod:`inversion.methods.cri`): nearest centroid, regularised offset,
 pivotal tuning with a locality regulariser.
 
 1. Clustering (eqs. 2-3): :func:`inversion.cri.clustering.cluster_centroids` per class.
@@ -30,7 +31,7 @@ from torch import nn
 from inversion.cri.clustering import cluster_centroids
 from inversion.cri.distance import FeatureDistance, make_distance, measurement_view
 from inversion.engine import FitResult, LossContext, LossTerm, run_stages
-from inversion.methods import MethodConfig
+from inversion.methods.common import PriorConfig
 from inversion.stages import Stage
 from lcm.prior import Prior
 
@@ -49,7 +50,7 @@ SPACES = ("w", "w+")
 
 
 @dataclass
-class CRIConfig(MethodConfig):
+class CRIConfig(PriorConfig):
     """CRI's options (``restore(..., method="cri", name=value)``).
 
     Paper values (StyleGAN-XL, 512 px; StyleGAN2, 1024 px) and our scaled defaults (32 px DCGAN, CPU):
@@ -77,6 +78,9 @@ class CRIConfig(MethodConfig):
     * ``classifier``: checkpoint of :mod:`inversion.cri.classifier` to infer the class of each input
       when a class-conditional prior gets no labels (CRI uses DeiT for out-of-domain images).
     * ``cache_dir``: folder of the on-disk centroid cache (None: memory only).
+    * ``space``: the offset's space, ``w`` or ``w+`` (module docstring); ``optimize_noise`` optimises the
+      generator's noise inputs with the offset; ``patience``: early stopping of both stages;
+      ``batching``: the tuned generator copies run ``sequential`` or stacked (``vmap``).
     """
 
     space_is_latent: ClassVar[bool] = False  # ``space`` is the offset's space; CRI clusters in W
@@ -102,9 +106,13 @@ class CRIConfig(MethodConfig):
     locality_alpha: float = 0.5
     locality_samples: int = 1
     classifier: str | None = None
+    patience: int | None = None
+    batching: str = "sequential"
 
     def check(self) -> None:
         """Raise ValueError on options CRI cannot run with."""
+        if self.batching not in ("sequential", "vmap"):
+            raise ValueError(f"batching must be 'sequential' or 'vmap', got {self.batching!r}")
         if self.regularizer not in REGULARIZERS:
             raise ValueError(f"regularizer must be one of {REGULARIZERS}, got {self.regularizer!r}")
         if self.space not in SPACES:
