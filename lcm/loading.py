@@ -1,4 +1,4 @@
-"""``load_prior``: a checkpoint of any registered architecture (:mod:`lcm.architectures`) -> :class:`lcm.Prior`."""
+"""``load_prior``: a checkpoint of a registered architecture (:mod:`lcm.architectures`) -> :class:`Prior`."""
 
 from __future__ import annotations
 

@@ -454,8 +454,8 @@ def test_critic_feature_distance_follows_eq3_summed_l1_norms():
 
 
 def test_manipulate_without_config_fits_with_table_11_and_rejects_too_many_blocks(monkeypatch, tmp_path):
-    from inversion.dgp import manipulate
     from inversion.dgp import fit as dgp_method
+    from inversion.dgp import manipulate
     from inversion.io import save_png
 
     folder = tmp_path / "in"

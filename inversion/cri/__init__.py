@@ -1,12 +1,12 @@
 """CRI: Clustering & Regularised Inversion (Wang et al., AAAI 2023) on the inversion stage engine.
 
-``restore(..., method="cri")`` (and ``"cri_bp"``) runs :func:`cri` with :class:`CRIConfig` as its
-options (registered by :mod:`inversion.methods.cri`). Pieces: :mod:`~inversion.cri.clustering` (KMeans centroids of
-the prior's codes, cached), :mod:`~inversion.cri.distance` (perceptual distances compared in
-measurement space), :mod:`~inversion.cri.fit` (start point, regularised offset, pivotal tuning),
+``restore(..., method="cri")`` (and ``"cri_bp"``) runs :func:`cri` with :class:`CRIConfig` as its options
+(registered by :mod:`inversion.methods.cri`). Pieces: :mod:`~inversion.cri.clustering` (KMeans centroids of
+the prior's codes, cached), :mod:`~inversion.cri.distance` (perceptual distances compared in measurement
+space), :mod:`~inversion.cri.fit` (start point, regularised offset, pivotal tuning),
 :mod:`~inversion.cri.classifier` (class inference for conditional priors; ``python -m
-inversion.cri.classifier fit -c configs/inversion/cri/classifier.yaml``) and
-:mod:`~inversion.cri.benchmark` (``python -m inversion.cri.benchmark``, CRI Fig. 5 / Table 4).
+inversion.cri.classifier fit -c configs/inversion/cri/classifier.yaml``) and :mod:`~inversion.cri.benchmark`
+(``python -m inversion.cri.benchmark``, CRI Fig. 5 / Table 4).
 """
 
 from inversion.cri.clustering import clear_memory_cache, cluster_centroids, prior_fingerprint, sample_codes

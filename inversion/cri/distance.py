@@ -28,22 +28,25 @@ _OFFLINE: dict[int | None, nn.Module] = {}
 
 
 def measurement_view(v: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Image-shaped measurements at the prior's size: bilinear resize when the size differs.
-
-    Raises ValueError for non-image measurements (e.g. compressed sensing ``(B, m)``): use the
-    ``"mse"`` distance there.
+    """Image-shaped measurements at the prior's size: bilinear resize when the size differs; other
+    measurements (compressed sensing's ``(B, m)``) as they are (only ``"mse"`` compares those).
 
     Shape:
-        - v: ``(B, C', H', W')``; output ``(B, C', *size)``.
+        - v: ``(B, C', H', W')`` -> ``(B, C', *size)``; ``(B, ...)`` otherwise -> unchanged.
     """
     if v.dim() != 4:
-        raise ValueError(
-            f"a perceptual distance needs image-shaped measurements (B, C, H, W), got {tuple(v.shape)}: "
-            "set distance='mse' for this operator"
-        )
+        return v
     if tuple(v.shape[-2:]) == tuple(size):
         return v
     return F.interpolate(v, size=tuple(size), mode="bilinear", align_corners=False, antialias=False)
+
+
+def _require_images(x: torch.Tensor) -> None:
+    if x.dim() != 4:
+        raise ValueError(
+            f"a perceptual distance needs image-shaped measurements (B, C, H, W), got {tuple(x.shape)}: "
+            "set distance='mse' for this operator"
+        )
 
 
 class FeatureDistance(nn.Module):
@@ -65,8 +68,9 @@ class FeatureDistance(nn.Module):
         self.__dict__["extractor"] = extractor  # not a submodule: never trained, never saved
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        if self.extractor is None:
-            return [x]
+        if self.extractor is None:  # pixel MSE; flat measurements (B, m) as one channel
+            return [x if x.dim() == 4 else x.flatten(1).unsqueeze(1)]
+        _require_images(x)
         eps = 1e-10
         return [f / (f.norm(dim=1, keepdim=True) + eps) for f in self.extractor(x)]
 
@@ -102,6 +106,7 @@ class LPIPSDistance(FeatureDistance):
         self.resize = resize
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        _require_images(x)
         side = self.resize or max(64, min(x.shape[-2:]))
         if min(x.shape[-2:]) != side:
             h, w = x.shape[-2:]

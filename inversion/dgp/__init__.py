@@ -4,10 +4,10 @@ progressive generator fine-tuning with optional BN->IN swap, colorization output
 :mod:`inversion.methods.dgp`.
 """
 
+from inversion.dgp.fit import DEFAULT_STAGES, DGPConfig, DGPFit, fit_dgp, load_preset
 from inversion.dgp.init import CandidateInit, candidate_pool, sample_labels, select_latents
 from inversion.dgp.losses import CriticFeatureLoss, MeasurementMSE, to_image_grid
 from inversion.dgp.manipulation import category_transfer, jitter, morph
-from inversion.dgp.fit import DEFAULT_STAGES, DGPConfig, DGPFit, fit_dgp, load_preset
 
 __all__ = [
     "DEFAULT_STAGES",

@@ -183,9 +183,9 @@ def faithful_dgp(
 def _speed(prior, x, labels, scale: float, n_candidates: int) -> list[dict]:
     from callbacks import ProgressiveUnfreezing, schedule_to_stages
     from inversion import metrics as M
+    from inversion.dgp.fit import load_preset
     from inversion.dgp.init import select_latents
     from inversion.dgp.losses import CriticFeatureLoss
-    from inversion.dgp.fit import load_preset
     from inversion.engine import run_stages
     from inversion.operators import SuperResolution
 

@@ -69,7 +69,9 @@ def csgm(
         name="csgm",
     )
     op, yr, lab = repeat_for_restarts(operator, y, labels, r)
-    fit = run_stages(prior, op, yr, init_latents(prior, seeds, r), [stage], lab, loss_terms, callbacks=callbacks)
+    fit = run_stages(
+        prior, op, yr, init_latents(prior, seeds, r), [stage], lab, loss_terms, callbacks=callbacks
+    )
     sel = best_restart(fit, n, r)
     return sel, sel.history
 

@@ -229,5 +229,3 @@ def restore(
         config=asdict(cfg),
         prior=prior,
     )
-
-

@@ -21,11 +21,11 @@ How to register an architecture (e.g. a DCGAN, or named pretrained priors)::
 then import the module in ``lcm/architectures/__init__.py`` (the package's list of architectures). A
 recogniser must be cheap, accept no file another one accepts (the first that recognises a file loads it),
 and raise for no readable file of another architecture (look at the suffix, the options or the keys of
-:meth:`CheckpointFile.state`; an unreadable file fails there with one clear message); ``explain`` may name what an unrecognised file is
-(shown in the error). Options the loader does not take fail with the architecture's valid ones. A
-named pretrained prior is an architecture whose recogniser matches its name (``file.path.name``) and
-whose loader reads weights that are on disk (weights that cannot be downloaded are never faked: fail
-with one clear message).
+:meth:`CheckpointFile.state`; an unreadable file fails there with one clear message); ``explain`` may name
+what an unrecognised file is (shown in the error). Options the loader does not take fail with the
+architecture's valid ones. A named pretrained prior is an architecture whose recogniser matches its name
+(``file.path.name``) and whose loader reads weights that are on disk (weights that cannot be downloaded are
+never faked: fail with one clear message).
 """
 
 from __future__ import annotations
@@ -83,7 +83,9 @@ def _read_torch_file(path: Path) -> Any:
                 f"{str(path)!r} holds objects that torch.load(weights_only=True) refuses; lcm checkpoints "
                 f"keep to plain types, so it was not written by lcm's modules ({err})"
             ) from err
-        raise ValueError(f"{str(path)!r} is not a readable checkpoint (truncated or corrupt?): {err}") from err
+        raise ValueError(
+            f"{str(path)!r} is not a readable checkpoint (truncated or corrupt?): {err}"
+        ) from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         raise ValueError(
             f"{str(path)!r} is not a readable torch checkpoint (truncated or corrupt?): re-copy it from "

@@ -52,5 +52,7 @@ def load_state_dict_strict(
             for name, keys in (("missing", missing), ("unexpected", unexpected), ("wrong-shape", shapes))
             if keys
         ]
-        raise ValueError(f"{what} does not match {architecture}: " + "; ".join(parts) + (f" ({hint})" if hint else ""))
+        raise ValueError(
+            f"{what} does not match {architecture}: " + "; ".join(parts) + (f" ({hint})" if hint else "")
+        )
     net.load_state_dict({**{k: own[k] for k in skip}, **state}, strict=True, assign=assign)
