@@ -454,7 +454,7 @@ def measure(r: Runner) -> dict[str, dict[str, list[float]]]:
     res["iagan_bp"] = {"CSGM": cs["psnr"], "CSGM-BP": cs["BP:psnr"]}
 
     # DGP Table 4 (variants as in inversion.dgp.benchmark, plus the perceptual loss)
-    from inversion.dgp.perceptual import PerceptualLoss
+    from inversion.dgp.losses import PerceptualLoss
 
     base = _dgp_preset(r, "sr_critic")
     ncand = base["n_candidates"]

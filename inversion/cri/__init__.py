@@ -2,24 +2,26 @@
 
 ``restore(..., method="cri")`` (and ``"cri_bp"``) runs :func:`cri` with :class:`CRIConfig` as its options
 (registered by :mod:`inversion.methods.cri`). Pieces: :mod:`~inversion.cri.clustering` (KMeans centroids of
-the prior's codes, cached), :mod:`~inversion.cri.distance` (perceptual distances compared in measurement
-space), :mod:`~inversion.cri.fit` (start point, regularised offset, pivotal tuning),
+the prior's codes, cached), :mod:`~inversion.cri.fit` (distances compared in measurement space, start point,
+regularised offset, pivotal tuning; the distances themselves: :mod:`inversion.metrics.perceptual`),
 :mod:`~inversion.cri.classifier` (class inference for conditional priors; ``python -m
 inversion.cri.classifier fit -c configs/inversion/cri/classifier.yaml``) and :mod:`~inversion.cri.benchmark`
 (``python -m inversion.cri.benchmark``, CRI Fig. 5 / Table 4).
 """
 
 from inversion.cri.clustering import clear_memory_cache, cluster_centroids, prior_fingerprint, sample_codes
-from inversion.cri.distance import FeatureDistance, make_distance, measurement_view
 from inversion.cri.fit import (
     CRIConfig,
     OffsetPrior,
     cri,
     locality_term,
+    make_distance,
+    measurement_view,
     perceptual_term,
     resolve_labels,
     select_centroids,
 )
+from inversion.metrics.perceptual import FeatureDistance
 
 __all__ = [
     "CRIConfig",

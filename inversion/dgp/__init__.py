@@ -6,7 +6,7 @@ progressive generator fine-tuning with optional BN->IN swap, colorization output
 
 from inversion.dgp.fit import DEFAULT_STAGES, DGPConfig, DGPFit, fit_dgp, load_preset
 from inversion.dgp.init import CandidateInit, candidate_pool, sample_labels, select_latents
-from inversion.dgp.losses import CriticFeatureLoss, MeasurementMSE, to_image_grid
+from inversion.dgp.losses import CriticFeatureLoss, MeasurementMSE, PerceptualLoss, to_image_grid
 from inversion.dgp.manipulation import category_transfer, jitter, morph
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "DGPConfig",
     "DGPFit",
     "MeasurementMSE",
+    "PerceptualLoss",
     "candidate_pool",
     "category_transfer",
     "fit_dgp",
