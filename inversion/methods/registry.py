@@ -5,7 +5,7 @@ A method is one module that registers a run function with its own typed config::
     from dataclasses import dataclass
 
     from inversion.methods.common import PriorConfig
-    from inversion.methods.registry import register_method
+    from inversion.methods.registry import check_positive_int, register_method
 
     @dataclass
     class MyConfig(PriorConfig):          # or MethodConfig for a prior-free method
