@@ -425,7 +425,7 @@ def _iagan_opts(r: Runner) -> dict:
 
 
 def _dgp_preset(r: Runner, name: str) -> dict:
-    from inversion.dgp.method import load_preset
+    from inversion.dgp.fit import load_preset
 
     opts = load_preset(name)
     opts["stages"] = _scaled_stages(opts["stages"], r)
@@ -455,7 +455,7 @@ def measure(r: Runner) -> dict[str, dict[str, list[float]]]:
     res["iagan_bp"] = {"CSGM": cs["psnr"], "CSGM-BP": cs["BP:psnr"]}
 
     # DGP Table 4 (variants as in inversion.dgp.benchmark, plus the perceptual loss)
-    from inversion.dgp.perceptual import PerceptualLoss
+    from inversion.dgp.losses import PerceptualLoss
 
     base = _dgp_preset(r, "sr_critic")
     ncand = base["n_candidates"]

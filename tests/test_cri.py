@@ -376,7 +376,7 @@ def test_classifier_config_instantiates():
 
 # -- issue 15: composite masks, per-image locality seeding, LPIPS routing ------------------------------
 def test_candidate_operator_gives_each_candidate_its_image_mask_inside_a_composite():
-    from inversion.cri.method import _candidate_operator
+    from inversion.cri.fit import _candidate_operator
     from inversion.operators import Colorization, Composite
 
     op = Composite([Colorization(), Inpainting("boxes", box_size=3, num_boxes=2, per_image=True, seed=2)])

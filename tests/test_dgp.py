@@ -368,7 +368,7 @@ def test_every_dgp_preset_loads_and_builds_its_schedule():
 
 
 def test_preset_fills_options_left_at_their_defaults():
-    from inversion.dgp.method import _resolve
+    from inversion.dgp.fit import _resolve
 
     cfg = _resolve(dgp.DGPConfig(preset="sr_mse", n_candidates=7))
     assert cfg.n_candidates == 7 and cfg.bn_to_in and cfg.stages[-1]["weights"]["mse"] == 400.0
@@ -455,8 +455,8 @@ def test_critic_feature_distance_follows_eq3_summed_l1_norms():
 
 def test_manipulate_without_config_fits_with_table_11_and_rejects_too_many_blocks(monkeypatch, tmp_path):
     from datamodules.io.images import save_png
+    from inversion.dgp import fit as dgp_method
     from inversion.dgp import manipulation_cli as manipulate
-    from inversion.dgp import method as dgp_method
 
     folder = tmp_path / "in"
     for i, img in enumerate(images(tiny(), 1)):

@@ -15,7 +15,6 @@ from inversion.exploration import (
     Distinctness,
     EGlass,
     Feasibility,
-    FeatureDistance,
     GeneratorPrior,
     LatentGeometry,
     block_lanczos_topk,
@@ -33,6 +32,7 @@ from inversion.exploration import (
     sorted_eigh,
 )
 from inversion.exploration import eglass as eglass_module
+from inversion.metrics import FeatureMSE
 from lcm.prior import Prior
 
 DT = torch.float64
@@ -225,7 +225,13 @@ def test_nonlinear_hvp_paths_equal_jacrev():
     exact_func = latent_geometry(prior, op, z0, perceptual=mse, method="eigh", hvp_backend="func")
     torch.testing.assert_close(exact_func.h_x, jg.mT @ jg / 36)
     torch.testing.assert_close(geo.h_x, jg.mT @ jg / 36)
-    feat = latent_geometry(prior, op, z0, perceptual=FeatureDistance(lambda x: [x, 2 * x]), method="eigh")
+    feat = latent_geometry(
+        prior,
+        op,
+        z0,
+        perceptual=FeatureMSE(lambda x: [x, 2 * x], layers="sum", check_inputs=False),
+        method="eigh",
+    )
     torch.testing.assert_close(feat.h_x, 5 * jg.mT @ jg / 36)
     # matrix-free exact-Hessian path (forward-over-reverse products) inside the top-k solver
     x0 = prior(z0).detach()

@@ -234,10 +234,10 @@ def test_registered_method_runs_through_restore_and_rejects_unknown_options(toy)
     """A plug-in method registered with its own config runs via restore(); bad names fail clearly."""
     from dataclasses import dataclass
 
-    from inversion.methods import MethodConfig, available_methods, csgm, register_method, restore
+    from inversion.methods import CSGMConfig, available_methods, csgm, register_method, restore
 
     @dataclass
-    class TinyConfig(MethodConfig):
+    class TinyConfig(CSGMConfig):
         scale: float = 1.0
 
     calls = []
@@ -246,7 +246,7 @@ def test_registered_method_runs_through_restore_and_rejects_unknown_options(toy)
         calls.append(cfg.scale)
         return csgm(prior, operator, y, seeds, labels, cfg, callbacks, loss_terms)
 
-    register_method("tiny_test_method", run, TinyConfig)
+    register_method("tiny_test_method", TinyConfig)(run)
     assert {"tiny_test_method", "tiny_test_method_bp", "dgp", "cri"} <= set(available_methods())
     prior, x = toy
     op = SuperResolution(factor=2, kernel="bicubic")

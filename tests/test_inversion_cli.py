@@ -84,7 +84,7 @@ def test_resume_refuses_a_different_run_and_same_stem_files_keep_apart(folder, t
     names = sorted(p.name for p in (out / "restored").iterdir())
     assert "img1.png" in names and "img1.bmp.png" in names
     with pytest.raises(ValueError, match="method"):
-        cli.main(_args(src, cfg, out, "--method", "csgm"))
+        cli.main(_args(src, cfg, out, "--method", "csgm", "--options", "{csgm_steps: 6, restarts: 2}"))
     with pytest.raises(ValueError, match="seed"):
         cli.main(_args(src, cfg, out, "--seed", "5"))
     assert len(_rows(out)) == 3

@@ -20,7 +20,12 @@ def folder(make_task_folder):
     return make_task_folder(3, 9, op, "{csgm_steps: 5, restarts: 2, iagan_steps: 3}", task="sr2")
 
 
+CSGM_OPTIONS = "{csgm_steps: 5, restarts: 2}"  # the task's options are IAGAN's; CSGM's config has no iagan_*
+
+
 def _run(src, cfg, out, method="iagan", *extra):
+    if method == "csgm":
+        extra = ("--options", CSGM_OPTIONS, *extra)
     args = [
         "--config", str(cfg), "--prior", "lcm.toy:tiny_prior", "--input", str(src),
         "--output", str(out), "--method", method, "--progress", "false", "--num_threads", "1", *extra,

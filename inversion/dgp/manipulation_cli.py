@@ -48,7 +48,7 @@ def _fit(
     labels_csv: str | None = None,
 ):
     from inversion.cli import _apply_labels, list_items, load_prior_spec, read_labels
-    from inversion.dgp import method as dgp_method
+    from inversion.dgp import fit as dgp_method
     from inversion.operators import Denoising
 
     if num_threads:

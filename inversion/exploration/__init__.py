@@ -23,7 +23,6 @@ from inversion.exploration.eglass import (
     start_from,
 )
 from inversion.exploration.geometry import (
-    FeatureDistance,
     LatentGeometry,
     block_lanczos_topk,
     gauss_newton_matvec,
@@ -47,7 +46,6 @@ __all__ = [
     "EGlass",
     "ExplorationResult",
     "Feasibility",
-    "FeatureDistance",
     "GeneratorPrior",
     "LatentGeometry",
     "RestartResult",

@@ -1,5 +1,6 @@
-"""DGP (Pan et al. 2020) as a configuration of the stage engine: best-of-N start, then progressive
-fine-tuning of per-image generator copies under the critic feature + MSE loss (DGP eqs. 2-3).
+"""The DGP fit (Pan et al. 2020) on the stage engine: best-of-N start, then progressive fine-tuning of
+per-image generator copies under the critic feature + MSE loss (DGP eqs. 2-3). ``restore(method="dgp")``
+runs it through :mod:`inversion.methods.dgp`.
 
 Each stage of a DGP schedule is one mapping: ``blocks`` (DGP's "Blocks num.": how many leading
 generator blocks fine-tune), ``iterations``, ``latent_lr`` ("z lr"), ``generator_lr`` ("G lr") and
@@ -21,11 +22,11 @@ from inversion.dgp.init import CandidateInit, select_latents
 from inversion.dgp.losses import CriticFeatureLoss, MeasurementMSE
 from inversion.dgp.schedule import schedule_to_stages
 from inversion.engine import FitResult, LossTerm, run_stages
-from inversion.methods import MethodConfig
+from inversion.methods.common import PriorConfig
 from lcm.configs import config_dir, load_options
 from lcm.prior import Prior
 
-__all__ = ["DEFAULT_STAGES", "DGPConfig", "DGPFit", "PRESET_DIR", "dgp", "fit_dgp", "load_preset"]
+__all__ = ["DEFAULT_STAGES", "DGPConfig", "DGPFit", "PRESET_DIR", "fit_dgp", "load_preset"]
 
 PRESET_DIR = config_dir() / "inversion" / "dgp"
 
@@ -71,10 +72,12 @@ DEFAULT_STAGES = [
 
 
 @dataclass
-class DGPConfig(MethodConfig):
+class DGPConfig(PriorConfig):
     """Options of ``restore(..., method="dgp")`` (also ``options:`` of ``python -m inversion``).
 
-    Args (beyond :class:`~inversion.methods.MethodConfig`, whose ``stages`` holds the DGP schedule):
+    Args (beyond :class:`~inversion.methods.PriorConfig`'s ``space`` and ``optimize_noise``):
+        stages: the DGP schedule (see the module docstring; None: :data:`DEFAULT_STAGES`).
+        batching: the per-image generator copies run ``sequential`` or stacked (``vmap``).
         preset: a schedule from ``configs/inversion/dgp/<preset>.yaml`` (its ``options``) or a YAML path;
             its values fill every option left at its default here.
         critic_blocks: critic blocks used by the feature loss (None: all; DGP uses all of BigGAN's).
@@ -108,6 +111,8 @@ class DGPConfig(MethodConfig):
     ``'all'`` (7 at 128 px) also trains the output layer, which DGP's optimizer leaves out.
     """
 
+    stages: list[dict] | None = None
+    batching: str = "sequential"
     preset: str | None = None
     critic_blocks: list[int] | None = None
     lift: str = "resize"
@@ -123,6 +128,10 @@ class DGPConfig(MethodConfig):
     finetune_embedding: bool = False
     w_nll: float = 0.0
     candidate_std: float = 1.0
+
+    def check(self) -> None:
+        if self.batching not in ("sequential", "vmap"):
+            raise ValueError(f"batching must be 'sequential' or 'vmap', got {self.batching!r}")
 
 
 def load_preset(name: str) -> dict:
@@ -154,11 +163,6 @@ class DGPFit:
     fit: FitResult
     labels: torch.Tensor | None
     init: CandidateInit
-
-
-def _is_gray_observation(y: torch.Tensor, prior: Prior) -> bool:
-    c, h, w = prior.image_shape
-    return y.dim() == 4 and y.shape[1] == 1 and c == 3 and tuple(y.shape[-2:]) == (h, w)
 
 
 def fit_dgp(
@@ -240,31 +244,3 @@ def fit_dgp(
         keep=cfg.keep,
     )
     return DGPFit(fit, init.labels, init)
-
-
-def dgp(
-    prior: Prior,
-    operator: nn.Module,
-    y: torch.Tensor,
-    seeds: Sequence[int],
-    labels: torch.Tensor | None = None,
-    cfg: DGPConfig | None = None,
-    noisy: bool = False,
-    callbacks: Sequence = (),
-    loss_terms: Mapping[str, LossTerm] | None = None,
-) -> tuple[FitResult, torch.Tensor]:
-    """The registered ``restore(..., method="dgp")`` entry: :func:`fit_dgp`, then for colorization the
-    target's luminance with the predicted chroma (DGP Sec. 4.1: Lab "ab" of x* + the given brightness).
-
-    Shape:
-        - y: ``(B, ...)``; result images ``(B, C, H, W)``.
-    """
-    cfg = cfg or DGPConfig()
-    out = fit_dgp(prior, operator, y, seeds, labels, cfg, callbacks, loss_terms)
-    fit = out.fit
-    if cfg.colorize_output and _is_gray_observation(y, prior):
-        from inversion.metrics import restore_luminance
-
-        with torch.no_grad():
-            fit.images = restore_luminance(fit.images, y)
-    return fit, fit.history
