@@ -15,7 +15,6 @@ from __future__ import annotations
 import html
 import json
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,6 @@ from datamodules.io.images import load_image, png_bytes
 __all__ = [
     "Run",
     "compare",
-    "compare_main",
     "exploration_report",
     "markdown_report",
     "figure_report",  # re-exported from datamodules.io.html
@@ -375,25 +373,6 @@ def compare(outputs: Sequence[str | Path], output: str | Path) -> Path:
         body.append(f"<h3>{html.escape(lab)}</h3><pre>{html.escape(json.dumps(run.info, indent=1))}</pre>")
     path = Path(output) / "report.html"
     write_page(path, title, body)
-    return path
-
-
-def compare_main(argv: Sequence[str]) -> Path:
-    """``python -m inversion compare OUT1 OUT2 ... [--output DIR]`` (default DIR: ``OUT1/../compare``)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="python -m inversion compare", description=compare.__doc__.split("\n")[0]
-    )
-    parser.add_argument("runs", nargs="+", help="output folders of `python -m inversion` runs")
-    parser.add_argument("--output", default=None, help="folder of the comparison report")
-    args = parser.parse_args(list(argv))
-    output = args.output or str(Path(args.runs[0]).resolve().parent / "compare")
-    try:
-        path = compare(args.runs, output)
-    except (ValueError, FileNotFoundError) as e:
-        parser.exit(2, f"error: {e}\n")
-    print(f"[inversion] comparison report: {path}", file=sys.stderr)
     return path
 
 
