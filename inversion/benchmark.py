@@ -7,7 +7,7 @@
    noiseless and with noise 10/255, on Fashion-MNIST test images.
 
 ``--prior`` is a checkpoint of ``python -m lcm fit`` (or ``module:factory``); ``--prior toy`` fits
-the toy blob prior of :mod:`inversion.toy` and uses held-out blob images instead (a smoke run).
+the toy blob prior of :mod:`lcm.toy` and uses held-out blob images instead (a smoke run).
 Writes ``results.md`` and ``results.json`` under ``--output``.
 """
 
@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import torch
 from jsonargparse import CLI
 
+from datamodules.io.atomic import atomic_write_bytes
 from inversion import methods
-from inversion.io import atomic_write_bytes
-from inversion.operators import CompressedSensing, SuperResolution
+from inversion.operators import CompressedSensing, SuperResolution, back_project
 
 __all__ = ["main", "run"]
 
@@ -43,7 +44,7 @@ def _tasks(names: list[str], sigma: float) -> dict:
 
 def _data(prior_spec: str, n: int, seed: int):
     if prior_spec == "toy":
-        from inversion.toy import blob_images, fit_toy_prior
+        from lcm.toy import blob_images, fit_toy_prior
 
         prior, _ = fit_toy_prior(steps=400, seed=seed)
         return (
@@ -64,6 +65,13 @@ def _data(prior_spec: str, n: int, seed: int):
     return prior, torch.stack([ds[i]["image"] for i in range(len(ds))]), f"Fashion-MNIST test {h}x{h}"
 
 
+def _options(method: str, opts: dict) -> dict:
+    """The benchmark's CSGM / IAGAN options that ``method``'s config has (CSGM's are IAGAN's first phase;
+    IAGAN's joint-phase options are not CSGM's)."""
+    names = {f.name for f in fields(methods.get_method(method).config)}
+    return {k: v for k, v in opts.items() if k in names}
+
+
 def _speed(prior, x, opts: dict, n_speed: int) -> list[dict]:
     op = SuperResolution(factor=4, kernel="bicubic")
     x = x[:n_speed]
@@ -71,7 +79,7 @@ def _speed(prior, x, opts: dict, n_speed: int) -> list[dict]:
     rows = []
     t = time.perf_counter()
     for i in range(len(x)):
-        methods.restore(y[i : i + 1], op, prior, "csgm", seed=[i], **opts)
+        methods.restore(y[i : i + 1], op, prior, "csgm", seed=[i], **_options("csgm", opts))
     rows.append(
         {
             "method": "csgm",
@@ -80,7 +88,7 @@ def _speed(prior, x, opts: dict, n_speed: int) -> list[dict]:
         }
     )
     t = time.perf_counter()
-    methods.restore(y, op, prior, "csgm", seed=list(range(len(x))), **opts)
+    methods.restore(y, op, prior, "csgm", seed=list(range(len(x))), **_options("csgm", opts))
     rows.append(
         {
             "method": "csgm",
@@ -111,9 +119,9 @@ def _quality(prior, x, task_names: list[str], opts: dict) -> list[dict]:
             seeds = list(range(len(x)))
             res = {"pseudo-inverse": op.A_dagger(y).clamp(0, 1)}
             for meth in ("csgm", "iagan"):
-                r = methods.restore(y, op, prior, meth, seed=seeds, **opts)
+                r = methods.restore(y, op, prior, meth, seed=seeds, **_options(meth, opts))
                 res[meth.upper()] = r.images
-                res[f"{meth.upper()}-BP"] = methods.back_projection(r.raw, y, op).clamp(0, 1)
+                res[f"{meth.upper()}-BP"] = back_project(r.raw, y, op).clamp(0, 1)
             for meth, img in res.items():
                 rows.append(
                     {

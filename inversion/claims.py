@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from inversion.io import atomic_write_bytes
+from datamodules.io.atomic import atomic_write_bytes
 from lcm.configs import config_dir, load_options
 
 __all__ = ["CLAIMS", "Claim", "main", "run"]
@@ -385,7 +385,8 @@ class Runner:
 
     def restore_run(self, key, prior_name, dataset, op, method, opts, bp_label=None, x_range=None):
         """Metrics of ``restore(method, **opts)`` (and of its back-projection under ``bp_label``)."""
-        from inversion.methods import back_projection, restore
+        from inversion.methods import restore
+        from inversion.operators import back_project
 
         terms = opts.get("loss_terms") or {}
         plain = {k: v for k, v in opts.items() if k != "loss_terms"}
@@ -403,7 +404,7 @@ class Runner:
             vals = self.score(res.images, x, o)
             if bp_label:
                 with torch.no_grad():
-                    bp = back_projection(res.raw, y, o).clamp(0, 1)
+                    bp = back_project(res.raw, y, o).clamp(0, 1)
                 vals.update({f"{bp_label}:{k}": v for k, v in self.score(bp, x, o).items()})
             return vals
 
@@ -424,7 +425,7 @@ def _iagan_opts(r: Runner) -> dict:
 
 
 def _dgp_preset(r: Runner, name: str) -> dict:
-    from inversion.dgp.method import load_preset
+    from inversion.dgp.fit import load_preset
 
     opts = load_preset(name)
     opts["stages"] = _scaled_stages(opts["stages"], r)
@@ -454,7 +455,7 @@ def measure(r: Runner) -> dict[str, dict[str, list[float]]]:
     res["iagan_bp"] = {"CSGM": cs["psnr"], "CSGM-BP": cs["BP:psnr"]}
 
     # DGP Table 4 (variants as in inversion.dgp.benchmark, plus the perceptual loss)
-    from inversion.dgp.perceptual import PerceptualLoss
+    from inversion.dgp.losses import PerceptualLoss
 
     base = _dgp_preset(r, "sr_critic")
     ncand = base["n_candidates"]
@@ -564,8 +565,8 @@ def defence(r: Runner) -> dict[str, list[float]]:
             else {}
         )
         clf = train_classifier(x, lab, 10, steps=steps, batch_size=128, seed=r.seed, **kw)
+        from datamodules.io.atomic import atomic_write
         from inversion.cri.classifier import CHECKPOINT_MARK
-        from inversion.io import atomic_write
 
         ckpt = {"state_dict": clf.state_dict(), "hyper_parameters": dict(clf.hparams), CHECKPOINT_MARK: 1}
         atomic_write(path, lambda f: torch.save(ckpt, f))

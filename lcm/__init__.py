@@ -1,4 +1,6 @@
-"""Learned image priors: networks, prior-training LightningModules (WGAN-GP, GLO, LCM), losses.
+"""Learned image priors: networks, prior-training LightningModules (WGAN-GP, GLO, LCM), losses, loading
+(``load_prior``), published architectures (:mod:`lcm.architectures`), DDP collectives of the training
+modules (:mod:`lcm.collectives`) and a toy prior for tests and smoke runs (:mod:`lcm.toy`).
 
 Networks, modules and losses are imported lazily (``lcm.GLO`` etc.), so ``import lcm`` stays light.
 """

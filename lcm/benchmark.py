@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from datamodules._common import atomic_write
+from datamodules.io.atomic import atomic_write
 from lcm.loading import load_prior
 from lcm.prior import Prior
 
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
             flush=True,
         )
     _write_json(results, Path(args.out))
-    from callbacks.report import json_report
+    from datamodules.io.html import json_report
 
     print(f"report: {json_report(Path(args.out).parent, 'Prior benchmark (lcm.benchmark)', results)}")
     print(f"wrote {args.out}")

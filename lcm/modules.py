@@ -24,8 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from datamodules.grid import save_image_grid
-from lcm.distributed import gather_rows, is_distributed
+from lcm.collectives import gather_rows, is_distributed
 from lcm.evaluation import FrechetTracker, fit_latents, reconstruction_scores
 from lcm.losses import gradient_penalty, lap_l1
 from lcm.networks import Critic, Generator, LatentConvNet, MappingNetwork
@@ -48,7 +47,8 @@ def _plain(value: Any) -> Any:
 
 
 class PriorModule(pl.LightningModule):
-    """Common base: image shape, checkpoint marker, sample-grid logging and :meth:`to_prior`."""
+    """Common base: image shape, checkpoint marker, :meth:`sample_images` (written as grids by
+    :class:`callbacks.SampleGrids`) and :meth:`to_prior`."""
 
     kind: ClassVar[str] = ""
 
@@ -66,9 +66,7 @@ class PriorModule(pl.LightningModule):
         if val_fit_steps < 0 or val_fd_images < 0:
             raise ValueError(f"val_fit_steps, val_fd_images must be >= 0: {val_fit_steps}, {val_fd_images}")
         self.image_shape = (int(channels), int(resolution), int(resolution))
-        self.sample_every_n_steps = int(sample_every_n_steps)
-        self._sample_mark = 0
-        self._sampled_step = -1  # the step whose sample grid is written (each step once)
+        self.sample_every_n_steps = int(sample_every_n_steps)  # read by callbacks.SampleGrids
         self.val_fit_steps, self.val_fd_images = int(val_fit_steps), int(val_fd_images)
         self._fd = FrechetTracker(self.val_fd_images)
 
@@ -95,39 +93,6 @@ class PriorModule(pl.LightningModule):
     def sample_images(self, n: int) -> torch.Tensor:
         """Images in [0, 1] for the sample grid (``(n, C, H, W)``)."""
         raise NotImplementedError
-
-    def _sample_dir(self) -> Path:
-        root = self.trainer.log_dir or self.trainer.default_root_dir
-        return Path(root) / "samples"
-
-    def log_samples(self, n: int = 64) -> None:
-        if self.trainer is None or self.trainer.sanity_checking or self._sampled_step == self.global_step:
-            return  # the same step's grid is asked for by the periodic, checkpoint and end hooks
-        self._sampled_step = self.global_step  # every rank: global_step agrees, so all skip or none
-        directory = self._sample_dir()  # trainer.log_dir is a collective (broadcast): every rank asks
-        if not self.trainer.is_global_zero:
-            return
-        was_training = self.training
-        self.eval()
-        with torch.no_grad():
-            images = self.sample_images(n)
-        self.train(was_training)
-        step = self.global_step
-        save_image_grid(images, directory / f"samples_step{step:07d}.png", nrow=int(math.sqrt(n)))
-        experiment = getattr(self.logger, "experiment", None)
-        if hasattr(experiment, "add_image"):
-            from torchvision.utils import make_grid
-
-            experiment.add_image("samples", make_grid(images.clamp(0, 1).cpu(), nrow=int(math.sqrt(n))), step)
-
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.sample_every_n_steps and self.global_step // self.sample_every_n_steps > self._sample_mark:
-            self._sample_mark = self.global_step // self.sample_every_n_steps
-            self.log_samples()
-
-    def on_train_end(self) -> None:
-        if self.sample_every_n_steps:
-            self.log_samples()
 
     # -- validation / test / predict (quality measures: lcm.evaluation) -----------------------
     def sampling_prior(self) -> Prior:
@@ -514,7 +479,6 @@ class _TableModule(PriorModule):
         if self._pending is not None:
             self.update_rows(*self._pending)
             self._pending = None
-        super().on_train_batch_end(outputs, batch, batch_idx)
 
     def sampling_prior(self) -> Prior:
         prior = self.to_prior()

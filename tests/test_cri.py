@@ -27,9 +27,9 @@ from inversion.cri.classifier import CRIClassifier, infer_labels, load_classifie
 from inversion.engine import run_stages
 from inversion.operators import CompressedSensing, Inpainting, SuperResolution
 from inversion.stages import Stage
-from inversion.toy import blob_images, fit_toy_prior, tiny_prior
 from lcm.networks import Generator, MappingNetwork
 from lcm.prior import Prior
+from lcm.toy import blob_images, fit_toy_prior, tiny_prior
 
 
 @pytest.fixture(scope="module")
@@ -308,7 +308,7 @@ def test_presets_parse_and_hold_valid_options(name):
     else:
         configs = [root / "cri" / f"{name}.yaml"]
     argv = [a for c in configs for a in ("--config", str(c))]
-    cfg = build_parser().parse_args([*argv, "--prior", "inversion.toy:tiny_prior"])
+    cfg = build_parser().parse_args([*argv, "--prior", "lcm.toy:tiny_prior"])
     assert cfg.method == "cri"
     opts = CRIConfig().updated(cfg.options)  # every option is a CRIConfig field
     opts.check()
@@ -376,7 +376,7 @@ def test_classifier_config_instantiates():
 
 # -- issue 15: composite masks, per-image locality seeding, LPIPS routing ------------------------------
 def test_candidate_operator_gives_each_candidate_its_image_mask_inside_a_composite():
-    from inversion.cri.method import _candidate_operator
+    from inversion.cri.fit import _candidate_operator
     from inversion.operators import Colorization, Composite
 
     op = Composite([Colorization(), Inpainting("boxes", box_size=3, num_boxes=2, per_image=True, seed=2)])

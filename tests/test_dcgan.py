@@ -121,7 +121,10 @@ def test_tutorial_checkpoint_with_both_networks_brings_its_critic(tmp_path):
     [
         (lambda s: s.pop("main.4.running_var"), "missing keys: main.4.running_var"),
         (lambda s: s.__setitem__("main.4.extra", torch.zeros(2)), "unexpected keys: main.4.extra"),
-        (lambda s: s.__setitem__("main.4.weight", torch.zeros(3)), "wrong shape: main.4.weight (3,)"),
+        (
+            lambda s: s.__setitem__("main.4.weight", torch.zeros(3)),
+            "wrong-shape keys: main.4.weight (file (3,), network (32,))",
+        ),
         (lambda s: s.pop("main.6.weight"), "is a layer's weight missing?"),
     ],
 )

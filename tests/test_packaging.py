@@ -60,8 +60,8 @@ def test_wheel_runs_a_dgp_preset_outside_the_checkout(tmp_path):
     work.mkdir()
     (work / "toyprior.py").write_text(PRIOR)
     (work / "imgs").mkdir()
-    from inversion.io import save_png
-    from inversion.toy import blob_images
+    from datamodules.io.images import save_png
+    from lcm.toy import blob_images
 
     save_png(blob_images(1)[0], work / "imgs" / "a.png")
     env = {**os.environ, "PYTHONPATH": str(site)}

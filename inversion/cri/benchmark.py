@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 from jsonargparse import CLI
 
+from datamodules.io.atomic import atomic_write_bytes
 from inversion import methods
-from inversion.io import atomic_write_bytes
 from inversion.operators import Inpainting, SuperResolution
 
 __all__ = ["main", "run"]

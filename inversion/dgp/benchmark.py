@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from jsonargparse import CLI
 
-from inversion.io import atomic_write_bytes
+from datamodules.io.atomic import atomic_write_bytes
 
 __all__ = ["faithful_dgp", "main", "run"]
 
@@ -75,7 +75,7 @@ def _scores(img: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None
 
 
 def _ablation(task: str, prior, x, labels, scale: float, n_candidates: int) -> list[dict]:
-    from inversion.dgp.method import load_preset
+    from inversion.dgp.fit import load_preset
     from inversion.methods import restore
     from inversion.operators import Colorization, SuperResolution
 
@@ -109,7 +109,7 @@ def _ablation(task: str, prior, x, labels, scale: float, n_candidates: int) -> l
 
 
 def _inpainting(prior, x, labels, scale: float, n_candidates: int) -> list[dict]:
-    from inversion.dgp.method import load_preset
+    from inversion.dgp.fit import load_preset
     from inversion.methods import restore
     from inversion.operators import Inpainting
 
@@ -181,11 +181,12 @@ def faithful_dgp(
 
 
 def _speed(prior, x, labels, scale: float, n_candidates: int) -> list[dict]:
-    from callbacks import ProgressiveUnfreezing, schedule_to_stages
+    from callbacks import ProgressiveUnfreezing
     from inversion import metrics as M
+    from inversion.dgp.fit import load_preset
     from inversion.dgp.init import select_latents
     from inversion.dgp.losses import CriticFeatureLoss
-    from inversion.dgp.method import load_preset
+    from inversion.dgp.schedule import schedule_to_stages
     from inversion.engine import run_stages
     from inversion.operators import SuperResolution
 

@@ -23,7 +23,6 @@ from inversion.exploration.eglass import (
     start_from,
 )
 from inversion.exploration.geometry import (
-    FeatureDistance,
     LatentGeometry,
     block_lanczos_topk,
     gauss_newton_matvec,
@@ -32,7 +31,7 @@ from inversion.exploration.geometry import (
     latent_geometry,
     sorted_eigh,
 )
-from inversion.exploration.plots import image_grid, save_correlation_plot, save_image_grid
+from inversion.exploration.plots import save_correlation_plot, save_tile_grid
 from inversion.exploration.restarts import (
     GeneratorPrior,
     RestartResult,
@@ -47,7 +46,6 @@ __all__ = [
     "EGlass",
     "ExplorationResult",
     "Feasibility",
-    "FeatureDistance",
     "GeneratorPrior",
     "LatentGeometry",
     "RestartResult",
@@ -60,13 +58,12 @@ __all__ = [
     "fit_start",
     "gauss_newton_matvec",
     "hessian_matvec",
-    "image_grid",
     "jacobian_rows",
     "latent_geometry",
     "pairwise_distance",
     "restart_solutions",
     "save_correlation_plot",
-    "save_image_grid",
+    "save_tile_grid",
     "search_direction",
     "sorted_eigh",
     "start_from",

@@ -41,11 +41,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from datamodules.io.atomic import atomic_write, atomic_write_bytes
 from inversion.exploration.criteria import Distinctness, Feasibility, diversity
 from inversion.exploration.eglass import explore
-from inversion.exploration.plots import save_image_grid
+from inversion.exploration.plots import save_tile_grid
 from inversion.exploration.restarts import fit_solutions, fit_start, restart_solutions
-from inversion.io import atomic_write, atomic_write_bytes
 from inversion.report import exploration_report
 
 Tensor = torch.Tensor
@@ -132,7 +132,7 @@ def _operator(task: str):
 
 def _held_out(data: str, n: int, resolution: int, channels: int, seed: int) -> Tensor:
     if Path(data).is_dir():
-        from datamodules.images import list_image_files, load_image
+        from datamodules.io.images import list_image_files, load_image
 
         files = sorted(list_image_files(data))[:n]
         if not files:
@@ -348,7 +348,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         if res.num_solutions:
             res.save_grid(out / f"eglass_{tag}_{args.task}_{i}.png", nrow=11)
         if rs.selected:
-            save_image_grid(
+            save_tile_grid(
                 torch.cat([x_true, rs.solutions]), out / f"restarts_{tag}_{args.task}_{i}.png", nrow=11
             )
 

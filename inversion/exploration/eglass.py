@@ -237,7 +237,7 @@ class ExplorationResult:
         """PNG grid: ``x0`` (blue frame), then the solutions (green frame) or every candidate (green
         solution, grey feasible but not distinct, red infeasible), captioned with K, signed eta and
         relative residual."""
-        from inversion.exploration.plots import save_image_grid
+        from inversion.exploration.plots import save_tile_grid
 
         keep = self.selected if solutions_only else list(range(self.latents.shape[0]))
         chosen = set(self.selected)
@@ -254,7 +254,7 @@ class ExplorationResult:
             f"{float(self.residuals[i]):.1e}"
             for i in keep
         ]
-        return save_image_grid(images, path, nrow=nrow, frame_colors=colors, captions=captions)
+        return save_tile_grid(images, path, nrow=nrow, frame_colors=colors, captions=captions)
 
     def save_diagnostic(self, path: str | Path, k: int | None = None, num_show: int = 40) -> Path:
         """The paper's Fig. 1: |correlation| of ``v^K`` (blue) and of the final ``d`` (red) with the top

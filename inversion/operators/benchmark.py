@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:28s} {label:24s} {t_ours:9.3f} {t_ref:9.3f} {t_ours / t_ref:9.2f}")
                 rows.append({"operator": name, "call": label, "ours_ms": t_ours, "ref_ms": t_ref})
     if args.output:
-        from callbacks.report import json_report
+        from datamodules.io.html import json_report
 
         meta = {"reference": ref_name, "batch": list(x.shape), "threads": 1, "rounds": args.rounds}
         print(f"report: {json_report(args.output, 'Operators vs ' + ref_name, {'meta': meta, 'rows': rows})}")

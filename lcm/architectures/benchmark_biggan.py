@@ -95,8 +95,9 @@ def _stage(args) -> dict:
 def _phase_ours(args) -> dict:
     import pytorch_lightning as pl
 
-    from callbacks import ProgressiveUnfreezing, schedule_to_stages
+    from callbacks import ProgressiveUnfreezing
     from inversion.dgp.losses import CriticFeatureLoss
+    from inversion.dgp.schedule import schedule_to_stages
     from inversion.engine import run_stages
 
     prior, op, y, labels = _setup(args.threads, ch=args.ch)
@@ -239,8 +240,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     print(json.dumps(res, indent=1))
     if args.output:
-        from callbacks.report import json_report
-        from datamodules._common import atomic_write
+        from datamodules.io.atomic import atomic_write
+        from datamodules.io.html import json_report
 
         out = Path(args.output)
         atomic_write(out / "results.json", lambda f: f.write(json.dumps(res, indent=1).encode()))

@@ -140,10 +140,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 flush=True,
             )
     if a.output:
-        from inversion.io import atomic_write_bytes
+        from datamodules.io.atomic import atomic_write_bytes
 
         atomic_write_bytes(a.output, json.dumps(rows, indent=2).encode())
-        from callbacks.report import json_report
+        from datamodules.io.html import json_report
 
         json_report(Path(a.output).parent, "StyleGAN2-ADA benchmark", rows)
     return rows

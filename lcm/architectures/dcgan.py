@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lcm.architectures.registry import Architecture, CheckpointFile, register_architecture
+from lcm.architectures.state_dicts import load_state_dict_strict
 from lcm.prior import Prior
 
 __all__ = [
@@ -181,7 +183,11 @@ def is_discriminator_state(state: Mapping) -> bool:
 
 def _is_main(state: Mapping) -> bool:
     w = state.get("main.0.weight")
-    return isinstance(w, torch.Tensor) and w.dim() == 4 and all(isinstance(k, str) for k in state)
+    return (
+        isinstance(w, torch.Tensor)
+        and w.dim() == 4
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())
+    )
 
 
 def recognise(state: Mapping) -> str | None:
@@ -269,42 +275,25 @@ def discriminator_config(state: Mapping[str, torch.Tensor]) -> dict:
     return {"widths": widths, "bias": "main.0.bias" in state}
 
 
-def load_strict(net: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:
-    """Load ``state`` into ``net`` key for key and shape for shape, or raise one ValueError listing
-    the missing, unexpected and wrong-shape keys."""
-    own = net.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(
-        f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}"
-        for k in set(own) & set(state)
-        if not isinstance(state[k], torch.Tensor) or tuple(own[k].shape) != tuple(state[k].shape)
-    )
-    if missing or unexpected or wrong:
-        parts = [
-            f"{name}: " + ", ".join(keys[:12]) + (f", ... ({len(keys)} in all)" if len(keys) > 12 else "")
-            for name, keys in (
-                ("missing keys", missing),
-                ("unexpected keys", unexpected),
-                ("wrong shape", wrong),
-            )
-            if keys
-        ]
-        raise ValueError(f"{what} does not match the DCGAN tutorial layout read from it: " + "; ".join(parts))
-    net.load_state_dict(state, strict=True)
+def _load_strict(net: DCGANGenerator | DCGANDiscriminator, state: Mapping, what: str) -> None:
+    load_state_dict_strict(net, state, what, f"the DCGAN tutorial layout read from it (widths {net.widths})")
 
 
-def build_generator(state: Mapping[str, torch.Tensor]) -> DCGANGenerator:
+def build_generator(
+    state: Mapping[str, torch.Tensor], what: str = "DCGAN generator state dict"
+) -> DCGANGenerator:
     """A :class:`DCGANGenerator` configured from and strictly loaded with ``state`` (eval mode)."""
     net = DCGANGenerator(**generator_config(state))
-    load_strict(net, state, "DCGAN generator state dict")
+    _load_strict(net, state, what)
     return net.eval()
 
 
-def build_discriminator(state: Mapping[str, torch.Tensor]) -> DCGANDiscriminator:
+def build_discriminator(
+    state: Mapping[str, torch.Tensor], what: str = "DCGAN discriminator state dict"
+) -> DCGANDiscriminator:
     """A :class:`DCGANDiscriminator` configured from and strictly loaded with ``state`` (eval mode)."""
     net = DCGANDiscriminator(**discriminator_config(state))
-    load_strict(net, state, "DCGAN discriminator state dict")
+    _load_strict(net, state, what)
     return net.eval()
 
 
@@ -362,15 +351,47 @@ def load_dcgan_prior(
     except ValueError as err:
         hint = " (it is a discriminator: pass it as critic=)" if recognise(ckpt) == "discriminator" else ""
         raise ValueError(f"{str(path)!r}: {err}{hint}") from err
-    generator = build_generator(gstate)
+    generator = build_generator(gstate, f"{str(path)!r} DCGAN generator state dict")
     net_d = None
     if critic is not None:
         dckpt = read_state(critic, "discriminator")
         try:
-            net_d = build_discriminator(unwrap_state(dckpt, "discriminator"))
+            dstate = unwrap_state(dckpt, "discriminator")
         except ValueError as err:
             hint = " (it is a generator: pass it as the prior)" if recognise(dckpt) == "generator" else ""
             raise ValueError(f"{str(critic)!r}: {err}{hint}") from err
+        net_d = build_discriminator(dstate, f"{str(critic)!r} DCGAN discriminator state dict")
     elif any(isinstance(ckpt.get(k), Mapping) for k in ("netD_state_dict", "netD", "D", "discriminator")):
-        net_d = build_discriminator(unwrap_state(ckpt, "discriminator"))
+        net_d = build_discriminator(unwrap_state(ckpt, "discriminator"), f"{str(path)!r} discriminator")
     return dcgan_prior(generator, net_d).to(map_location)
+
+
+# -- the architecture registry (lcm.load_prior) ------------------------------------------------------
+def _recognise(file: CheckpointFile) -> bool:
+    if file.path.suffix == ".pkl":
+        return False
+    state = file.state()
+    return isinstance(state, Mapping) and recognise(state) == "generator"
+
+
+def _explain(file: CheckpointFile) -> str | None:
+    state = file.state()
+    if isinstance(state, Mapping) and recognise(state) == "discriminator":
+        return "a DCGAN discriminator (pass it as critic=, the generator file as the prior)"
+    return None
+
+
+def _load(file: CheckpointFile, map_location="cpu", critic: str | os.PathLike | None = None) -> Prior:
+    return load_dcgan_prior(file.path, critic, map_location, ckpt=file.state())
+
+
+register_architecture(
+    Architecture(
+        "dcgan",
+        "PyTorch DCGAN-tutorial generator state dicts (main.N.*, bare or under netG_state_dict / state_dict "
+        "/ G; critic= its discriminator's file)",
+        _recognise,
+        _load,
+        _explain,
+    )
+)

@@ -1,5 +1,6 @@
-"""DGP (Pan et al. 2020) as a configuration of the stage engine: best-of-N start, then progressive
-fine-tuning of per-image generator copies under the critic feature + MSE loss (DGP eqs. 2-3).
+"""The DGP fit (Pan et al. 2020) on the stage engine: best-of-N start, then progressive fine-tuning of
+per-image generator copies under the critic feature + MSE loss (DGP eqs. 2-3). ``restore(method="dgp")``
+runs it through :mod:`inversion.methods.dgp`.
 
 Each stage of a DGP schedule is one mapping: ``blocks`` (DGP's "Blocks num.": how many leading
 generator blocks fine-tune), ``iterations``, ``latent_lr`` ("z lr"), ``generator_lr`` ("G lr") and
@@ -17,15 +18,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from callbacks import BatchNormToInstanceNorm, ProgressiveUnfreezing, schedule_to_stages
+from callbacks import BatchNormToInstanceNorm, ProgressiveUnfreezing
 from inversion.dgp.init import CandidateInit, select_latents
-from inversion.dgp.losses import CriticFeatureLoss, MeasurementMSE
+from inversion.dgp.losses import CriticFeatureLoss, MeasurementMSE, PerceptualLoss
+from inversion.dgp.schedule import schedule_to_stages
 from inversion.engine import FitResult, LossTerm, run_stages
-from inversion.methods import MethodConfig
+from inversion.methods.common import PriorConfig
 from lcm.configs import config_dir, load_options
 from lcm.prior import Prior
 
-__all__ = ["DEFAULT_STAGES", "DGPConfig", "DGPFit", "PRESET_DIR", "dgp", "fit_dgp", "load_preset"]
+__all__ = ["DEFAULT_STAGES", "DGPConfig", "DGPFit", "PRESET_DIR", "fit_dgp", "load_preset"]
 
 PRESET_DIR = config_dir() / "inversion" / "dgp"
 
@@ -71,10 +73,12 @@ DEFAULT_STAGES = [
 
 
 @dataclass
-class DGPConfig(MethodConfig):
+class DGPConfig(PriorConfig):
     """Options of ``restore(..., method="dgp")`` (also ``options:`` of ``python -m inversion``).
 
-    Args (beyond :class:`~inversion.methods.MethodConfig`, whose ``stages`` holds the DGP schedule):
+    Args (beyond :class:`~inversion.methods.PriorConfig`'s ``space`` and ``optimize_noise``):
+        stages: the DGP schedule (see the module docstring; None: :data:`DEFAULT_STAGES`).
+        batching: the per-image generator copies run ``sequential`` or stacked (``vmap``).
         preset: a schedule from ``configs/inversion/dgp/<preset>.yaml`` (its ``options``) or a YAML path;
             its values fill every option left at its default here.
             Without a preset and without ``stages``, a prior with no critic runs preset ``mse`` (DGP
@@ -111,6 +115,8 @@ class DGPConfig(MethodConfig):
     ``'all'`` (7 at 128 px) also trains the output layer, which DGP's optimizer leaves out.
     """
 
+    stages: list[dict] | None = None
+    batching: str = "sequential"
     preset: str | None = None
     critic_blocks: list[int] | None = None
     lift: str = "resize"
@@ -126,6 +132,10 @@ class DGPConfig(MethodConfig):
     finetune_embedding: bool = False
     w_nll: float = 0.0
     candidate_std: float = 1.0
+
+    def check(self) -> None:
+        if self.batching not in ("sequential", "vmap"):
+            raise ValueError(f"batching must be 'sequential' or 'vmap', got {self.batching!r}")
 
 
 def load_preset(name: str) -> dict:
@@ -157,11 +167,6 @@ class DGPFit:
     fit: FitResult
     labels: torch.Tensor | None
     init: CandidateInit
-
-
-def _is_gray_observation(y: torch.Tensor, prior: Prior) -> bool:
-    c, h, w = prior.image_shape
-    return y.dim() == 4 and y.shape[1] == 1 and c == 3 and tuple(y.shape[-2:]) == (h, w)
 
 
 def fit_dgp(
@@ -212,8 +217,7 @@ def fit_dgp(
     else:
         terms.setdefault("critic", lambda ctx: ctx.ax.new_zeros(ctx.ax.shape[0]))
     if any(s.weights.get("perceptual", 0.0) > 0 for s in stages) and "perceptual" not in terms:
-        from inversion.dgp.perceptual import PerceptualLoss  # DGP Table 4's perceptual variant
-
+        # DGP Table 4's perceptual variant
         terms["perceptual"] = PerceptualLoss(prior.image_shape, lift=cfg.lift)
     init_metric = cfg.init_metric or ("critic" if stages[0].weights.get("critic", 0.0) > 0 else "mse")
     if init_metric not in ("critic", "mse"):
@@ -258,31 +262,3 @@ def fit_dgp(
         keep=cfg.keep,
     )
     return DGPFit(fit, init.labels, init)
-
-
-def dgp(
-    prior: Prior,
-    operator: nn.Module,
-    y: torch.Tensor,
-    seeds: Sequence[int],
-    labels: torch.Tensor | None = None,
-    cfg: DGPConfig | None = None,
-    noisy: bool = False,
-    callbacks: Sequence = (),
-    loss_terms: Mapping[str, LossTerm] | None = None,
-) -> tuple[FitResult, torch.Tensor]:
-    """The registered ``restore(..., method="dgp")`` entry: :func:`fit_dgp`, then for colorization the
-    target's luminance with the predicted chroma (DGP Sec. 4.1: Lab "ab" of x* + the given brightness).
-
-    Shape:
-        - y: ``(B, ...)``; result images ``(B, C, H, W)``.
-    """
-    cfg = cfg or DGPConfig()
-    out = fit_dgp(prior, operator, y, seeds, labels, cfg, callbacks, loss_terms)
-    fit = out.fit
-    if cfg.colorize_output and _is_gray_observation(y, prior):
-        from inversion.metrics import restore_luminance
-
-        with torch.no_grad():
-            fit.images = restore_luminance(fit.images, y)
-    return fit, fit.history

@@ -1,7 +1,7 @@
 """The project's one image-grid helper: torchvision's ``make_grid`` with nearest-neighbour upscaling,
 optional coloured frames and a caption line under each tile; PNGs written atomically.
 
-Importable from ``lcm``, ``inversion`` and ``callbacks`` alike (it needs torch, torchvision and PIL only).
+Importable from every package (it needs torch, torchvision and PIL only).
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import make_grid
 
-__all__ = ["auto_scale", "grid_pil", "image_grid", "save_image_grid"]
+from datamodules.io.images import save_png
+
+__all__ = ["auto_scale", "default_font", "grid_pil", "image_grid", "save_image_grid"]
 
 Color = tuple[int, int, int]
 
@@ -70,7 +72,8 @@ def image_grid(
     return make_grid(x, nrow=max(1, int(nrow)), padding=padding, pad_value=pad_value)
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def default_font(size: int) -> ImageFont.ImageFont:
+    """PIL's default font at ``size`` px (its fixed bitmap size where Pillow lacks FreeType)."""
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow without FreeType sizes
@@ -92,7 +95,7 @@ def grid_pil(
         pad = kwargs.get("padding", 2)
         th = (g.shape[1] - pad) // math.ceil(images.shape[0] / nrow)  # tile + caption + padding
         tw = (g.shape[2] - pad) // min(nrow, images.shape[0])
-        draw, font = ImageDraw.Draw(img), _font(12)
+        draw, font = ImageDraw.Draw(img), default_font(12)
         for i, text in enumerate(captions):
             x0, y0 = pad + (i % nrow) * tw, pad + (i // nrow) * th
             draw.text((x0 + 1, y0 + th - pad - cap + 1), text, fill=(0, 0, 0), font=font)
@@ -108,7 +111,4 @@ def save_image_grid(
     **kwargs,
 ) -> Path:
     """:func:`grid_pil` written to ``path`` as PNG, atomically (parent folders are created)."""
-    from datamodules._common import atomic_write
-
-    img = grid_pil(images, nrow, captions=captions, **kwargs)
-    return atomic_write(path, lambda f: img.save(f, format="PNG"))
+    return save_png(grid_pil(images, nrow, captions=captions, **kwargs), path)

@@ -1,4 +1,5 @@
-"""CRI (Wang et al., AAAI 2023, Algorithm 1) on the stage engine: nearest centroid, regularised offset,
+"""The CRI fit (Wang et al., AAAI 2023, Algorithm 1) on the stage engine (``restore(method="cri")`` via
+:mod:`inversion.methods.cri`): nearest centroid, regularised offset,
 pivotal tuning with a locality regulariser.
 
 1. Clustering (eqs. 2-3): :func:`inversion.cri.clustering.cluster_centroids` per class.
@@ -22,15 +23,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from inversion.cri.clustering import cluster_centroids
-from inversion.cri.distance import FeatureDistance, make_distance, measurement_view
 from inversion.engine import FitResult, LossContext, LossTerm, run_stages
-from inversion.methods import MethodConfig
+from inversion.methods.common import PriorConfig
+from inversion.metrics.perceptual import EfficientNetLite0Features, FeatureDistance, LPIPSDistance
 from inversion.stages import Stage
 from lcm.prior import Prior
 
@@ -39,6 +41,8 @@ __all__ = [
     "OffsetPrior",
     "cri",
     "locality_term",
+    "make_distance",
+    "measurement_view",
     "perceptual_term",
     "resolve_labels",
     "select_centroids",
@@ -49,7 +53,7 @@ SPACES = ("w", "w+")
 
 
 @dataclass
-class CRIConfig(MethodConfig):
+class CRIConfig(PriorConfig):
     """CRI's options (``restore(..., method="cri", name=value)``).
 
     Paper values (StyleGAN-XL, 512 px; StyleGAN2, 1024 px) and our scaled defaults (32 px DCGAN, CPU):
@@ -77,6 +81,9 @@ class CRIConfig(MethodConfig):
     * ``classifier``: checkpoint of :mod:`inversion.cri.classifier` to infer the class of each input
       when a class-conditional prior gets no labels (CRI uses DeiT for out-of-domain images).
     * ``cache_dir``: folder of the on-disk centroid cache (None: memory only).
+    * ``space``: the offset's space, ``w`` or ``w+`` (module docstring); ``optimize_noise`` optimises the
+      generator's noise inputs with the offset; ``patience``: early stopping of both stages;
+      ``batching``: the tuned generator copies run ``sequential`` or stacked (``vmap``).
     """
 
     space_is_latent: ClassVar[bool] = False  # ``space`` is the offset's space; CRI clusters in W
@@ -102,9 +109,13 @@ class CRIConfig(MethodConfig):
     locality_alpha: float = 0.5
     locality_samples: int = 1
     classifier: str | None = None
+    patience: int | None = None
+    batching: str = "sequential"
 
     def check(self) -> None:
         """Raise ValueError on options CRI cannot run with."""
+        if self.batching not in ("sequential", "vmap"):
+            raise ValueError(f"batching must be 'sequential' or 'vmap', got {self.batching!r}")
         if self.regularizer not in REGULARIZERS:
             raise ValueError(f"regularizer must be one of {REGULARIZERS}, got {self.regularizer!r}")
         if self.space not in SPACES:
@@ -122,6 +133,60 @@ class CRIConfig(MethodConfig):
         for name in ("lambda_l2", "lambda_reg", "lambda_tune_l2", "lambda_locality", "lambda_locality_l2"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+# -- distances compared in measurement space ------------------------------------------------------
+# CRI measures distances with VGG / LPIPS features (eqs. 6-8; Algorithm 1). Both sides of a comparison
+# go through the same map: measurements A(x) and y are brought to the prior's image size by
+# measurement_view (bilinear resize, an identical linear map for both), so a degraded target is compared
+# with degraded candidates, never with clean ones.
+Distance = Literal["offline", "critic", "mse", "lpips"]
+_OFFLINE: dict[int | None, nn.Module] = {}
+
+
+def measurement_view(v: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Image-shaped measurements at the prior's size: bilinear resize when the size differs; other
+    measurements (compressed sensing's ``(B, m)``) as they are (only ``"mse"`` compares those).
+
+    Shape:
+        - v: ``(B, C', H', W')`` -> ``(B, C', *size)``; ``(B, ...)`` otherwise -> unchanged.
+    """
+    if v.dim() != 4:
+        return v
+    if tuple(v.shape[-2:]) == tuple(size):
+        return v
+    return F.interpolate(v, size=tuple(size), mode="bilinear", align_corners=False, antialias=False)
+
+
+def make_distance(kind: Distance, prior: Prior, resize: int | None = None) -> FeatureDistance:
+    """The distance named ``kind`` for ``prior``.
+
+    Args:
+        kind: ``"offline"`` (EfficientNet-Lite0 ImageNet features), ``"lpips"`` (LPIPS-Alex, the
+            paper's distance, when its trunk weights are on disk; :class:`LPIPSDistance`),
+            ``"critic"`` (``prior.critic`` features) or ``"mse"``.
+        prior: the prior (its critic for ``"critic"``).
+        resize: shorter side the offline network sees (None: the image's own size, at least 32 px,
+            the smallest input EfficientNet-Lite0's 32x downsampling accepts).
+    """
+    if kind == "offline":
+        if resize is None and min(prior.image_shape[-2:]) < 32:
+            resize = 32
+        if resize not in _OFFLINE:
+            _OFFLINE[resize] = EfficientNetLite0Features(resize=resize)
+        return FeatureDistance(_OFFLINE[resize])
+    if kind == "critic":
+        if prior.critic is None:
+            raise ValueError(
+                f"distance='critic' needs a prior with a critic; this {prior.kind} prior has none: "
+                "use distance='offline' or 'mse'"
+            )
+        return FeatureDistance(prior.critic.features)
+    if kind == "mse":
+        return FeatureDistance(None)
+    if kind == "lpips":
+        return LPIPSDistance(resize=resize)
+    raise ValueError(f"distance must be 'offline', 'critic', 'mse' or 'lpips', got {kind!r}")
 
 
 def _num_ws(prior: Prior, space: str) -> int | None:

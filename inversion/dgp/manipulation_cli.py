@@ -1,13 +1,14 @@
-"""``python -m inversion.dgp.manipulate {jitter,morph,transfer}``: fit images with DGP (identity
+"""``python -m inversion.dgp.manipulation_cli {jitter,morph,transfer}``: fit images with DGP (identity
 operator, DGP Table 11 schedule) and write a manipulation grid (PNG) and ``report.html`` (atomic writes).
 
 Example::
 
-    python -m inversion.dgp.manipulate jitter --config configs/inversion/dgp/jitter.yaml \\
+    python -m inversion.dgp.manipulation_cli jitter --config configs/inversion/dgp/jitter.yaml \\
         --prior runs/wgangp/checkpoints/last.ckpt --output outputs/dgp_jitter
 
 Grids: ``jitter``: target | reconstruction | n jittered images; ``morph``: target A | lambda = 1 ... 0 |
-target B; ``transfer``: target | reconstruction | one image per class.
+target B; ``transfer``: target | reconstruction | one image per class. The rendering itself is the
+library :mod:`inversion.dgp.manipulation`.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from pathlib import Path
 import torch
 from jsonargparse import CLI
 
-from datamodules.grid import image_grid
-from inversion.io import save_png
+from datamodules.io.grid import image_grid
+from datamodules.io.images import save_png
 
 __all__ = ["jitter", "main", "morph", "transfer"]
 
@@ -47,7 +48,7 @@ def _fit(
     labels_csv: str | None = None,
 ):
     from inversion.cli import _apply_labels, list_items, load_prior_spec, read_labels
-    from inversion.dgp import method as dgp_method
+    from inversion.dgp import fit as dgp_method
     from inversion.operators import Denoising
 
     if num_threads:

@@ -71,7 +71,7 @@ def blob_images(
 def tiny_prior(seed: int = 0, latent_dim: int = 8, channels: int = 1, dtype: str = "float32") -> Prior:
     """An untrained (seeded) :class:`TinyGenerator` wrapped as a Gaussian-latent :class:`lcm.Prior`.
 
-    Importable as ``inversion.toy:tiny_prior`` — the CLI's ``--prior`` accepts such factories.
+    Importable as ``lcm.toy:tiny_prior`` — the CLI's ``--prior`` accepts such factories.
     """
     torch.manual_seed(seed)
     gen = TinyGenerator(latent_dim=latent_dim, channels=channels).to(getattr(torch, dtype)).eval()

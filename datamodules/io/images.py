@@ -1,6 +1,7 @@
-"""The one image-file loader of genprior (training folders and ``python -m inversion`` alike).
+"""Image files: the one loader of genprior (training folders and ``python -m inversion`` alike), the one
+PNG / GIF writer (atomic, :mod:`datamodules.io.atomic`) and tensor <-> PIL conversion.
 
-Policy, the same everywhere:
+Loading policy, the same everywhere:
 
 * any PIL mode: 8- and 16-bit gray (16-bit scaled by 1/257, not clipped), palette, gray+alpha, RGBA,
   CMYK, 1-bit; transparency is composited on a **white** background (``BACKGROUND``);
@@ -14,15 +15,28 @@ so symlink loops neither repeat images nor hang.
 
 from __future__ import annotations
 
+import io
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-__all__ = ["BACKGROUND", "IMAGE_EXTENSIONS", "list_image_files", "load_image", "to_array"]
+from datamodules.io.atomic import atomic_write_bytes
+
+__all__ = [
+    "BACKGROUND",
+    "IMAGE_EXTENSIONS",
+    "list_image_files",
+    "load_image",
+    "png_bytes",
+    "save_gif",
+    "save_png",
+    "to_array",
+    "to_pil",
+]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 BACKGROUND = (255, 255, 255)  # transparency is composited on white
@@ -135,3 +149,38 @@ def load_image(
     t = torch.from_numpy(np.array(array, dtype=np.uint8))
     t = t.unsqueeze(0) if t.dim() == 2 else t.permute(2, 0, 1)
     return t.to(torch.float32).div_(255.0).contiguous()
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """``(C, H, W)`` tensor in [0, 1] (C = 1 or 3) -> PIL image (``L`` or ``RGB``), values rounded."""
+    if image.dim() != 3 or image.shape[0] not in (1, 3):
+        raise ValueError(f"image must be (C, H, W) with C in (1, 3), got {tuple(image.shape)}")
+    arr = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    if arr.shape[0] == 1:
+        return Image.fromarray(arr[0], mode="L")
+    return Image.fromarray(np.ascontiguousarray(arr.transpose(1, 2, 0)), mode="RGB")
+
+
+def _encode(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def png_bytes(image: torch.Tensor | Image.Image) -> bytes:
+    """A PIL image or a ``(C, H, W)`` tensor in [0, 1] as PNG bytes."""
+    return _encode(image if isinstance(image, Image.Image) else to_pil(image), "PNG")
+
+
+def save_png(image: torch.Tensor | Image.Image, path: str | os.PathLike) -> Path:
+    """Save a PIL image or one ``(C, H, W)`` tensor in [0, 1] as PNG, atomically (folders are created)."""
+    return atomic_write_bytes(path, png_bytes(image))
+
+
+def save_gif(frames: Sequence[torch.Tensor], path: str | os.PathLike, duration_ms: int = 100) -> Path:
+    """Save ``(C, H, W)`` frames in [0, 1] as an animated GIF, atomically."""
+    if not frames:
+        raise ValueError("save_gif needs at least one frame")
+    pil = [to_pil(f) for f in frames]
+    data = _encode(pil[0], "GIF", save_all=True, append_images=pil[1:], duration=duration_ms, loop=0)
+    return atomic_write_bytes(path, data)

@@ -107,7 +107,7 @@ def gather_records(group: Group, out: Path, mine: list, row_path, fail_path) -> 
     gathered = [None] * group.world_size if group.rank == 0 else None
     dist.gather_object(records, gathered, dst=0)
     if group.rank == 0:
-        from inversion.io import atomic_write_bytes
+        from datamodules.io.atomic import atomic_write_bytes
 
         for part in gathered:
             for rel, text in part.items():
