@@ -192,7 +192,9 @@ def _median(v: list[float]) -> float:
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(
-        prog="python -m benchmarks.biggan", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m benchmarks.biggan",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--steps", type=int, default=4, help="DGP steps per fit")
     p.add_argument("--output", default=None, help="folder for results.json and report.html")

@@ -314,7 +314,9 @@ def _options(text: str) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(
-        prog="python -m benchmarks.cri", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m benchmarks.cri",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--prior", default="runs/wgangp_cond/checkpoints/last.ckpt", help="1-channel checkpoint")
     p.add_argument("--n-images", type=int, default=8, help="Fashion-MNIST test images (the first N)")
@@ -335,9 +337,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--cache-dir", default="outputs/cri_cache", help="centroid cache folder")
     p.add_argument("--output", default="outputs/cri_benchmark")
     p.add_argument("--num-threads", type=int, default=1)
-    p.add_argument(
-        "--sections", nargs="+", default=None, help="clusters regularizer methods labels variants"
-    )
+    p.add_argument("--sections", nargs="+", default=None, help="clusters regularizer methods labels variants")
     p.add_argument(
         "--variants", type=_options, nargs="+", default=None, help="CRI overrides, each a YAML mapping"
     )

@@ -368,9 +368,13 @@ def run(
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(
-        prog="python -m benchmarks.dgp", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m benchmarks.dgp",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--prior", default="runs/wgangp/checkpoints/last.ckpt", help="1-channel WGAN-GP checkpoint")
+    p.add_argument(
+        "--prior", default="runs/wgangp/checkpoints/last.ckpt", help="1-channel WGAN-GP checkpoint"
+    )
     p.add_argument(
         "--color-prior",
         default="runs/wgangp_emoji/checkpoints/last.ckpt",

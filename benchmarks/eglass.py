@@ -403,7 +403,9 @@ def run_benchmark(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(
-        prog="python -m benchmarks.eglass", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m benchmarks.eglass",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--prior", help="prior checkpoint (lcm.load_prior); omitted: --tiny-prior")
     p.add_argument(

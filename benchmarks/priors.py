@@ -6,8 +6,8 @@
 2. Throughput of LCM training steps with the batched latent ConvNets (grouped convolutions) against
    a per-image Python loop over the same ConvNets.
 
-    python -m benchmarks.priors --wgangp runs/wgangp/checkpoints/last.ckpt --glo runs/glo/checkpoints/last.ckpt \
-        --lcm runs/lcm/checkpoints/last.ckpt --num-images 64 --steps 300
+    python -m benchmarks.priors --wgangp runs/wgangp/checkpoints/last.ckpt \
+        --glo runs/glo/checkpoints/last.ckpt --lcm runs/lcm/checkpoints/last.ckpt --num-images 64 --steps 300
 
 Results are printed and written to ``outputs/lcm_benchmark.json`` (atomically).
 """

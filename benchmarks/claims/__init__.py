@@ -19,10 +19,10 @@ over the same images; "clear" when its 95% interval excludes zero):
 Priors come from ``--priors DIR ...`` (``DIR/<name>/last.ckpt`` or ``DIR/<name>/checkpoints/last.ckpt``;
 a ``DIR/DONE-<name>`` marker, where present, or a ``training.json`` saying done must exist; ``--wait``
 waits for priors still training there) or are trained into ``OUTPUT/priors`` with
-``configs/lcm/<name>.yaml`` (resumed from ``last.ckpt``); see :mod:`benchmarks.claims.priors`. Every method run is cached per image chunk
-under ``OUTPUT/cache`` (a rerun resumes); the table goes to ``OUTPUT/claims.md`` and ``claims.json``
-atomically. ``--smoke``: tiny priors trained on the fly, 2 images per task, all step counts scaled
-down -- the same rows, in minutes::
+``configs/lcm/<name>.yaml`` (resumed from ``last.ckpt``); see :mod:`benchmarks.claims.priors`. Every
+method run is cached per image chunk under ``OUTPUT/cache`` (a rerun resumes); the table goes to
+``OUTPUT/claims.md`` and ``claims.json`` atomically. ``--smoke``: tiny priors trained on the fly,
+2 images per task, all step counts scaled down -- the same rows, in minutes::
 
     python -m benchmarks.claims --smoke --output outputs/claims_smoke
     python -m benchmarks.claims --priors /work/priors runs --images 64 --scale 0.5 --wait --eglass-images 16
@@ -32,7 +32,6 @@ method runs behind each row), :mod:`~benchmarks.claims.runner` (priors, data, me
 :mod:`~benchmarks.claims.priors` (finding, waiting for, training priors), :mod:`~benchmarks.claims.table`
 (statistics and markdown), :mod:`~benchmarks.claims.cli` (``run`` / ``main``).
 """
-
 
 from benchmarks.claims.cli import main, run
 from benchmarks.claims.papers import CLAIMS, Claim

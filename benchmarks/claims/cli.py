@@ -94,4 +94,3 @@ def main(argv: list[str] | None = None) -> dict:
     if a.threads:
         torch.set_num_threads(a.threads)
     return run(a.output, a.images, a.smoke, a.priors, a.scale, a.seed, a.wait, a.eglass_images)
-

@@ -155,4 +155,3 @@ CLAIMS = [
         "issue 15: 8 Fashion-MNIST images, 1500-step WGAN-GP",
     ),
 ]
-

@@ -49,15 +49,11 @@ class Runner:
 
     # -- priors ----------------------------------------------------------------------------------
     def prior_path(self, name: str) -> Path:
-        """A shared checkpoint of ``name`` (waited for with ``wait``), else one trained into ``OUTPUT/priors``."""
+        """A shared checkpoint of ``name`` (waited for with ``wait``), else one trained in OUTPUT/priors."""
         if self.wait:
             wait_for(self.prior_dirs, name)
         found = shared_checkpoint(self.prior_dirs, name)
         return found if found is not None else train_prior(name, self.out / "priors" / name, self.smoke)
-
-        cli_main(args)
-        done.touch()
-        return last
 
     def prior(self, name: str):
         if name not in self._priors:
@@ -162,5 +158,3 @@ class Runner:
             return vals
 
         return self.cached(key, spec, self.n, compute)
-
-

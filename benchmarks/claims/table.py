@@ -90,4 +90,3 @@ def markdown(summary: dict, meta: dict) -> str:
             lines.append(f"- {p['pair']}: {mark} (paired difference {p['diff']:+.3f} ± {h}{clear})")
         lines.append("")
     return "\n".join(lines) + "\n"
-
