@@ -25,8 +25,7 @@ import torch
 
 from inversion import restore
 from inversion.io import atomic_write_bytes
-from inversion.methods import back_projection
-from inversion.operators import CompressedSensing, SuperResolution
+from inversion.operators import CompressedSensing, SuperResolution, back_project
 
 __all__ = ["main", "run"]
 
@@ -117,7 +116,7 @@ def _quality(prior, x, task_names: list[str], opts: dict) -> list[dict]:
             for meth in ("csgm", "iagan"):
                 r = restore(y, op, prior, meth, seed=seeds, **opts)
                 res[meth.upper()] = r.images
-                res[f"{meth.upper()}-BP"] = back_projection(r.raw, y, op).clamp(0, 1)
+                res[f"{meth.upper()}-BP"] = back_project(r.raw, y, op).clamp(0, 1)
             for meth, img in res.items():
                 rows.append(
                     {

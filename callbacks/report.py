@@ -19,7 +19,16 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-__all__ = ["PriorReport", "figure_png", "figure_report", "img_tag", "page", "png_bytes", "table"]
+__all__ = [
+    "PriorReport",
+    "figure_png",
+    "figure_report",
+    "img_tag",
+    "json_report",
+    "page",
+    "png_bytes",
+    "table",
+]
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}

@@ -135,7 +135,7 @@ class Runner:
     def restore_run(self, key, prior_name, dataset, op, method, opts, bp_label=None):
         """Metrics of ``restore(method, **opts)`` (and of its back-projection under ``bp_label``)."""
         from inversion import restore
-        from inversion.methods import back_projection
+        from inversion.operators import back_project
 
         terms = opts.get("loss_terms") or {}
         plain = {k: v for k, v in opts.items() if k != "loss_terms"}
@@ -153,7 +153,7 @@ class Runner:
             vals = self.score(res.images, x, o)
             if bp_label:
                 with torch.no_grad():
-                    bp = back_projection(res.raw, y, o).clamp(0, 1)
+                    bp = back_project(res.raw, y, o).clamp(0, 1)
                 vals.update({f"{bp_label}:{k}": v for k, v in self.score(bp, x, o).items()})
             return vals
 
