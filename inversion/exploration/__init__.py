@@ -3,7 +3,7 @@ under one feasibility criterion and one distinctness rule.
 
 Standalone (no Lightning import): works on any ``prior(z, labels) -> [0, 1] images`` and any operator with
 ``A(x)``; ``explore(restore_result, operator, y)`` starts from a fitted solution with its generator. Run the
-comparison with ``python -m inversion.exploration.benchmark``.
+comparison with ``python -m benchmarks.eglass`` (in a checkout).
 """
 
 from inversion.exploration.criteria import (
