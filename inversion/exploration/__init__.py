@@ -13,15 +13,7 @@ from inversion.exploration.criteria import (
     diversity,
     pairwise_distance,
 )
-from inversion.exploration.eglass import (
-    DirectionSearch,
-    EGlass,
-    ExplorationResult,
-    eligible_top_y,
-    explore,
-    search_direction,
-    start_from,
-)
+from inversion.exploration.eglass import EGlass, ExplorationResult, explore, start_from
 from inversion.exploration.geometry import (
     LatentGeometry,
     block_lanczos_topk,
@@ -39,6 +31,7 @@ from inversion.exploration.restarts import (
     fit_start,
     restart_solutions,
 )
+from inversion.exploration.search import DirectionSearch, eligible_top_y, search_direction
 
 __all__ = [
     "DirectionSearch",
