@@ -378,7 +378,7 @@ def compare(outputs: Sequence[str | Path], output: str | Path) -> Path:
 
 # -- e-GLASS ------------------------------------------------------------------------------------------
 def exploration_report(out: str | Path, summary_name: str = "summary.json") -> Path:
-    """``<out>/report.html`` of an e-GLASS run (``python -m inversion.exploration.benchmark``), from what it
+    """``<out>/report.html`` of an e-GLASS run (``python -m benchmarks.eglass``), from what it
     wrote: the summary JSON (``summary_name``) and per image ``eglass_<data>_<task>_<i>.png`` (x0 framed,
     the distinct feasible solutions, each captioned with its measurement residual) and
     ``restarts_<data>_<task>_<i>.png`` (the restart baseline, truth first). Diversity: mean pairwise image

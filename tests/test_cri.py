@@ -23,7 +23,7 @@ from inversion.cri import (
     sample_codes,
     select_centroids,
 )
-from inversion.cri.classifier import CRIClassifier, infer_labels, load_classifier
+from inversion.cri.classifier import CRIClassifier, infer_labels, load_classifier, save_classifier
 from inversion.engine import run_stages
 from inversion.operators import CompressedSensing, Inpainting, SuperResolution
 from inversion.stages import Stage
@@ -293,6 +293,22 @@ def test_classifier_trains_on_separable_set_and_infers_labels(tmp_path):
     assert torch.equal(got, infer_labels(loaded, op.A(xt[:5])))
     with pytest.raises(ValueError, match="classes"):
         infer_labels(loaded, xt, num_classes=10)
+
+
+def test_saved_classifier_loads_with_the_same_weights_and_arguments(tmp_path):
+    """``save_classifier`` (a classifier trained outside the CLI) writes what ``load_classifier`` reads."""
+    torch.manual_seed(0)
+    kw = {"patch_size": 4, "embed_dim": 16, "depth": 1, "num_heads": 2}
+    model = CRIClassifier(channels=1, resolution=8, num_classes=3, model_kwargs=kw, augment=False).eval()
+    path = save_classifier(model, tmp_path / "sub" / "clf.ckpt")
+    assert path == tmp_path / "sub" / "clf.ckpt" and not list(path.parent.glob(".*.tmp"))
+    loaded = load_classifier(path)
+    assert loaded.hparams["num_classes"] == 3 and loaded.hparams["model_kwargs"] == kw
+    x = torch.rand(4, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    with pytest.raises(TypeError, match="CRIClassifier"):
+        save_classifier(torch.nn.Linear(2, 2), tmp_path / "x.ckpt")
 
 
 # -- presets -------------------------------------------------------------------------------------

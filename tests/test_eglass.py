@@ -577,8 +577,8 @@ def test_finetune_phase_is_per_start_and_batch_independent():
 @pytest.mark.parametrize("data", ["folder", "samples"])
 def test_benchmark_takes_a_folder_of_images_or_the_priors_samples(tmp_path, data):
     """``--data DIR`` (photos for a published generator) and ``--data samples`` (a random-weight one)."""
+    from benchmarks import eglass as benchmark
     from datamodules.io.images import save_png
-    from inversion.exploration import benchmark
 
     if data == "folder":
         data = tmp_path / "photos"

@@ -169,7 +169,7 @@ def test_prior_training_report_samples_per_checkpoint_and_honest_done(tmp_path, 
 
 
 def test_eglass_benchmark_writes_its_report(tmp_path):
-    from inversion.exploration import benchmark
+    from benchmarks import eglass as benchmark
 
     out = tmp_path / "eg"
     args = ["--tiny-prior", "--tiny-steps", "5", "--tiny-latent", "4", "--num-images", "1"]

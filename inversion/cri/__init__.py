@@ -5,8 +5,8 @@
 the prior's codes, cached), :mod:`~inversion.cri.fit` (distances compared in measurement space, start point,
 regularised offset, pivotal tuning; the distances themselves: :mod:`inversion.metrics.perceptual`),
 :mod:`~inversion.cri.classifier` (class inference for conditional priors; ``python -m
-inversion.cri.classifier fit -c configs/inversion/cri/classifier.yaml``) and :mod:`~inversion.cri.benchmark`
-(``python -m inversion.cri.benchmark``, CRI Fig. 5 / Table 4).
+inversion.cri.classifier fit -c configs/inversion/cri/classifier.yaml``). CRI Fig. 5 / Table 4 are
+measured by ``python -m benchmarks.cri`` (in a checkout).
 """
 
 from inversion.cri.clustering import clear_memory_cache, cluster_centroids, prior_fingerprint, sample_codes

@@ -3,7 +3,7 @@ under one feasibility criterion and one distinctness rule.
 
 Standalone (no Lightning import): works on any ``prior(z, labels) -> [0, 1] images`` and any operator with
 ``A(x)``; ``explore(restore_result, operator, y)`` starts from a fitted solution with its generator. Run the
-comparison with ``python -m inversion.exploration.benchmark``.
+comparison with ``python -m benchmarks.eglass`` (in a checkout).
 """
 
 from inversion.exploration.criteria import (
@@ -13,15 +13,7 @@ from inversion.exploration.criteria import (
     diversity,
     pairwise_distance,
 )
-from inversion.exploration.eglass import (
-    DirectionSearch,
-    EGlass,
-    ExplorationResult,
-    eligible_top_y,
-    explore,
-    search_direction,
-    start_from,
-)
+from inversion.exploration.eglass import EGlass, ExplorationResult, explore, start_from
 from inversion.exploration.geometry import (
     LatentGeometry,
     block_lanczos_topk,
@@ -39,6 +31,7 @@ from inversion.exploration.restarts import (
     fit_start,
     restart_solutions,
 )
+from inversion.exploration.search import DirectionSearch, eligible_top_y, search_direction
 
 __all__ = [
     "DirectionSearch",

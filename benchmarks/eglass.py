@@ -1,9 +1,10 @@
-"""Benchmark: time to N distinct feasible solutions, e-GLASS vs PULSE-style restarts (e-GLASS Table 1).
+"""``python -m benchmarks.eglass``: time to N distinct feasible solutions, e-GLASS vs PULSE-style restarts
+(e-GLASS Table 1).
 
-    python -m inversion.exploration.benchmark --prior /path/wgangp/last.ckpt --data fashion-mnist --task sr
-    python -m inversion.exploration.benchmark --prior /path/wgangp_emoji/last.ckpt --data emoji --task inpaint
-    python -m inversion.exploration.benchmark --prior G_ema.pth --data photos/ --task sr --label 0
-    python -m inversion.exploration.benchmark --tiny-prior        # no checkpoint: fits a tiny VAE stand-in
+    python -m benchmarks.eglass --prior /path/wgangp/last.ckpt --data fashion-mnist --task sr
+    python -m benchmarks.eglass --prior /path/wgangp_emoji/last.ckpt --data emoji --task inpaint
+    python -m benchmarks.eglass --prior G_ema.pth --data photos/ --task sr --label 0
+    python -m benchmarks.eglass --tiny-prior        # no checkpoint: fits a tiny VAE stand-in
 
 ``--data``: ``fashion-mnist`` / ``emoji`` (their test splits), a folder of image files (any photos,
 loaded at the prior's resolution), or ``samples``: the prior's own images from latents drawn with a seed
@@ -42,10 +43,16 @@ import torch
 from torch import nn
 
 from datamodules.io.atomic import atomic_write, atomic_write_bytes
-from inversion.exploration.criteria import Distinctness, Feasibility, diversity
-from inversion.exploration.eglass import explore
-from inversion.exploration.plots import save_tile_grid
-from inversion.exploration.restarts import fit_solutions, fit_start, restart_solutions
+from inversion.exploration import (
+    Distinctness,
+    Feasibility,
+    diversity,
+    explore,
+    fit_solutions,
+    fit_start,
+    restart_solutions,
+    save_tile_grid,
+)
 from inversion.report import exploration_report
 
 Tensor = torch.Tensor
@@ -82,9 +89,8 @@ def fit_tiny_prior(
 ):
     """A small VAE (Kingma & Welling 2014) on Fashion-MNIST 32x32; its decoder as an ``lcm.Prior``
     (Gaussian latent). For the benchmark only: a stand-in when no trained prior checkpoint exists."""
-    from datamodules.fashion_mnist import FashionMNISTDataset
-    from lcm.networks import Generator
-    from lcm.prior import Prior
+    from datamodules import FashionMNISTDataset
+    from lcm import Generator, Prior
 
     torch.manual_seed(seed)
     gen = Generator(latent_shape=(latent_dim,), out_channels=1, resolution=32, width=width)
@@ -139,11 +145,11 @@ def _held_out(data: str, n: int, resolution: int, channels: int, seed: int) -> T
             raise ValueError(f"--data {data!r} holds no image files")
         return torch.stack([load_image(f, resolution, channels) for f in files])
     if data == "fashion-mnist":
-        from datamodules.fashion_mnist import FashionMNISTDataset
+        from datamodules import FashionMNISTDataset
 
         ds = FashionMNISTDataset("test", resolution=resolution, limit=n, seed=seed)
     elif data == "emoji":
-        from datamodules.emoji import EmojiDataset
+        from datamodules import EmojiDataset
 
         ds = EmojiDataset("test", resolution=resolution, split_limit=n, seed=seed)
     else:
@@ -396,7 +402,11 @@ def run_benchmark(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.eglass",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--prior", help="prior checkpoint (lcm.load_prior); omitted: --tiny-prior")
     p.add_argument(
         "--tiny-prior", action="store_true", help="fit a tiny VAE stand-in prior (default w/o --prior)"

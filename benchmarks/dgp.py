@@ -1,4 +1,4 @@
-"""``python -m inversion.dgp.benchmark``: DGP ablation, inpainting comparison and speed.
+"""``python -m benchmarks.dgp``: DGP ablation, inpainting comparison and speed.
 
 1. Ablation (layout of DGP Table 4): MSE vs critic feature vs critic feature + progressive, each with
    the same iterations and learning rates (the task preset's), for SR x4 on Fashion-MNIST
@@ -13,19 +13,22 @@
    plain Adam, target features recomputed each step); and the candidate start scored in batches vs
    one candidate at a time. Ratios are measured in the same process.
 
-``step_scale`` multiplies every iteration count (smoke runs). Writes ``results.md`` / ``results.json``
-under ``output`` (atomically).
+``--step-scale`` multiplies every iteration count (smoke runs). Writes ``results.md`` / ``results.json``
+under ``--output`` (atomically)::
+
+    python -m benchmarks.dgp --prior runs/wgangp/checkpoints/last.ckpt --n-images 8
+    python -m benchmarks.dgp --sections speed --n-images 2 --n-candidates 8 --step-scale 0.01   # smoke
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import time
 from pathlib import Path
 
 import torch
-from jsonargparse import CLI
 
 from datamodules.io.atomic import atomic_write_bytes
 
@@ -75,8 +78,8 @@ def _scores(img: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None
 
 
 def _ablation(task: str, prior, x, labels, scale: float, n_candidates: int) -> list[dict]:
-    from inversion.dgp.fit import load_preset
-    from inversion.methods import restore
+    from inversion import restore
+    from inversion.dgp import load_preset
     from inversion.operators import Colorization, SuperResolution
 
     preset = "sr_critic" if task == "sr4" else "colorization"
@@ -109,8 +112,8 @@ def _ablation(task: str, prior, x, labels, scale: float, n_candidates: int) -> l
 
 
 def _inpainting(prior, x, labels, scale: float, n_candidates: int) -> list[dict]:
-    from inversion.dgp.fit import load_preset
-    from inversion.methods import restore
+    from inversion import restore
+    from inversion.dgp import load_preset
     from inversion.operators import Inpainting
 
     op = Inpainting("center", box_size=50 / 128)
@@ -141,8 +144,8 @@ def faithful_dgp(
     ``blocks`` blocks have learning rate 0, and (unless ``cache_target``) the target's critic
     features recomputed every step. Returns the final images ``(B, C, H, W)`` (no best iterate).
     """
-    from inversion.dgp.losses import CriticFeatureLoss
-    from lcm.prior import to_unit
+    from inversion.dgp import CriticFeatureLoss
+    from lcm import to_unit
 
     critic = CriticFeatureLoss(prior.critic, prior.image_shape)
     prior.critic.requires_grad_(False)  # D is not trained in either variant
@@ -183,11 +186,8 @@ def faithful_dgp(
 def _speed(prior, x, labels, scale: float, n_candidates: int) -> list[dict]:
     from callbacks import ProgressiveUnfreezing
     from inversion import metrics as M
-    from inversion.dgp.fit import load_preset
-    from inversion.dgp.init import select_latents
-    from inversion.dgp.losses import CriticFeatureLoss
-    from inversion.dgp.schedule import schedule_to_stages
-    from inversion.engine import run_stages
+    from inversion import run_stages
+    from inversion.dgp import CriticFeatureLoss, load_preset, schedule_to_stages, select_latents
     from inversion.operators import SuperResolution
 
     op = SuperResolution(factor=4, kernel="lanczos")
@@ -366,8 +366,27 @@ def run(
     return res
 
 
-def main(argv: list[str] | None = None) -> None:
-    CLI(run, args=argv)
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.dgp",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--prior", default="runs/wgangp/checkpoints/last.ckpt", help="1-channel WGAN-GP checkpoint"
+    )
+    p.add_argument(
+        "--color-prior",
+        default="runs/wgangp_emoji/checkpoints/last.ckpt",
+        help="RGB emoji checkpoint (colorization ablation; skipped when missing)",
+    )
+    p.add_argument("--sections", nargs="+", default=None, help="ablation_sr ablation_color inpainting speed")
+    p.add_argument("--n-images", type=int, default=8, help="test images per section")
+    p.add_argument("--n-candidates", type=int, default=500, help="candidate latents of the start (DGP: 500)")
+    p.add_argument("--step-scale", type=float, default=1.0, help="multiplies every iteration count")
+    p.add_argument("--output", default="outputs/dgp_benchmark")
+    p.add_argument("--num-threads", type=int, default=1)
+    return run(**vars(p.parse_args(argv)))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,4 +1,4 @@
-"""Benchmark of trained priors (not a test).
+"""``python -m benchmarks.priors``: held-out reconstruction by latent optimisation and LCM step throughput.
 
 1. Reconstruction: on Fashion-MNIST *test* images (never seen in training), the best PSNR that latent
    optimisation alone reaches (LCM paper eqs. 4-5 with E = MSE to the clean image) for each given
@@ -6,8 +6,8 @@
 2. Throughput of LCM training steps with the batched latent ConvNets (grouped convolutions) against
    a per-image Python loop over the same ConvNets.
 
-    python -m lcm.benchmark --wgangp runs/wgangp/checkpoints/last.ckpt --glo runs/glo/checkpoints/last.ckpt \
-        --lcm runs/lcm/checkpoints/last.ckpt --num-images 64 --steps 300
+    python -m benchmarks.priors --wgangp runs/wgangp/checkpoints/last.ckpt \
+        --glo runs/glo/checkpoints/last.ckpt --lcm runs/lcm/checkpoints/last.ckpt --num-images 64 --steps 300
 
 Results are printed and written to ``outputs/lcm_benchmark.json`` (atomically).
 """
@@ -23,18 +23,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from datamodules.io.atomic import atomic_write
-from lcm.loading import load_prior
-from lcm.prior import Prior
+from datamodules.io.atomic import atomic_write_bytes
+from inversion.metrics import psnr
+from lcm import Prior, lap_l1, load_prior
 
 # Adam step sizes for latent optimisation, per latent kind (the box of LCM is [-0.01, 0.01])
 DEFAULT_LR = {"gaussian": 0.15, "sphere": 0.05, "convnet": 0.001}
-
-
-def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR in dB for images in [0, 1]. Shape: ``(B, C, H, W) -> (B,)``."""
-    mse = (x - y).flatten(1).pow(2).mean(1).clamp_min(1e-12)
-    return -10.0 * torch.log10(mse)
 
 
 def best_reconstruction_psnr(
@@ -75,8 +69,6 @@ def best_reconstruction_psnr(
 def lcm_step_throughput(prior: Prior, batch: int = 32, repeats: int = 5, seed: int = 0) -> dict[str, float]:
     """Images/s of an LCM training step (latent ConvNets -> generator -> Lap-L1 + MSE -> backward to
     phi and theta) with the batched latent ConvNets, and with a per-image Python loop over them."""
-    from lcm.losses import lap_l1
-
     if prior.latent_kind != "convnet":
         raise ValueError(f"throughput needs an LCM prior (latent_kind 'convnet'), got {prior.latent_kind!r}")
     net, gen = prior.latent_net, prior.generator
@@ -126,12 +118,8 @@ def _test_images(n: int, resolution: int, seed: int) -> tuple[torch.Tensor, torc
     return torch.stack([it["image"] for it in items]), torch.stack([it["label"] for it in items])
 
 
-def _write_json(obj: dict, path: Path) -> None:
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
-
-
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m lcm.benchmark", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.priors", description=__doc__.split("\n\n")[0])
     parser.add_argument("--wgangp", help="WGAN-GP checkpoint")
     parser.add_argument("--glo", help="GLO checkpoint")
     parser.add_argument("--lcm", help="LCM checkpoint (also used for the throughput part)")
@@ -186,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
         if "lcm" in ckpts:
             prior = load_prior(ckpts["lcm"])
         else:
-            from lcm.modules import LCM
+            from lcm import LCM
 
             prior = LCM(num_images=None).to_prior()
         tp = lcm_step_throughput(prior, args.batch)
@@ -198,10 +186,10 @@ def main(argv: list[str] | None = None) -> dict:
             f"latent ConvNets alone: ratio {tp['latent_convnets_only_speedup']:.2f}x",
             flush=True,
         )
-    _write_json(results, Path(args.out))
+    atomic_write_bytes(args.out, json.dumps(results, indent=2).encode())
     from datamodules.io.html import json_report
 
-    print(f"report: {json_report(Path(args.out).parent, 'Prior benchmark (lcm.benchmark)', results)}")
+    print(f"report: {json_report(Path(args.out).parent, 'Prior benchmark (benchmarks.priors)', results)}")
     print(f"wrote {args.out}")
     return results
 

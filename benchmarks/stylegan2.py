@@ -1,4 +1,4 @@
-"""CRI on a full-size StyleGAN2-ADA (random weights): seconds per step and peak memory, W vs W+.
+"""``python -m benchmarks.stylegan2``: CRI on a full-size StyleGAN2-ADA (random weights), s/step and memory.
 
 Builds the released FFHQ configuration (256 px: ``channel_base = 16384``, 8 mapping layers, 14 ws;
 or 1024 px) with random weights and runs CRI (``inversion.cri``) on one 4x super-resolution
@@ -8,7 +8,7 @@ each phase, which builds the optimiser / generator copy, is left out). Each (spa
 own process so that the peak resident memory (``ru_maxrss``) belongs to that phase alone: ``offset``
 runs CRI with ``tune_steps = 0``, ``tune`` the whole method.
 
-    python -m lcm.architectures.benchmark_stylegan2 --steps 3 --output outputs/bench_sg2.json
+    python -m benchmarks.stylegan2 --steps 3 --output outputs/bench_sg2.json
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
+REPO = Path(__file__).resolve().parents[1]  # workers run as ``python -m benchmarks.stylegan2``
 CONFIGS = {
     256: dict(channel_base=16384, num_ws=14),
     1024: dict(channel_base=32768, num_ws=18),
@@ -65,7 +66,7 @@ class StepTimer(pl.Callback):
 
 
 def worker(resolution: int, space: str, phase: str, steps: int, distance: str) -> dict:
-    from inversion.methods import restore
+    from inversion import restore
     from inversion.operators import SuperResolution
 
     torch.set_num_threads(1)
@@ -103,7 +104,11 @@ def worker(resolution: int, space: str, phase: str, steps: int, distance: str) -
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.stylegan2",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--resolution", type=int, default=256, choices=sorted(CONFIGS))
     ap.add_argument("--steps", type=int, default=3, help="timed steps per phase")
     ap.add_argument("--spaces", nargs="+", default=["w", "w+"])
@@ -120,7 +125,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             cmd = [
                 sys.executable,
                 "-m",
-                "lcm.architectures.benchmark_stylegan2",
+                "benchmarks.stylegan2",
                 "--resolution",
                 str(a.resolution),
                 "--steps",
@@ -131,7 +136,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 space,
                 phase,
             ]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO)
             row = json.loads(out.stdout.strip().splitlines()[-1])
             rows.append(row)
             print(

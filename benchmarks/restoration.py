@@ -1,4 +1,4 @@
-"""``python -m inversion.benchmark``: speed and quality of CSGM / IAGAN (+ back-projection).
+"""``python -m benchmarks.restoration``: speed and quality of CSGM / IAGAN (+ back-projection).
 
 1. Speed: images/s of CSGM one image at a time against all images (x restarts) in one batch, and
    of IAGAN with sequential private generator copies against ``vmap``-batched copies.
@@ -8,21 +8,24 @@
 
 ``--prior`` is a checkpoint of ``python -m lcm fit`` (or ``module:factory``); ``--prior toy`` fits
 the toy blob prior of :mod:`lcm.toy` and uses held-out blob images instead (a smoke run).
-Writes ``results.md`` and ``results.json`` under ``--output``.
+Writes ``results.md`` and ``results.json`` under ``--output``::
+
+    python -m benchmarks.restoration --prior runs/wgangp/checkpoints/last.ckpt --n-images 8
+    python -m benchmarks.restoration --prior toy --n-images 2 --csgm-steps 20 --iagan-steps 10   # smoke
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from dataclasses import fields
 from pathlib import Path
 
 import torch
-from jsonargparse import CLI
 
 from datamodules.io.atomic import atomic_write_bytes
-from inversion import methods
+from inversion import get_method, restore
 from inversion.operators import CompressedSensing, SuperResolution, back_project
 
 __all__ = ["main", "run"]
@@ -68,7 +71,7 @@ def _data(prior_spec: str, n: int, seed: int):
 def _options(method: str, opts: dict) -> dict:
     """The benchmark's CSGM / IAGAN options that ``method``'s config has (CSGM's are IAGAN's first phase;
     IAGAN's joint-phase options are not CSGM's)."""
-    names = {f.name for f in fields(methods.get_method(method).config)}
+    names = {f.name for f in fields(get_method(method).config)}
     return {k: v for k, v in opts.items() if k in names}
 
 
@@ -79,7 +82,7 @@ def _speed(prior, x, opts: dict, n_speed: int) -> list[dict]:
     rows = []
     t = time.perf_counter()
     for i in range(len(x)):
-        methods.restore(y[i : i + 1], op, prior, "csgm", seed=[i], **_options("csgm", opts))
+        restore(y[i : i + 1], op, prior, "csgm", seed=[i], **_options("csgm", opts))
     rows.append(
         {
             "method": "csgm",
@@ -88,7 +91,7 @@ def _speed(prior, x, opts: dict, n_speed: int) -> list[dict]:
         }
     )
     t = time.perf_counter()
-    methods.restore(y, op, prior, "csgm", seed=list(range(len(x))), **_options("csgm", opts))
+    restore(y, op, prior, "csgm", seed=list(range(len(x))), **_options("csgm", opts))
     rows.append(
         {
             "method": "csgm",
@@ -98,7 +101,7 @@ def _speed(prior, x, opts: dict, n_speed: int) -> list[dict]:
     )
     for batching in ("sequential", "vmap"):
         t = time.perf_counter()
-        methods.restore(y, op, prior, "iagan", seed=list(range(len(x))), batching=batching, **opts)
+        restore(y, op, prior, "iagan", seed=list(range(len(x))), batching=batching, **opts)
         rows.append(
             {
                 "method": "iagan",
@@ -119,7 +122,7 @@ def _quality(prior, x, task_names: list[str], opts: dict) -> list[dict]:
             seeds = list(range(len(x)))
             res = {"pseudo-inverse": op.A_dagger(y).clamp(0, 1)}
             for meth in ("csgm", "iagan"):
-                r = methods.restore(y, op, prior, meth, seed=seeds, **_options(meth, opts))
+                r = restore(y, op, prior, meth, seed=seeds, **_options(meth, opts))
                 res[meth.upper()] = r.images
                 res[f"{meth.upper()}-BP"] = back_project(r.raw, y, op).clamp(0, 1)
             for meth, img in res.items():
@@ -176,7 +179,7 @@ def run(
         n_speed: images in the speed measurement.
         tasks: subset of ``sr4``, ``cs_0.3``, ``cs_0.5``.
         csgm_steps, restarts, iagan_steps, iagan_latent_lr, iagan_generator_lr: method options
-            (see :class:`inversion.methods.MethodConfig`).
+            (see :class:`inversion.MethodConfig`).
         output: output folder.
         seed: seed of the toy prior / images.
         num_threads: torch intra-op threads.
@@ -216,8 +219,26 @@ def run(
     return {"speed": speed, "quality": quality}
 
 
-def main(argv: list[str] | None = None) -> None:
-    CLI(run, args=argv)
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.restoration",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--prior", default="toy", help="checkpoint path, module:factory, or toy")
+    p.add_argument("--n-images", type=int, default=8, help="test images in the quality table")
+    p.add_argument("--n-speed", type=int, default=4, help="images in the speed measurement")
+    p.add_argument("--tasks", nargs="+", default=None, help="subset of sr4, cs_0.3, cs_0.5 (cs_<ratio>)")
+    p.add_argument("--csgm-steps", type=int, default=500)
+    p.add_argument("--restarts", type=int, default=5)
+    p.add_argument("--iagan-steps", type=int, default=300)
+    p.add_argument("--iagan-latent-lr", type=float, default=1e-4)
+    p.add_argument("--iagan-generator-lr", type=float, default=1e-4)
+    p.add_argument("--output", default="outputs/inversion_benchmark", help="output folder")
+    p.add_argument("--seed", type=int, default=0, help="seed of the toy prior / images")
+    p.add_argument("--num-threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--skip-speed", action="store_true", help="only the quality table")
+    return run(**vars(p.parse_args(argv)))
 
 
 if __name__ == "__main__":  # pragma: no cover

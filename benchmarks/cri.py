@@ -1,4 +1,4 @@
-"""``python -m inversion.cri.benchmark``: CRI's ablations (Fig. 5, Table 4) and CRI vs IAGAN / CSGM
+"""``python -m benchmarks.cri``: CRI's ablations (Fig. 5, Table 4) and CRI vs IAGAN / CSGM
 (/ DGP when ``inversion.dgp`` is importable) on the same Fashion-MNIST test images and tasks.
 
 1. Clusters (CRI Fig. 5): N = 1, 5, 10, 15 KMeans centroids of ONE sample set (same seed), full CRI;
@@ -12,20 +12,24 @@ Metrics per method (mean over images): PSNR, SSIM, the offline perceptual distan
 uses the same network when ``distance="offline"``, a bias in CRI's favour on that column only),
 masked PSNR inside the hole (inpainting), seconds. Class-conditional priors get the true test labels,
 or, with ``--classifier``, labels inferred from the degraded input (its accuracy is reported).
-Writes ``results.md`` and ``results.json`` under ``--output`` (atomically, after every row).
+Writes ``results.md`` and ``results.json`` under ``--output`` (atomically, after every row)::
+
+    python -m benchmarks.cri --prior runs/wgangp_cond/checkpoints/last.ckpt --n-images 8
+    python -m benchmarks.cri --sections variants --variants '{tune_steps: 0}' '{distance: critic}'
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
 
 import torch
-from jsonargparse import CLI
+import yaml
 
 from datamodules.io.atomic import atomic_write_bytes
-from inversion import methods
+from inversion import restore
 from inversion.operators import Inpainting, SuperResolution
 
 __all__ = ["main", "run"]
@@ -91,7 +95,7 @@ class _Bench:
     def restore(self, section, task, variant, op, y, method, labels=None, **opts):
         t = time.perf_counter()
         try:
-            r = methods.restore(y, op, self.prior, method, seed=0, labels=labels, **opts)
+            r = restore(y, op, self.prior, method, seed=0, labels=labels, **opts)
         except Exception as e:  # a method that cannot run here (e.g. DGP not built yet) is reported
             self.notes.append(f"{variant} on {task}: not run ({type(e).__name__}: {e})")
             print(f"[cri-bench] {self.notes[-1]}", flush=True)
@@ -174,8 +178,9 @@ def run(
         ablation_task: the task of the cluster and regulariser ablations.
         clusters: N values (CRI Fig. 5: 1, 5, 10, 15).
         regularizers: offset regularisers (CRI Table 4: l2, l1, none).
-        offset_steps, tune_steps, lambda_l2, lambda_reg, distance: CRI options (:class:`CRIConfig`).
-        csgm_steps, restarts, iagan_steps: CSGM / IAGAN options (:class:`MethodConfig`).
+        offset_steps, tune_steps, lambda_l2, lambda_reg, distance: CRI options
+            (:class:`inversion.cri.CRIConfig`).
+        csgm_steps, restarts, iagan_steps: CSGM / IAGAN options (:class:`inversion.MethodConfig`).
         dgp: also run ``restore(method="dgp")`` (reported as not run when it fails).
         classifier: a CRI classifier checkpoint: adds CRI with inferred labels and its accuracy.
         cache_dir: centroid cache folder.
@@ -300,8 +305,43 @@ def run(
     return {"rows": bench.rows, "notes": bench.notes}
 
 
-def main(argv: list[str] | None = None) -> None:
-    CLI(run, args=argv)
+def _options(text: str) -> dict:
+    value = yaml.safe_load(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a mapping such as '{{tune_steps: 0}}', got {text!r}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.cri",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--prior", default="runs/wgangp_cond/checkpoints/last.ckpt", help="1-channel checkpoint")
+    p.add_argument("--n-images", type=int, default=8, help="Fashion-MNIST test images (the first N)")
+    p.add_argument("--tasks", nargs="+", default=None, help="method comparison tasks: inpaint, sr4")
+    p.add_argument("--ablation-task", default="inpaint", help="task of the cluster / regulariser ablations")
+    p.add_argument("--clusters", type=int, nargs="+", default=None, help="N values (Fig. 5: 1 5 10 15)")
+    p.add_argument("--regularizers", nargs="+", default=None, help="Table 4: l2 l1 none")
+    p.add_argument("--offset-steps", type=int, default=200)
+    p.add_argument("--tune-steps", type=int, default=100)
+    p.add_argument("--lambda-l2", type=float, default=10.0)
+    p.add_argument("--lambda-reg", type=float, default=0.03)
+    p.add_argument("--distance", default="offline", help="CRI's distance: offline, critic, mse")
+    p.add_argument("--csgm-steps", type=int, default=300)
+    p.add_argument("--restarts", type=int, default=3)
+    p.add_argument("--iagan-steps", type=int, default=150)
+    p.add_argument("--no-dgp", dest="dgp", action="store_false", help="leave DGP out of the comparison")
+    p.add_argument("--classifier", default=None, help="CRI classifier checkpoint: adds inferred labels")
+    p.add_argument("--cache-dir", default="outputs/cri_cache", help="centroid cache folder")
+    p.add_argument("--output", default="outputs/cri_benchmark")
+    p.add_argument("--num-threads", type=int, default=1)
+    p.add_argument("--sections", nargs="+", default=None, help="clusters regularizer methods labels variants")
+    p.add_argument(
+        "--variants", type=_options, nargs="+", default=None, help="CRI overrides, each a YAML mapping"
+    )
+    return run(**vars(p.parse_args(argv)))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,6 +1,6 @@
-"""Speed of the operators against deepinv (or a plain grouped-convolution reference): ratios, same run.
+"""``python -m benchmarks.operators``: speed of the operators against deepinv (or a torch reference).
 
-``python -m inversion.operators.benchmark`` times ``A``, ``A_adjoint`` and ``A_dagger`` of Blur (each
+``python -m benchmarks.operators`` times ``A``, ``A_adjoint`` and ``A_dagger`` of Blur (each
 padding), Inpainting and Denoising on a (16, 3, 64, 64) batch with one thread, interleaving the two
 sides round by round and reporting the median time per call and the ratio ours / reference (< 1:
 ours is faster). ``A`` and ``A_adjoint`` of ours are timed twice: as users call them (with the NaN scan
@@ -8,7 +8,10 @@ of the input) and with ``check=False``, as the restoration loops call ``A`` on t
 (deepinv scans nothing). The reference is deepinv when it is importable (it is not a dependency of the
 package: ``pip install deepinv==0.5.*`` to compare against it); otherwise a straightforward reference
 written here with ``torch.nn.functional`` (grouped ``conv2d`` / ``conv_transpose2d``, mask products),
-and the table says which.
+and the table says which::
+
+    python -m benchmarks.operators                       # deepinv when installed, else the torch reference
+    python -m benchmarks.operators --reference torch --rounds 3 --calls 2 --output outputs/operators
 """
 
 from __future__ import annotations
@@ -41,8 +44,8 @@ def time_pair(
     return statistics.median(t_ours), statistics.median(t_ref)
 
 
-def _plain_reference(op: torch.nn.Module, kind: str):
-    """A torch-only reference with the same maps (grouped convs, products)."""
+def _plain_reference(op: torch.nn.Module, kind: str, x: torch.Tensor):
+    """A torch-only reference with the same maps (grouped convs, products) for inputs like ``x``."""
     if kind == "blur":
         k = op.k2d.float()
         pad, mode = (k.shape[-1] // 2,) * 4, op.padding
@@ -58,11 +61,8 @@ def _plain_reference(op: torch.nn.Module, kind: str):
         # for other paddings this is only a timing stand-in of the same cost
         return {"A": conv, "A_adjoint": lambda y: conv(y, True)}
     if kind == "inpaint":
-        return {
-            "A": lambda x: x * op._mask_ref,
-            "A_adjoint": lambda y: y * op._mask_ref,
-            "A_dagger": lambda y: y * op._mask_ref,
-        }
+        mask = op.mask_for(x)
+        return {"A": lambda x: x * mask, "A_adjoint": lambda y: y * mask, "A_dagger": lambda y: y * mask}
     return {"A": lambda x: x, "A_adjoint": lambda y: y, "A_dagger": lambda y: y}
 
 
@@ -83,7 +83,9 @@ def _deepinv_reference(dinv, op: torch.nn.Module, kind: str, x: torch.Tensor):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m inversion.operators.benchmark", description=__doc__.split("\n")[0]
+        prog="python -m benchmarks.operators",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--size", type=int, default=64)
@@ -117,15 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'operator':28s} {'call':24s} {'ours ms':>9s} {'ref ms':>9s} {'ours/ref':>9s}")
     rows = []
     for name, op, kind in cases:
-        if kind == "inpaint":
-            op._mask_ref = op.mask_for(x)
         if dinv is not None:
             ref = _deepinv_reference(dinv, op, kind, x)
             err = (op.A(x) - ref["A"](x)).abs().max().item()
             if err > 1e-5:
                 raise SystemExit(f"{name}: ours and the reference differ by {err:.2e}; not the same map")
         else:
-            ref = _plain_reference(op, kind)
+            ref = _plain_reference(op, kind, x)
         for call, fn in ref.items():
             for check in (True, False) if call != "A_dagger" else (True,):
                 label = call if check else f"{call} (check=False)"

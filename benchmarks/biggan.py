@@ -1,8 +1,8 @@
-"""``python -m lcm.architectures.benchmark_biggan``: DGP on a full-size BigGAN-128 (random weights), CPU.
+"""``python -m benchmarks.biggan``: DGP on a full-size BigGAN-128 (random weights), CPU.
 
 Measures, each phase in a fresh subprocess (so each peak RSS is its own), with the same threads:
 
-* ``ours``: seconds per DGP step of :func:`inversion.engine.run_stages` with progressive unfreezing
+* ``ours``: seconds per DGP step of :func:`inversion.run_stages` with progressive unfreezing
   (frozen groups ``requires_grad=False``: no weight gradients, no optimizer state for them);
 * ``published``: a loop written the way DGP's code (XingangPan/deep-generative-prior,
   ``models/dgp.py``) runs it: every generator parameter requires grad, one Adam group per DGP
@@ -16,7 +16,7 @@ the RSS just before it (sampled every 10 ms), i.e. what the fit itself adds to t
 Prints one JSON object with every number and the ratios (published / ours, single / batched).
 Example (a few minutes on one core)::
 
-    python -m lcm.architectures.benchmark_biggan --steps 4 --candidates 16 --blocks 2
+    python -m benchmarks.biggan --steps 4 --candidates 16 --blocks 2
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ from pathlib import Path
 import torch
 
 __all__ = ["main"]
+
+REPO = Path(__file__).resolve().parents[1]  # the checkout: phases run as ``python -m benchmarks.biggan``
 
 
 class _PeakRSS:
@@ -96,9 +98,8 @@ def _phase_ours(args) -> dict:
     import pytorch_lightning as pl
 
     from callbacks import ProgressiveUnfreezing
-    from inversion.dgp.losses import CriticFeatureLoss
-    from inversion.dgp.schedule import schedule_to_stages
-    from inversion.engine import run_stages
+    from inversion import run_stages
+    from inversion.dgp import CriticFeatureLoss, schedule_to_stages
 
     prior, op, y, labels = _setup(args.threads, ch=args.ch)
     z0 = prior.sample_latent(1, generator=torch.Generator().manual_seed(3))
@@ -123,7 +124,7 @@ def _phase_ours(args) -> dict:
 
 
 def _phase_published(args) -> dict:
-    from inversion.dgp.losses import CriticFeatureLoss
+    from inversion.dgp import CriticFeatureLoss
 
     prior, op, y, labels = _setup(args.threads, ch=args.ch)
     z = prior.sample_latent(1, generator=torch.Generator().manual_seed(3)).clone().requires_grad_(True)
@@ -159,8 +160,7 @@ def _phase_published(args) -> dict:
 
 
 def _phase_candidates(args, batch: int) -> dict:
-    from inversion.dgp.init import select_latents
-    from inversion.dgp.losses import CriticFeatureLoss
+    from inversion.dgp import CriticFeatureLoss, select_latents
 
     prior, op, y, _ = _setup(args.threads, ch=args.ch)
     crit = CriticFeatureLoss(prior.critic, prior.image_shape)
@@ -191,7 +191,11 @@ def _median(v: list[float]) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m lcm.architectures.benchmark_biggan", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.biggan",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--steps", type=int, default=4, help="DGP steps per fit")
     p.add_argument("--output", default=None, help="folder for results.json and report.html")
     p.add_argument("--blocks", type=int, default=2, help="DGP groups fine-tuned (DGP's ft_num)")
@@ -205,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
         _run_phase(args)
         return {}
     res = {"config": {k: v for k, v in vars(args).items() if k != "phase"}}
-    base = [sys.executable, "-m", "lcm.architectures.benchmark_biggan"]
+    base = [sys.executable, "-m", "benchmarks.biggan"]
     opts = ["--steps", str(args.steps), "--blocks", str(args.blocks), "--candidates", str(args.candidates)]
     opts += [
         "--candidate-batch",
@@ -216,7 +220,9 @@ def main(argv: list[str] | None = None) -> dict:
         str(args.ch),
     ]
     for phase in ("ours", "published", "batched", "single"):
-        proc = subprocess.run([*base, *opts, "--phase", phase], capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            [*base, *opts, "--phase", phase], capture_output=True, text=True, check=False, cwd=REPO
+        )
         line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
         if proc.returncode or not line:
             raise RuntimeError(f"benchmark phase {phase} failed:\n{proc.stderr[-3000:]}")
@@ -240,11 +246,11 @@ def main(argv: list[str] | None = None) -> dict:
     }
     print(json.dumps(res, indent=1))
     if args.output:
-        from datamodules.io.atomic import atomic_write
+        from datamodules.io.atomic import atomic_write_bytes
         from datamodules.io.html import json_report
 
         out = Path(args.output)
-        atomic_write(out / "results.json", lambda f: f.write(json.dumps(res, indent=1).encode()))
+        atomic_write_bytes(out / "results.json", json.dumps(res, indent=1).encode())
         json_report(out, "BigGAN-128 DGP benchmark", res)
     return res
 
