@@ -202,6 +202,10 @@ def test_register_a_local_file_under_a_name(tmp_path, monkeypatch):
     assert prior.critic is not None and prior.image_shape == (3, 32, 32)
     with pytest.raises(ValueError, match="already registered"):
         lcm.register_prior("my-faces", tmp_path / "G.pth")
+    # the CLI's --prior takes the name
+    from inversion.cli.prior import load_prior_spec
+
+    assert load_prior_spec("my-faces").critic is not None
     # the same through $GENPRIOR_PRIORS (a YAML file, paths relative to it), for other processes
     (tmp_path / "priors.yaml").write_text("env-faces: {path: G.pth, description: from yaml}\n")
     monkeypatch.setenv("GENPRIOR_PRIORS", str(tmp_path / "priors.yaml"))
