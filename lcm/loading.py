@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from pathlib import Path
 
 import torch
@@ -13,24 +11,9 @@ from lcm.prior import Prior
 
 
 def _read_checkpoint(path: Path, map_location) -> dict:
-    if not path.is_file():
-        raise FileNotFoundError(f"prior checkpoint {str(path)!r} does not exist (or is not a file)")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        if "weights only" in str(err).lower():
-            raise ValueError(
-                f"{str(path)!r} holds objects that torch.load(weights_only=True) refuses; lcm checkpoints "
-                f"keep to plain types, so it was not written by lcm's modules ({err})"
-            ) from err
-        raise ValueError(
-            f"{str(path)!r} is not a readable checkpoint (truncated or corrupt?): {err}"
-        ) from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        raise ValueError(
-            f"{str(path)!r} is not a readable torch checkpoint (truncated or corrupt?): re-copy it from "
-            f"where it was written, or load another .ckpt that is still in the run's checkpoint folder: {err}"
-        ) from err
+    from lcm.checkpoints import read_torch_file
+
+    ckpt = read_torch_file(path, "prior checkpoint", map_location)
     if not isinstance(ckpt, dict):
         raise ValueError(f"{str(path)!r} holds a {type(ckpt).__name__}, not a Lightning checkpoint of lcm")
     return ckpt
@@ -81,10 +64,14 @@ def load_prior(
         ValueError: truncated/corrupt file, a checkpoint of another kind, or an image-shape mismatch.
     """
     import lcm.autoencoder  # noqa: F401 - registers the "ae" kind in MODULES
+    from lcm.checkpoints import sniff
     from lcm.modules import FORMAT_VERSION, MODULES
 
     path = Path(path)
-    if path.suffix == ".pkl" or stylegan2_options:
+    if not path.is_file():
+        raise FileNotFoundError(f"prior checkpoint {str(path)!r} does not exist (or is not a file)")
+    # by content, not by name: a Lightning .ckpt renamed .pkl is a zip archive, a snapshot is a pickle
+    if (path.suffix == ".pkl" and sniff(path) != "zip") or stylegan2_options:
         from lcm.architectures.snapshot import load_stylegan2_prior
 
         prior = load_stylegan2_prior(path, map_location, **stylegan2_options)

@@ -1,0 +1,276 @@
+"""The second bad-input catalogue (issue 25): hostile and damaged files, silent label loss, errors that
+pointed the wrong way. One test (or a few) per item; each failed before its fix.
+
+====  ====================================================  ===============================================
+item  test                                                  bad input
+====  ====================================================  ===============================================
+1     test_snapshot_view_larger_than_its_storage_is_refused  a 2**28-element view of a 4-element storage
+1     test_snapshot_storage_larger_than_its_bytes_is_refused a storage declaring 2**28 elements, 16 bytes
+1     test_snapshot_architecture_arguments_are_bounded       num_layers 10**7, img_resolution 2**40, ...
+2     test_a_config_cannot_name_code_to_run                  ``prior: "os:getpid"`` in a preset
+3     test_damaged_zip_member_is_named                       a byte flipped in last.ckpt / G_ema.pth
+4     test_critic_with_a_snapshot_prior_is_honoured          ``critic=`` with a ``.pkl`` prior
+5     test_labels_csv_*                                      headers, unmatched names, BOM, duplicates, ...
+6     test_compare_refuses_*                                 runs of other tasks; --output a run folder
+7     test_resumed_fit_is_bit_identical                      ``lcm fit`` killed and resumed (WGAN-GP, GLO)
+8     test_errors_point_the_right_way_*                      NaN buffer, random bytes, missing D key, ...
+9     test_class_conditional_stylegan_synthesizes_w_alone    ``prior.synthesize(ws)`` with c_dim > 0
+10    test_lightning_noise_is_silenced                      the demo's console
+====  ====================================================  ===============================================
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import signal
+import sys
+import time
+import types
+import warnings
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+
+import pytest
+import torch
+
+import lcm
+
+DATA = Path(__file__).parent / "data"
+
+
+class _Hang(Exception):
+    pass
+
+
+def _with_alarm(seconds, fn):
+    """``fn()``, or _Hang after ``seconds`` (a loader that builds for minutes fails the test fast)."""
+
+    def on_alarm(*_):
+        raise _Hang(f"still running after {seconds}s")
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(seconds)
+    try:
+        return fn()
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+# -- hand-built snapshot pickles -----------------------------------------------------------------
+def _snapshot(tmp_path: Path, g_state: dict, init_kwargs: dict, name: str = "snap.pkl") -> Path:
+    """A StyleGAN2-ADA-format pickle: ``{"G_ema": persistence record(init_kwargs, g_state)}``."""
+    mod = types.ModuleType("torch_utils.persistence")
+
+    def _reconstruct_persistent_obj(meta):  # pragma: no cover - never called by the safe loader
+        return meta
+
+    _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
+    _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
+    mod._reconstruct_persistent_obj = _reconstruct_persistent_obj
+    pkg = types.ModuleType("torch_utils")
+    pkg.persistence = mod
+
+    class Record:
+        def __reduce__(self):
+            state = {"_parameters": g_state, "_buffers": {}, "_modules": {}, "_init_kwargs": init_kwargs}
+            meta = dict(type="class", version=6, module_src="", class_name="Generator", state=state)
+            return (_reconstruct_persistent_obj, (meta,))
+
+    saved = {k: sys.modules.get(k) for k in ("torch_utils", "torch_utils.persistence")}
+    sys.modules["torch_utils"], sys.modules["torch_utils.persistence"] = pkg, mod
+    try:
+        data = pickle.dumps({"G_ema": Record()}, protocol=4)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def _storage_bytes(numel: int = 4) -> bytes:
+    """A float storage as NVIDIA's pickles carry it (``torch.storage._load_from_bytes`` of a legacy save)."""
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TypedStorage is deprecated: the snapshots hold them all the same
+        torch.save(torch.arange(float(numel)).storage(), buf, _use_new_zipfile_serialization=False)
+    return buf.getvalue()
+
+
+class _View:
+    """Pickles as ``torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)``."""
+
+    def __init__(self, storage_bytes: bytes, size: tuple, stride: tuple, offset: int = 0):
+        self.args = (_Storage(storage_bytes), offset, size, stride, False, OrderedDict())
+
+    def __reduce__(self):
+        return (torch._utils._rebuild_tensor_v2, self.args)
+
+
+class _Storage:
+    def __init__(self, b: bytes):
+        self.b = b
+
+    def __reduce__(self):
+        return (torch.storage._load_from_bytes, (self.b,))
+
+
+TINY = {
+    "z_dim": 4, "c_dim": 0, "w_dim": 4, "img_resolution": 8, "img_channels": 1,
+    "mapping_kwargs": {"num_layers": 2}, "synthesis_kwargs": {"channel_base": 16, "channel_max": 4},
+}  # fmt: skip
+
+
+# -- 1 ------------------------------------------------------------------------------------------
+def test_snapshot_view_larger_than_its_storage_is_refused(tmp_path):
+    from lcm.architectures.snapshot import read_snapshot
+
+    path = _snapshot(tmp_path, {"w": _View(_storage_bytes(4), (2**28,), (1,))}, TINY)
+    assert path.stat().st_size < 2000
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=r"reaches element .* of a storage of 4"):
+        read_snapshot(path)  # before: the storage was grown to 1 GiB to fit the view
+    assert time.perf_counter() - t0 < 5
+    # a negative stride / size is no view of the storage either
+    path = _snapshot(tmp_path, {"w": _View(_storage_bytes(4), (4,), (-1,))}, TINY, "neg.pkl")
+    with pytest.raises(ValueError, match="tensor view"):
+        read_snapshot(path)
+
+
+def test_snapshot_storage_larger_than_its_bytes_is_refused(tmp_path):
+    from lcm.architectures.snapshot import read_snapshot
+
+    raw = _storage_bytes(4)
+    # the pickled numel, BININT1 4 -> BININT 2**28: the file declares a 1 GiB storage over 16 bytes
+    pos = raw.index(b"K\x04", raw.index(b"cpu"))
+    hostile = raw[:pos] + b"J" + (2**28).to_bytes(4, "little") + raw[pos + 2 :]
+    path = _snapshot(tmp_path, {"w": _View(hostile, (4,), (1,))}, TINY)
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match="declares .* bytes"):
+        read_snapshot(path)
+    assert time.perf_counter() - t0 < 5
+
+
+def _tiny_state():
+    from lcm.architectures import stylegan2 as sg2
+    from lcm.architectures.snapshot import record_state_dict  # noqa: F401 - the same key format
+
+    torch.manual_seed(0)
+    g = sg2.Generator(**TINY)
+    return g, {k: v.clone() for k, v in g.state_dict().items()}
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"mapping_kwargs": {"num_layers": 10**7}}, "num_layers"),
+        ({"img_resolution": 2**40}, "img_resolution"),
+        ({"img_resolution": 12}, "img_resolution"),
+        ({"img_resolution": 16}, r"needs blocks"),  # in range, but not what the tensors hold
+        ({"synthesis_kwargs": {"channel_base": 10**12}}, "channel_base"),
+        ({"w_dim": -3}, "w_dim"),
+        ({"z_dim": "4"}, "z_dim"),
+    ],
+)
+def test_snapshot_architecture_arguments_are_bounded(tmp_path, change, match):
+    _, state = _tiny_state()
+    kwargs = {**TINY, **change}
+    path = _snapshot(tmp_path, state, kwargs)
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=match) as err:
+        _with_alarm(20, lambda: lcm.load_prior(path))
+    assert "refusing to build" in str(err.value)
+    assert time.perf_counter() - t0 < 10
+    # the untouched kwargs load (the check refuses only what is out of bounds)
+    good = _snapshot(tmp_path, state, TINY, "good.pkl")
+    assert lcm.load_prior(good).image_shape == (1, 8, 8)
+
+
+# -- 3 ------------------------------------------------------------------------------------------
+def _flip_in_largest_member(path: Path) -> str:
+    """Flip one byte in the middle of the file's largest zip member; returns the member's name."""
+    with zipfile.ZipFile(path) as zf:
+        info = max(zf.infolist(), key=lambda i: i.file_size)
+    raw = bytearray(path.read_bytes())
+    off = info.header_offset
+    name_len = int.from_bytes(raw[off + 26 : off + 28], "little")
+    extra_len = int.from_bytes(raw[off + 28 : off + 30], "little")
+    data = off + 30 + name_len + extra_len
+    raw[data + info.compress_size // 2] ^= 0x01  # the low bit of one byte: still a finite float
+    path.write_bytes(bytes(raw))
+    return info.filename
+
+
+def _wgan_ckpt(path: Path) -> Path:
+    from lcm.modules import WGANGP
+
+    torch.manual_seed(0)
+    module = WGANGP(latent_dim=8, width=4, critic_width=4, resolution=8, channels=1)
+    ckpt = {
+        "state_dict": module.state_dict(),
+        "hyper_parameters": dict(module.hparams),
+        "genprior_kind": "wgangp",
+        "genprior_format": 1,
+    }
+    torch.save(ckpt, path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["last.ckpt", "G_ema.pth"])
+def test_damaged_zip_member_is_named(tmp_path, kind):
+    if kind == "last.ckpt":
+        path = _wgan_ckpt(tmp_path / "last.ckpt")
+    else:
+        ref = torch.load(DATA / "biggan_dgp_128_tiny.pt", weights_only=True)
+        path = tmp_path / "G_ema.pth"
+        torch.save(ref["G"], path)
+    lcm.load_prior(path)  # intact: loads
+    member = _flip_in_largest_member(path)
+    with zipfile.ZipFile(path) as zf:
+        assert zf.testzip() == member  # the damage is there to find
+    with pytest.raises(ValueError, match="CRC") as err:
+        lcm.load_prior(path)
+    assert kind in str(err.value) and member in str(err.value)
+
+
+# -- 8 (files) ----------------------------------------------------------------------------------
+def test_errors_point_the_right_way_nan_weights_at_load(tmp_path):
+    path = _wgan_ckpt(tmp_path / "nan.ckpt")
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["state_dict"]["generator.blocks.0.2.running_mean"][1] = float("nan")
+    torch.save(ckpt, path)
+    with pytest.raises(ValueError, match=r"generator\.blocks\.0\.2\.running_mean.*NaN"):
+        lcm.load_prior(path)
+    ckpt["state_dict"]["generator.blocks.0.2.running_mean"][1] = float("inf")
+    torch.save(ckpt, path)
+    with pytest.raises(ValueError, match="Inf"):
+        lcm.load_prior(path)
+
+
+def test_errors_point_the_right_way_random_bytes_and_renamed_files(tmp_path):
+    rnd = tmp_path / "random.ckpt"
+    rnd.write_bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0)).byte().numpy())
+    rnd.write_bytes(b"\x13\x37" + rnd.read_bytes())
+    with pytest.raises(ValueError, match=r"not a checkpoint \(not a zip / pickle torch file\)"):
+        lcm.load_prior(rnd)
+    # a Lightning .ckpt renamed .pkl is read as the checkpoint it is, not as a StyleGAN pickle
+    ckpt = _wgan_ckpt(tmp_path / "run.ckpt")
+    renamed = tmp_path / "run.pkl"
+    renamed.write_bytes(ckpt.read_bytes())
+    assert lcm.load_prior(renamed).kind == lcm.load_prior(ckpt).kind
+
+
+def test_errors_point_the_right_way_biggan_d_missing_a_key(tmp_path):
+    ref = torch.load(DATA / "biggan_dgp_128_tiny.pt", weights_only=True)
+    torch.save(ref["G"], tmp_path / "G_ema.pth")
+    d = dict(ref["D"])
+    del d["embed.weight"]
+    torch.save(d, tmp_path / "D.pth")
+    with pytest.raises(ValueError, match="missing key.*'embed.weight'"):
+        lcm.load_prior(tmp_path / "G_ema.pth", critic=tmp_path / "D.pth")
