@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import importlib
 import io
 import json
 import math
@@ -44,10 +43,13 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 
 from inversion import distributed
 from inversion.io import atomic_write_bytes, load_image, save_png
+from inversion.labels import apply_labels as _apply_labels
+from inversion.labels import read_labels, write_labels_used
 from inversion.operators import Operator
+from inversion.prior_spec import load_prior_spec
 from lcm.prior import Prior
 
-__all__ = ["FIELDS", "build_parser", "list_items", "load_prior_spec", "main", "restore_folder"]
+__all__ = ["FIELDS", "build_parser", "list_items", "load_prior_spec", "main", "read_labels", "restore_folder"]
 
 FIELDS = ["index", "name", "method", "task", "psnr", "ssim", "masked_psnr", "residual", "seconds"]
 BUILTIN = ("fashion_mnist", "emoji")
@@ -84,27 +86,6 @@ def output_name(rel: str) -> str:
 def _path_key(rel: str) -> int:
     """A stable 31-bit number of a relative path (its seed offset; independent of the other files)."""
     return int.from_bytes(hashlib.sha256(os.fsencode(rel)).digest()[:4], "big") >> 1
-
-
-def load_prior_spec(spec: str, device: str | torch.device = "cpu", critic: str | None = None) -> Prior:
-    """A prior from a checkpoint path (``lcm.load_prior``; ``critic``: a published generator's
-    discriminator file, e.g. BigGAN's D.pth) or a ``module:factory`` returning one."""
-    if Path(spec).is_file():
-        from lcm import load_prior
-
-        return load_prior(spec, map_location=device, critic=critic).eval()
-    if critic is not None:
-        raise ValueError(f"--critic {critic!r} needs --prior to be a generator file, got {spec!r}")
-    if ":" in spec and not spec.endswith((".ckpt", ".pt", ".pth")):
-        mod, _, fn = spec.partition(":")
-        prior = getattr(importlib.import_module(mod), fn)()
-        if not isinstance(prior, Prior):
-            raise ValueError(f"prior factory {spec!r} returned {type(prior).__name__}, not an lcm.Prior")
-        return prior.to(device).eval()
-    raise FileNotFoundError(
-        f"prior {spec!r}: no such checkpoint file; pass a checkpoint from `python -m lcm fit`, a BigGAN "
-        "G_ema.pth (with --critic D.pth) or a factory 'package.module:function' that returns an lcm.Prior"
-    )
 
 
 def list_items(
@@ -175,46 +156,6 @@ def list_items(
     ]
 
 
-def read_labels(path: str | os.PathLike, num_classes: int) -> dict[str, int]:
-    """Class labels from a CSV of ``file,class`` rows (a header row is allowed): file name (or stem) -> class.
-
-    Raises:
-        FileNotFoundError / ValueError: no such file, a malformed row, or a class outside
-        ``[0, num_classes)`` (the line is named).
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"labels CSV {str(p)!r} does not exist")
-    if not num_classes:
-        raise ValueError(f"labels CSV {str(p)!r} given, but the prior is unconditional (no classes)")
-    out: dict[str, int] = {}
-    with open(p, newline="") as f:
-        for n, row in enumerate(csv.reader(f), 1):
-            if not row or not "".join(row).strip():
-                continue
-            if len(row) < 2:
-                raise ValueError(f"{str(p)!r} line {n}: expected 'file,class', got {row!r}")
-            name, cls = row[0].strip(), row[1].strip()
-            try:
-                c = int(cls)
-            except ValueError:
-                if n == 1:
-                    continue  # header
-                raise ValueError(f"{str(p)!r} line {n}: class {cls!r} is not an integer") from None
-            if not -1 <= c < num_classes:
-                raise ValueError(f"{str(p)!r} line {n}: class {c} outside [0, {num_classes}) (-1 = unknown)")
-            out[name] = c
-    return out
-
-
-def _apply_labels(items: list[Item], labels: dict[str, int]) -> None:
-    """Give each folder item its class from ``labels`` (by relative path, file name, else stem); others -1."""
-    for it in items:
-        if it.source:
-            name = Path(it.source).name
-            it.label = labels.get(it.source, labels.get(name, labels.get(Path(name).stem, -1)))
-
-
 def _operator_for(operator: Operator, index: int) -> Operator:
     """Per-image masks follow the image's index (not its batch position or process)."""
     for_index = getattr(operator, "for_index", None)
@@ -271,7 +212,8 @@ def restore_folder(
     """Restore the images of ``input`` and write restorations, degraded inputs, grid and metrics.
 
     Args:
-        prior: checkpoint path, or ``package.module:factory`` returning an ``lcm.Prior``.
+        prior: checkpoint path, or the name of a registered prior factory (``inversion.prior_spec``;
+            a config cannot name other code to run).
         operator: the forward model (``class_path`` + ``init_args`` in YAML, see configs/inversion/).
         input: a folder of images, or ``fashion_mnist`` / ``emoji`` (their test split).
         output: output folder (created; an existing one is resumed).
@@ -288,8 +230,10 @@ def restore_folder(
             (``MethodConfig``; DGP: ``inversion.dgp.DGPConfig``, e.g. ``{preset: sr_mse}``).
         critic: the discriminator file of a published generator (BigGAN: ``--prior G_ema.pth --critic
             D.pth``; DGP's loss reads its features).
-        labels: CSV of ``file,class`` rows for a class-conditional prior; images without a class are
-            given one as DGP picks it (best of ``label_candidates`` random latent/class candidates).
+        labels: CSV of ``file,class`` rows for a class-conditional prior (strict, see
+            ``inversion.labels``); images without a class are given one as DGP picks it (best of
+            ``label_candidates`` random latent/class candidates). The classes used are written to
+            ``labels.csv`` in the output folder.
         devices: number of processes to split the images over (started through
             ``torch.distributed.run``; ignored inside a torchrun / SLURM world).
         shard, num_shards: restore only images with ``index % num_shards == shard`` (set by the
@@ -349,12 +293,19 @@ def restore_folder(
     pri = load_prior_spec(prior, dev, critic)
     operator = operator.to(dev)
     items = list_items(input, pri.image_shape, limit, recursive, exclude)
-    if labels is not None:
-        _apply_labels(items, read_labels(labels, pri.num_classes))
+    if labels is not None:  # CSV rows for files beyond --limit are no error: match against the whole input
+        known = (
+            None
+            if limit is None
+            else [it.source for it in list_items(input, pri.image_shape, None, recursive, exclude)]
+        )
+        _apply_labels(items, read_labels(labels, pri.num_classes), known)
     task = task or type(operator).__name__
     _check_fits(operator, pri, items)
     extra = {"critic": _file_id(critic), "labels": _file_id(labels)}
     _check_run(out, prior, operator, input, method, task, seed, noise_seed, options, extra, pri)
+    if labels is not None and shard == 0:  # the class each image was given, next to its outputs
+        write_labels_used(out, items)
     mine = [it for it in items if it.index % num_shards == shard]
     todo = [it for it in mine if not _row_path(out, it).exists()]
     _run_items(

@@ -71,8 +71,17 @@ def load_prior(
     if not path.is_file():
         raise FileNotFoundError(f"prior checkpoint {str(path)!r} does not exist (or is not a file)")
     # by content, not by name: a Lightning .ckpt renamed .pkl is a zip archive, a snapshot is a pickle
+    if critic is not None and not Path(critic).is_file():
+        raise FileNotFoundError(f"critic {str(critic)!r} does not exist (or is not a file)")
     if (path.suffix == ".pkl" and sniff(path) != "zip") or stylegan2_options:
         from lcm.architectures.snapshot import load_stylegan2_prior
+
+        if critic is not None:
+            raise ValueError(
+                f"critic={str(critic)!r} cannot be used with the StyleGAN2 prior {str(path)!r}: a snapshot "
+                "carries its own discriminator D (used as the critic); drop critic=, or pass a snapshot "
+                "whose D you want"
+            )
 
         prior = load_stylegan2_prior(path, map_location, **stylegan2_options)
         if image_shape is not None:

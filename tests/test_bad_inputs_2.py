@@ -274,3 +274,141 @@ def test_errors_point_the_right_way_biggan_d_missing_a_key(tmp_path):
     torch.save(d, tmp_path / "D.pth")
     with pytest.raises(ValueError, match="missing key.*'embed.weight'"):
         lcm.load_prior(tmp_path / "G_ema.pth", critic=tmp_path / "D.pth")
+
+
+# -- 2 ------------------------------------------------------------------------------------------
+def _folder_task(tmp_path: Path, prior: str) -> Path:
+    from inversion.io import save_png
+    from inversion.toy import blob_images
+
+    src = tmp_path / "in"
+    for i, img in enumerate(blob_images(2, generator=torch.Generator().manual_seed(0))):
+        save_png(img, src / f"img{i}.png")
+    cfg = tmp_path / "task.yaml"
+    cfg.write_text(
+        f"prior: {prior!r}\noperator:\n  class_path: inversion.operators.Denoising\n"
+        "  init_args: {sigma: 0.0}\noptions: {csgm_steps: 1, restarts: 1}\n"
+    )
+    return cfg
+
+
+def test_a_config_cannot_name_code_to_run(tmp_path, monkeypatch):
+    from inversion import cli
+
+    marker = tmp_path / "imported"
+    (tmp_path / "evil_prior_module.py").write_text(
+        f"open({str(marker)!r}, 'w').write('x')\ndef make():\n    return None\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for spec in ("os:getpid", "evil_prior_module:make"):
+        cfg = _folder_task(tmp_path, spec)
+        argv = ["--config", str(cfg), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")]
+        with pytest.raises(FileNotFoundError, match="not a registered prior factory"):
+            cli.main([*argv, "--progress", "false"])
+    assert not marker.exists() and "evil_prior_module" not in sys.modules  # nothing was imported
+    # a missing checkpoint whose path holds a colon says "file not found", not ModuleNotFoundError
+    with pytest.raises(FileNotFoundError, match=r"'/x/run:1.pkl': file not found"):
+        cli.load_prior_spec("/x/run:1.pkl")
+    # the built-in factory, and one registered from Python, still work
+    from inversion.prior_spec import PRIOR_FACTORIES, register_prior_factory
+    from inversion.toy import tiny_prior
+
+    assert cli.load_prior_spec("inversion.toy:tiny_prior").image_shape == (1, 16, 16)
+    monkeypatch.setitem(PRIOR_FACTORIES, "mine", lambda: tiny_prior(channels=3))
+    assert cli.load_prior_spec("mine").image_shape == (3, 16, 16)
+    register_prior_factory("mine", lambda: tiny_prior(channels=1))
+    assert cli.load_prior_spec("mine").image_shape == (1, 16, 16)
+
+
+# -- 4 ------------------------------------------------------------------------------------------
+def test_critic_with_a_snapshot_prior_is_honoured(tmp_path):
+    snap = DATA / "stylegan2ada_tiny.pkl"
+    ref = torch.load(DATA / "biggan_dgp_128_tiny.pt", weights_only=True)
+    torch.save(ref["D"], tmp_path / "D.pth")
+    with pytest.raises(ValueError, match="carries its own discriminator"):
+        lcm.load_prior(snap, critic=tmp_path / "D.pth")
+    for prior in (snap, _wgan_ckpt(tmp_path / "w.ckpt")):  # a critic path that does not exist
+        with pytest.raises(FileNotFoundError, match="nope.pth"):
+            lcm.load_prior(prior, critic=tmp_path / "nope.pth")
+
+
+# -- 5 ------------------------------------------------------------------------------------------
+def _labelled_items(names):
+    from inversion.cli import Item
+
+    return [Item(i, n, lambda: None, source=n) for i, n in enumerate(names)]
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("a.png,1.0\nb.png,2\n", r"line 1: class '1.0' is not an integer"),
+        ("a.png,two\nb.png,2\n", r"line 1: class 'two' is not an integer"),
+        ("file,class\na.png,1\nb.png,x\n", r"line 3: class 'x'"),
+        ("", "holds no 'file,class' rows"),
+        ("file,class\n", "holds no 'file,class' rows"),
+        ("a.png,1\nb.png,2\na.png,1\n", r"'a.png' is given twice \(lines 1 and 3\)"),
+        ("a.png,1\nb.png,2\na.png,2\n", r"'a.png' is given twice"),
+    ],
+)
+def test_labels_csv_rows_are_strict(tmp_path, text, match):
+    from inversion import cli
+
+    p = tmp_path / "labels.csv"
+    p.write_text(text)
+    with pytest.raises(ValueError, match=match):
+        cli.read_labels(p, 5)
+
+
+def test_labels_csv_names_must_match_inputs(tmp_path):
+    from inversion import cli
+
+    p = tmp_path / "labels.csv"
+    p.write_bytes("\ufeffa.png,1\nb.png,2\n".encode())  # a UTF-8 byte-order mark before the first name
+    labels = cli.read_labels(p, 5)
+    items = _labelled_items(["a.png", "b.png"])
+    cli._apply_labels(items, labels)
+    assert [it.label for it in items] == [1, 2]
+    p.write_text("A.PNG,1\nzzz.png,2\nb,3\n")
+    with pytest.raises(ValueError, match=r"2 file\(s\) that match no input.*'A.PNG', 'zzz.png'") as err:
+        cli._apply_labels(_labelled_items(["a.png", "b.png"]), cli.read_labels(p, 5))
+    assert "did you mean 'a.png'" in str(err.value)
+    p.write_bytes(b"caf\xe9.png,1\n")  # Latin-1, not UTF-8
+    with pytest.raises(ValueError, match="not UTF-8 text.*line 1"):
+        cli.read_labels(p, 5)
+    p.write_text("file,class\nb,3\n")  # header by its exact names; a stem matches
+    items = _labelled_items(["a.png", "b.png"])
+    cli._apply_labels(items, cli.read_labels(p, 5))
+    assert [it.label for it in items] == [-1, 3]
+
+
+def test_labels_a_run_used_are_recorded(tmp_path, monkeypatch):
+    from inversion import cli
+    from inversion.prior_spec import PRIOR_FACTORIES
+    from inversion.toy import TinyGenerator
+    from lcm.prior import Prior
+
+    def cond():
+        torch.manual_seed(0)
+        return Prior(TinyGenerator().eval(), "gaussian", (8,), (1, 16, 16), num_classes=3)
+
+    monkeypatch.setitem(PRIOR_FACTORIES, "cond3", cond)
+    cfg = _folder_task(tmp_path, "cond3")
+    (tmp_path / "in" / "img2.png").write_bytes((tmp_path / "in" / "img1.png").read_bytes())
+    (tmp_path / "labels.csv").write_text("file,class\nimg0.png,2\nimg2.png,1\n")
+    out = tmp_path / "out"
+    argv = [
+        "--config",
+        str(cfg),
+        "--input",
+        str(tmp_path / "in"),
+        "--output",
+        str(out),
+        "--progress",
+        "false",
+    ]
+    cli.main(
+        [*argv, "--labels", str(tmp_path / "labels.csv"), "--limit", "2", "--options.label_candidates", "2"]
+    )
+    used = (out / "labels.csv").read_text().splitlines()
+    assert used == ["file,class", "img0.png,2", "img1.png,-1"]  # img2.png: beyond --limit, not an error
