@@ -256,6 +256,10 @@ def restore_folder(
     method_config(method, options)  # a typo or a bad value in options fails here, not once per image
     if devices < 1 or num_shards < 1:
         raise ValueError("devices and num_shards must be >= 1")
+    if isinstance(batch_size, bool) or int(batch_size) < 1:
+        raise ValueError(f"--batch_size must be a positive number of images, got {batch_size}")
+    if num_threads is not None and (isinstance(num_threads, bool) or int(num_threads) < 1):
+        raise ValueError(f"--num_threads must be >= 1 (or left out for torch's default), got {num_threads}")
     if limit is not None and (isinstance(limit, bool) or int(limit) < 1):
         raise ValueError(f"--limit must be a positive number of images (or left out for all), got {limit}")
     out = Path(output)
@@ -425,7 +429,7 @@ def _run_items(
 
         bar = tqdm(total=len(todo), desc=f"{method}/{task}", unit="img", file=sys.stderr)
     # measurements that depend on the batch position (per-image masks) go one image at a time
-    size = 1 if operator.row_dependent() else max(int(batch_size), 1)
+    size = 1 if operator.row_dependent() else int(batch_size)
     ctx = (prior, operator, out, method, task, seed, noise_seed, options, dev, shard)
     loaded: list[tuple[Item, torch.Tensor]] = []
     for k, it in enumerate(todo):

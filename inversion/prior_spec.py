@@ -56,11 +56,10 @@ def load_prior_spec(spec: str, device: str | torch.device = "cpu", critic: str |
     if factory is None:
         known = sorted({*_BUILTIN, *PRIOR_FACTORIES})
         raise FileNotFoundError(
-            f"prior {spec!r}: file not found (and not a registered prior factory: {known}); pass a "
-            "checkpoint from `python -m lcm fit`, a BigGAN G_ema.pth (with --critic D.pth) or a StyleGAN2 "
-            "snapshot .pkl. "
-            "A config cannot name code to run: register a factory in Python with "
-            "inversion.prior_spec.register_prior_factory"
+            f"prior {spec!r}: file not found (no such checkpoint file, and not a registered prior factory: "
+            f"{known}); pass a checkpoint from `python -m lcm fit`, a BigGAN G_ema.pth (with --critic "
+            "D.pth) or a StyleGAN2 snapshot .pkl. A config cannot name code to run: register a factory in "
+            "Python with inversion.prior_spec.register_prior_factory"
         )
     if critic is not None:
         raise ValueError(f"--critic {critic!r} needs --prior to be a generator file, got {spec!r}")

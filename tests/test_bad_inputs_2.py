@@ -412,3 +412,145 @@ def test_labels_a_run_used_are_recorded(tmp_path, monkeypatch):
     )
     used = (out / "labels.csv").read_text().splitlines()
     assert used == ["file,class", "img0.png,2", "img1.png,-1"]  # img2.png: beyond --limit, not an error
+
+
+# -- 6 ------------------------------------------------------------------------------------------
+def _run_folder(make_task_folder, tmp_path, name, operator, task, *extra):
+    from inversion import cli
+
+    op = f"  class_path: inversion.operators.{operator}\n"
+    src, cfg = make_task_folder(2, 3, op, "{csgm_steps: 2, restarts: 1}", task=task)
+    argv = ["--config", str(cfg), "--prior", "inversion.toy:tiny_prior", "--input", str(src)]
+    return cli.main([*argv, "--output", str(tmp_path / name), "--progress", "false", *extra])
+
+
+def test_compare_refuses_other_tasks_and_output_in_a_run(make_task_folder, tmp_path, capsys):
+    import shutil
+
+    from inversion import cli, report
+
+    a = _run_folder(make_task_folder, tmp_path, "a", "SuperResolution\n  init_args: {factor: 2}", "sr2")
+    b = _run_folder(
+        make_task_folder, tmp_path, "b", "Inpainting\n  init_args: {mask_kind: center}", "inpaint"
+    )
+    with pytest.raises(ValueError, match=r"different tasks.*'sr2'.*'inpaint'"):
+        report.compare([a, b], tmp_path / "cmp")
+    c = _run_folder(
+        make_task_folder, tmp_path, "c", "SuperResolution\n  init_args: {factor: 2}", "sr2", "--seed", "1"
+    )
+    before = (a / "report.html").read_bytes()
+    for inside in (a, a / "sub"):
+        with pytest.raises(ValueError, match="inside the compared run"):
+            report.compare([a, c], inside)
+    with pytest.raises(SystemExit):
+        cli.main(["compare", str(a), str(c), "--output", str(c)])
+    assert "inside the compared run" in capsys.readouterr().err
+    assert (a / "report.html").read_bytes() == before
+    report.compare([a, c], tmp_path / "cmp")  # the same task elsewhere: compared
+    # -- 8: a killed, unfinished run is named as such (not "restored different images")
+    killed = tmp_path / "killed"
+    shutil.copytree(c, killed)
+    (killed / "metrics.csv").unlink()
+    (killed / "rows" / "img1.json").unlink()
+    with pytest.raises(ValueError, match=r"'.*killed' is unfinished"):
+        report.compare([a, killed], tmp_path / "cmp2")
+
+
+# -- 8 (run arguments, labels, explore) ----------------------------------------------------------
+def test_errors_point_the_right_way_mask_without_hole_and_zero_sizes(make_task_folder, tmp_path):
+    from PIL import Image
+
+    from inversion import cli
+
+    Image.new("L", (16, 16), 0).save(tmp_path / "black.png")  # all observed: no hole
+    op = (
+        "  class_path: inversion.operators.Inpainting\n"
+        f"  init_args: {{mask_kind: file, mask_path: {str(tmp_path / 'black.png')!r}}}\n"
+    )
+    src, cfg = make_task_folder(2, 0, op, "{csgm_steps: 1, restarts: 1}")
+    argv = [
+        "--config",
+        str(cfg),
+        "--prior",
+        "inversion.toy:tiny_prior",
+        "--input",
+        str(src),
+        "--progress",
+        "false",
+    ]
+    with pytest.raises(ValueError, match="has no hole"):
+        cli.main([*argv, "--output", str(tmp_path / "o1")])
+    assert not (tmp_path / "o1" / "rows").exists()  # refused up front, before any image's fit
+    op = "  class_path: inversion.operators.Denoising\n  init_args: {sigma: 0.0}\n"
+    src, cfg = make_task_folder(2, 0, op, "{csgm_steps: 1, restarts: 1}")
+    argv = [
+        "--config",
+        str(cfg),
+        "--prior",
+        "inversion.toy:tiny_prior",
+        "--input",
+        str(src),
+        "--progress",
+        "false",
+    ]
+    for flag in ("--batch_size", "--num_threads"):
+        with pytest.raises(ValueError, match=flag):
+            cli.main([*argv, "--output", str(tmp_path / "o2"), flag, "0"])
+
+
+def test_errors_point_the_right_way_bool_labels():
+    from lcm.architectures import biggan
+
+    ref = torch.load(DATA / "biggan_dgp_128_tiny.pt", weights_only=True)
+    big = biggan.biggan_prior(biggan.build_generator(ref["G"]))
+    style = lcm.load_prior(DATA / "stylegan2ada_cond64_tiny.pkl")
+    for prior in (big, style):
+        z = prior.sample_latent(2, torch.Generator().manual_seed(0))
+        with pytest.raises(ValueError, match="labels is a bool tensor"):
+            prior(z, torch.tensor([True, False]))
+    from inversion.methods import restore
+    from inversion.operators import Denoising
+
+    y = Denoising(0.0)(torch.rand(2, 3, 64, 64))
+    with pytest.raises(ValueError, match="labels must be an integer tensor"):
+        restore(y, Denoising(0.0), style, labels=torch.tensor([True, False]), csgm_steps=1, restarts=1)
+
+
+def test_errors_point_the_right_way_explore_y():
+    from inversion import restore
+    from inversion.exploration.eglass import explore
+    from inversion.operators import Inpainting
+    from inversion.toy import tiny_prior
+
+    prior, op = tiny_prior(), Inpainting("center")
+    y = op(torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(0)))
+    res = restore(y, op, prior, "csgm", csgm_steps=2, restarts=1)
+    few = {"num_solutions": 1, "ks": [1], "etas": [0.1]}
+    for bad in (float("nan"), float("inf")):
+        z = y.clone()
+        z[1, 0, 0, 0] = bad
+        with pytest.raises(ValueError, match=r"^y contains (NaN|Inf)"):
+            explore(res, op, z, index=1, **few)
+        with pytest.raises(ValueError, match=r"^y contains (NaN|Inf)"):
+            explore(prior, op, res.latent[1:2], z[1:2], **few)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        one = explore(res, op, y, index=1, **few)
+    assert torch.equal(one.y, y[1:2])  # the row index says
+    with pytest.raises(ValueError, match="3 rows for a RestoreResult of 2"):
+        explore(res, op, torch.cat([y, y[:1]]), index=1, **few)
+
+
+# -- 9 ------------------------------------------------------------------------------------------
+def test_class_conditional_stylegan_synthesizes_w_alone():
+    prior = lcm.load_prior(DATA / "stylegan2ada_cond64_tiny.pkl")
+    z = prior.sample_latent(2, torch.Generator().manual_seed(0))
+    labels = torch.tensor([1, 3])
+    with torch.no_grad():
+        w = prior.code(z, labels)  # the class enters here
+        x = prior.synthesize(w)  # NVIDIA's synthesis(ws) takes no labels
+        assert torch.equal(x, prior.synthesize(w, labels)) and torch.equal(x, prior(z, labels))
+        ws = w.unsqueeze(1).expand(-1, prior.generator.num_ws, -1)
+        assert torch.allclose(prior.synthesize(ws), x, atol=1e-6)
+    with pytest.raises(ValueError, match="class-conditional"):
+        prior.code(z)  # the mapping still needs them
