@@ -21,6 +21,7 @@ from pytorch_lightning.callbacks import BasePredictionWriter, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from callbacks.report import PriorReport
+from callbacks.resume import RNGStateCheckpoint
 from datamodules.grid import save_image_grid
 from lcm.distributed import gather_rows
 from lcm.modules import PriorModule
@@ -80,6 +81,8 @@ class PriorCLI(LightningCLI):
         parser.add_lightning_class_args(SampleWriter, "samples")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.every_n_train_steps": 500})
         parser.add_lightning_class_args(PriorReport, "report")  # samples per checkpoint, report.html
+        # RNG states in every checkpoint: --ckpt_path resumes exactly (the data order: ResumableLoader)
+        parser.add_lightning_class_args(RNGStateCheckpoint, "rng_state")
         parser.link_arguments("data.channels", "model.init_args.channels", apply_on="instantiate")
         parser.link_arguments("data.resolution", "model.init_args.resolution", apply_on="instantiate")
 

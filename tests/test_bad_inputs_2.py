@@ -554,3 +554,69 @@ def test_class_conditional_stylegan_synthesizes_w_alone():
         assert torch.allclose(prior.synthesize(ws), x, atol=1e-6)
     with pytest.raises(ValueError, match="class-conditional"):
         prior.code(z)  # the mapping still needs them
+
+
+# -- 7 ------------------------------------------------------------------------------------------
+def _fit(config: Path, root: Path, max_steps: int, ckpt_path: str | None = None) -> Path:
+    from lcm.cli import cli_main
+
+    args = [
+        "fit", "-c", str(config), "--trainer.logger=false", f"--trainer.default_root_dir={root}",
+        f"--checkpoint.dirpath={root / 'ck'}", "--checkpoint.every_n_train_steps=4",
+        "--model.init_args.width=4", "--model.init_args.sample_every_n_steps=0",
+        "--data.init_args.limit_train=16", "--data.init_args.limit_val=4", "--data.init_args.batch_size=4",
+        "--trainer.val_check_interval=3", "--trainer.limit_val_batches=1", "--trainer.accelerator=cpu",
+        "--trainer.enable_progress_bar=false", f"--trainer.max_steps={max_steps}",
+        "--model.init_args.val_fit_steps=1", "--model.init_args.val_fd_images=0",
+    ]  # fmt: skip
+    if "wgangp" in config.name:
+        args += ["--model.init_args.critic_width=4", "--model.init_args.latent_dim=8"]
+    else:
+        args += ["--model.init_args.latent_dim=8"]
+    if ckpt_path:
+        args.append(f"--ckpt_path={ckpt_path}")
+    cli_main(args)
+    # the newest checkpoint (Lightning writes last-v1.ckpt when it resumes an older file than last.ckpt)
+    return max(
+        (root / "ck").glob("last*.ckpt"), key=lambda p: torch.load(p, weights_only=True)["global_step"]
+    )
+
+
+def _tensors(path: Path) -> dict[str, torch.Tensor]:
+    ckpt = torch.load(path, weights_only=True)
+    out = {f"state_dict.{k}": v for k, v in ckpt["state_dict"].items()}
+    for i, opt in enumerate(ckpt["optimizer_states"]):
+        for p, st in opt["state"].items():
+            out.update({f"optimizer{i}.{p}.{k}": v for k, v in st.items() if isinstance(v, torch.Tensor)})
+    return out
+
+
+@pytest.mark.parametrize("name", ["wgangp", "glo"])
+def test_resumed_fit_is_bit_identical(tmp_path, name):
+    """``lcm fit`` killed after step 7 and resumed in its folder with ``--ckpt_path last`` to step 14 ends
+    with every weight and optimiser tensor equal to an uninterrupted run's, whether last.ckpt is from the
+    end of step 7 or, as after a kill, from the periodic save at step 4 (epochs of 4 batches: both resumes
+    start mid-epoch; validation every 3 batches)."""
+    from pytorch_lightning.utilities.warnings import PossibleUserWarning
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "lcm" / f"{name}.yaml"
+    if not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists():
+        pytest.skip("Fashion-MNIST not installed (Debian package dataset-fashion-mnist)")
+    whole = _tensors(_fit(config, tmp_path / "whole", 14))
+    for start in ("last", "periodic"):
+        root = tmp_path / start
+        last = _fit(config, root, 7)
+        assert torch.load(last, weights_only=True)["global_step"] == 7
+        if start == "periodic":  # killed: last.ckpt is the one the periodic save at step 4 wrote
+            (periodic,) = (root / "ck").glob("epoch=*.ckpt")
+            assert torch.load(periodic, weights_only=True)["global_step"] == 4
+            last.write_bytes(periodic.read_bytes())
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PossibleUserWarning)  # "dataloader is not resumable" no more
+            warnings.filterwarnings("ignore", ".*does not have many workers")
+            warnings.filterwarnings("ignore", ".*in eval mode at the start of training")
+            warnings.filterwarnings("ignore", ".*log_every_n_steps")
+            resumed = _tensors(_fit(config, root, 14, "last"))
+        assert sorted(resumed) == sorted(whole)
+        differ = [k for k in whole if not torch.equal(whole[k], resumed[k])]
+        assert not differ, f"resumed from {start}: {len(differ)} of {len(whole)} tensors differ: {differ[:5]}"
