@@ -620,3 +620,29 @@ def test_resumed_fit_is_bit_identical(tmp_path, name):
         assert sorted(resumed) == sorted(whole)
         differ = [k for k in whole if not torch.equal(whole[k], resumed[k])]
         assert not differ, f"resumed from {start}: {len(differ)} of {len(whole)} tensors differ: {differ[:5]}"
+
+
+# -- 10 -----------------------------------------------------------------------------------------
+def test_lightning_noise_is_silenced(tmp_path, caplog):
+    """The demo's ``lcm fit`` console: no litlogger tip, no ModelCheckpoint example for manual
+    optimisation, no pytree deprecation, no "not empty" for a fresh folder (its config.yaml is written
+    first); a folder that holds checkpoints still gets the warning, and other warnings still show."""
+    config = Path(__file__).resolve().parents[1] / "configs" / "lcm" / "wgangp_demo.yaml"
+    if not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists():
+        pytest.skip("Fashion-MNIST not installed (Debian package dataset-fashion-mnist)")
+    noise = ("litlogger", "manual optimization", "LeafSpec", "exists and is not empty")
+    caplog.set_level("INFO")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        _fit(config, tmp_path / "fresh", 8)
+        warnings.warn("a warning a user should read", UserWarning, stacklevel=1)
+    shown = [str(w.message) for w in seen] + [r.getMessage() for r in caplog.records]
+    assert not [m for m in shown if any(n in m for n in noise)], [m[:80] for m in shown]
+    assert "a warning a user should read" in shown
+    old = tmp_path / "old"
+    (old / "ck").mkdir(parents=True)
+    (old / "ck" / "epoch=0-step=1.ckpt").write_bytes(b"")  # an earlier run's checkpoint: worth a warning
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        _fit(config, old, 2)
+    assert any("exists and is not empty" in str(w.message) for w in seen)
