@@ -54,10 +54,11 @@ def verify_zip(source, what: str) -> None:
         member that claims more bytes than the archive holds, or an archive that is no readable zip.
     """
     try:
-        size = os.path.getsize(source) if isinstance(source, (str, os.PathLike)) else None
-        if size is None:
-            pos = source.seek(0, os.SEEK_END)
-            size, _ = pos, source.seek(0)
+        if isinstance(source, (str, os.PathLike)):
+            size = os.path.getsize(source)
+        else:
+            size = source.seek(0, os.SEEK_END)
+            source.seek(0)
         with zipfile.ZipFile(source) as zf:
             for info in zf.infolist():
                 if info.compress_size > size:
