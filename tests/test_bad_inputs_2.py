@@ -1,22 +1,22 @@
 """The second bad-input catalogue (issue 25): hostile and damaged files, silent label loss, errors that
 pointed the wrong way. One test (or a few) per item; each failed before its fix.
 
-====  ====================================================  ===============================================
-item  test                                                  bad input
-====  ====================================================  ===============================================
-1     test_snapshot_view_larger_than_its_storage_is_refused  a 2**28-element view of a 4-element storage
-1     test_snapshot_storage_larger_than_its_bytes_is_refused a storage declaring 2**28 elements, 16 bytes
-1     test_snapshot_architecture_arguments_are_bounded       num_layers 10**7, img_resolution 2**40, ...
-2     test_a_config_cannot_name_code_to_run                  ``prior: "os:getpid"`` in a preset
-3     test_damaged_zip_member_is_named                       a byte flipped in last.ckpt / G_ema.pth
-4     test_critic_with_a_snapshot_prior_is_honoured          ``critic=`` with a ``.pkl`` prior
-5     test_labels_csv_*                                      headers, unmatched names, BOM, duplicates, ...
-6     test_compare_refuses_*                                 runs of other tasks; --output a run folder
-7     test_resumed_fit_is_bit_identical                      ``lcm fit`` killed and resumed (WGAN-GP, GLO)
-8     test_errors_point_the_right_way_*                      NaN buffer, random bytes, missing D key, ...
-9     test_class_conditional_stylegan_synthesizes_w_alone    ``prior.synthesize(ws)`` with c_dim > 0
-10    test_lightning_noise_is_silenced                      the demo's console
-====  ====================================================  ===============================================
+====  ======================================================  ==========================================
+item  test                                                    bad input
+====  ======================================================  ==========================================
+1     test_snapshot_view_larger_than_its_storage_is_refused   a 2**28-element view of 4 elements
+1     test_snapshot_storage_larger_than_its_bytes_is_refused  a storage of 2**28 elements in 16 bytes
+1     test_snapshot_architecture_arguments_are_bounded        num_layers 10**7, img_resolution 2**40
+2     test_a_config_cannot_name_code_to_run                   ``prior: "os:getpid"`` in a preset
+3     test_damaged_zip_member_is_named                        a byte flipped in last.ckpt / G_ema.pth
+4     test_critic_with_a_snapshot_prior_is_not_ignored        ``critic=`` with a ``.pkl`` prior
+5     test_labels_csv_*                                       headers, unmatched names, BOM, duplicates
+6     test_compare_refuses_other_tasks_and_output_in_a_run    other tasks; --output in a run folder
+7     test_resumed_fit_is_bit_identical                       ``lcm fit`` killed, resumed (WGAN-GP, GLO)
+8     test_errors_point_the_right_way_*                       NaN buffer, random bytes, missing D key
+9     test_class_conditional_stylegan_synthesizes_w_alone     ``synthesize(ws)`` with c_dim > 0
+10    test_lightning_noise_is_silenced                        the demo's console
+====  ======================================================  ==========================================
 """
 
 from __future__ import annotations
@@ -159,7 +159,6 @@ def test_snapshot_storage_larger_than_its_bytes_is_refused(tmp_path):
 
 def _tiny_state():
     from lcm.architectures import stylegan2 as sg2
-    from lcm.architectures.snapshot import record_state_dict  # noqa: F401 - the same key format
 
     torch.manual_seed(0)
     g = sg2.Generator(**TINY)
@@ -321,7 +320,7 @@ def test_a_config_cannot_name_code_to_run(tmp_path, monkeypatch):
 
 
 # -- 4 ------------------------------------------------------------------------------------------
-def test_critic_with_a_snapshot_prior_is_honoured(tmp_path):
+def test_critic_with_a_snapshot_prior_is_not_ignored(tmp_path):
     snap = DATA / "stylegan2ada_tiny.pkl"
     ref = torch.load(DATA / "biggan_dgp_128_tiny.pt", weights_only=True)
     torch.save(ref["D"], tmp_path / "D.pth")
