@@ -25,8 +25,9 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from callbacks.report import PriorReport
 from callbacks.resume import RNGStateCheckpoint
-from datamodules.grid import save_image_grid
-from lcm.distributed import gather_rows
+from callbacks.samples import SampleGrids
+from datamodules.io.grid import save_image_grid
+from lcm.collectives import gather_rows
 from lcm.modules import PriorModule
 
 # Lightning's console messages a user of ``python -m lcm`` cannot act on (issue 25): the ModelCheckpoint
@@ -118,6 +119,7 @@ class PriorCLI(LightningCLI):
         parser.add_lightning_class_args(PriorCheckpoint, "checkpoint")
         parser.add_lightning_class_args(SampleWriter, "samples")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.every_n_train_steps": 500})
+        parser.add_lightning_class_args(SampleGrids, "sample_grids")  # every model.sample_every_n_steps
         parser.add_lightning_class_args(PriorReport, "report")  # samples per checkpoint, report.html
         # RNG states in every checkpoint: --ckpt_path resumes exactly (the data order: ResumableLoader)
         parser.add_lightning_class_args(RNGStateCheckpoint, "rng_state")

@@ -277,8 +277,8 @@ def test_errors_point_the_right_way_biggan_d_missing_a_key(tmp_path):
 
 # -- 2 ------------------------------------------------------------------------------------------
 def _folder_task(tmp_path: Path, prior: str) -> Path:
-    from inversion.io import save_png
-    from inversion.toy import blob_images
+    from datamodules.io.images import save_png
+    from lcm.toy import blob_images
 
     src = tmp_path / "in"
     for i, img in enumerate(blob_images(2, generator=torch.Generator().manual_seed(0))):
@@ -309,10 +309,10 @@ def test_a_config_cannot_name_code_to_run(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match=r"'/x/run:1.pkl': file not found"):
         cli.load_prior_spec("/x/run:1.pkl")
     # the built-in factory, and one registered from Python, still work
-    from inversion.prior_spec import PRIOR_FACTORIES, register_prior_factory
-    from inversion.toy import tiny_prior
+    from inversion.cli.prior import PRIOR_FACTORIES, register_prior_factory
+    from lcm.toy import tiny_prior
 
-    assert cli.load_prior_spec("inversion.toy:tiny_prior").image_shape == (1, 16, 16)
+    assert cli.load_prior_spec("lcm.toy:tiny_prior").image_shape == (1, 16, 16)
     monkeypatch.setitem(PRIOR_FACTORIES, "mine", lambda: tiny_prior(channels=3))
     assert cli.load_prior_spec("mine").image_shape == (3, 16, 16)
     register_prior_factory("mine", lambda: tiny_prior(channels=1))
@@ -324,7 +324,7 @@ def test_critic_with_a_snapshot_prior_is_not_ignored(tmp_path):
     snap = DATA / "stylegan2ada_tiny.pkl"
     ref = torch.load(DATA / "biggan_dgp_128_tiny.pt", weights_only=True)
     torch.save(ref["D"], tmp_path / "D.pth")
-    with pytest.raises(ValueError, match="carries its own discriminator"):
+    with pytest.raises(ValueError, match=r"stylegan2 checkpoint.*options \['critic'\] are not among"):
         lcm.load_prior(snap, critic=tmp_path / "D.pth")
     for prior in (snap, _wgan_ckpt(tmp_path / "w.ckpt")):  # a critic path that does not exist
         with pytest.raises(FileNotFoundError, match="nope.pth"):
@@ -383,9 +383,9 @@ def test_labels_csv_names_must_match_inputs(tmp_path):
 
 def test_labels_a_run_used_are_recorded(tmp_path, monkeypatch):
     from inversion import cli
-    from inversion.prior_spec import PRIOR_FACTORIES
-    from inversion.toy import TinyGenerator
+    from inversion.cli.prior import PRIOR_FACTORIES
     from lcm.prior import Prior
+    from lcm.toy import TinyGenerator
 
     def cond():
         torch.manual_seed(0)
@@ -396,19 +396,9 @@ def test_labels_a_run_used_are_recorded(tmp_path, monkeypatch):
     (tmp_path / "in" / "img2.png").write_bytes((tmp_path / "in" / "img1.png").read_bytes())
     (tmp_path / "labels.csv").write_text("file,class\nimg0.png,2\nimg2.png,1\n")
     out = tmp_path / "out"
-    argv = [
-        "--config",
-        str(cfg),
-        "--input",
-        str(tmp_path / "in"),
-        "--output",
-        str(out),
-        "--progress",
-        "false",
-    ]
-    cli.main(
-        [*argv, "--labels", str(tmp_path / "labels.csv"), "--limit", "2", "--options.label_candidates", "2"]
-    )
+    argv = ["--config", str(cfg), "--input", str(tmp_path / "in"), "--output", str(out), "--limit", "2"]
+    opts = "{csgm_steps: 1, restarts: 1, label_candidates: 2}"
+    cli.main([*argv, "--labels", str(tmp_path / "labels.csv"), "--options", opts, "--progress", "false"])
     used = (out / "labels.csv").read_text().splitlines()
     assert used == ["file,class", "img0.png,2", "img1.png,-1"]  # img2.png: beyond --limit, not an error
 
@@ -419,7 +409,7 @@ def _run_folder(make_task_folder, tmp_path, name, operator, task, *extra):
 
     op = f"  class_path: inversion.operators.{operator}\n"
     src, cfg = make_task_folder(2, 3, op, "{csgm_steps: 2, restarts: 1}", task=task)
-    argv = ["--config", str(cfg), "--prior", "inversion.toy:tiny_prior", "--input", str(src)]
+    argv = ["--config", str(cfg), "--prior", "lcm.toy:tiny_prior", "--input", str(src)]
     return cli.main([*argv, "--output", str(tmp_path / name), "--progress", "false", *extra])
 
 
@@ -471,7 +461,7 @@ def test_errors_point_the_right_way_mask_without_hole_and_zero_sizes(make_task_f
         "--config",
         str(cfg),
         "--prior",
-        "inversion.toy:tiny_prior",
+        "lcm.toy:tiny_prior",
         "--input",
         str(src),
         "--progress",
@@ -486,7 +476,7 @@ def test_errors_point_the_right_way_mask_without_hole_and_zero_sizes(make_task_f
         "--config",
         str(cfg),
         "--prior",
-        "inversion.toy:tiny_prior",
+        "lcm.toy:tiny_prior",
         "--input",
         str(src),
         "--progress",
@@ -519,7 +509,7 @@ def test_errors_point_the_right_way_explore_y():
     from inversion import restore
     from inversion.exploration.eglass import explore
     from inversion.operators import Inpainting
-    from inversion.toy import tiny_prior
+    from lcm.toy import tiny_prior
 
     prior, op = tiny_prior(), Inpainting("center")
     y = op(torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(0)))

@@ -1,4 +1,4 @@
-"""TV and Deep Image Prior baselines (inversion.baselines)."""
+"""TV and Deep Image Prior baselines (inversion.methods.tv, inversion.methods.dip)."""
 
 import pytest
 import torch
@@ -34,7 +34,7 @@ def test_tv_beats_pseudo_inverse_and_decreases_objective(op):
 
 
 def test_tv_rejects_nonlinear_and_bad_weight():
-    from inversion.baselines import tv_restore
+    from inversion.methods.tv import tv_restore
 
     class NotLinear(torch.nn.Module):
         def A(self, x):
@@ -47,7 +47,7 @@ def test_tv_rejects_nonlinear_and_bad_weight():
 
 
 def test_grad_adjoint():
-    from inversion.baselines import grad2d, grad2d_adjoint
+    from inversion.methods.tv import grad2d, grad2d_adjoint
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 3, 7, 9, generator=g, dtype=torch.float64)

@@ -235,10 +235,10 @@ def test_w_nll_adds_dgp_latent_term():
 
 
 # -- every method, manipulation, e-GLASS and the CLI on the tiny BigGAN ---------------------------
-FEW = {
-    "csgm": {"csgm_steps": 2, "restarts": 1},
-    "iagan": {"csgm_steps": 1, "restarts": 1, "iagan_steps": 2},
-    "latent": {"latent_steps": 2},
+FEW = {  # label_candidates: DGP's class pick, which csgm / iagan / latent ask for (dgp, cri pick their own)
+    "csgm": {"csgm_steps": 2, "restarts": 1, "label_candidates": 4},
+    "iagan": {"csgm_steps": 1, "restarts": 1, "iagan_steps": 2, "label_candidates": 4},
+    "latent": {"latent_steps": 2, "label_candidates": 4},
     "dgp": FAST,
     "cri": {"n_clusters": 2, "n_samples": 8, "offset_steps": 2, "tune_steps": 1, "distance": "mse"},
 }
@@ -254,7 +254,7 @@ def test_every_method_runs_on_biggan(method):
     prior = tiny_biggan()
     x = _target(prior, 1)
     op = SuperResolution(factor=2, kernel="box")
-    opts = {**FEW[method.removesuffix("_bp")], "label_candidates": 4}
+    opts = FEW[method.removesuffix("_bp")]
     # the class is unknown (-1): picked as DGP does (CRI infers classes with its own classifier)
     labels = torch.tensor([3 if method.startswith("cri") else -1])
     res = restore(op.A(x), op, prior, method, seed=0, labels=labels, x_true=x, **opts)
@@ -332,7 +332,7 @@ def test_cli_runs_every_method_on_biggan(files, tmp_path, method):
     (tmp_path / "labels.csv").write_text("astronaut,3\ncoffee.jpg,-1\n")  # by stem or name; -1 = unknown
     if method == "cri":  # CRI infers unknown classes with its own classifier: give both
         (tmp_path / "labels.csv").write_text("astronaut,3\ncoffee.jpg,1\n")
-    opts = {**FEW[method.removesuffix("_bp")], "label_candidates": 4}
+    opts = FEW[method.removesuffix("_bp")]
     out = cli.main(
         [
             "--prior", str(files[0]), "--critic", str(files[1]), "--input", str(src),
@@ -358,7 +358,7 @@ def test_cli_restores_a_folder_of_photos_with_biggan(files, tmp_path):
             "--prior", str(files[0]), "--critic", str(files[1]), "--input", str(src),
             "--labels", str(tmp_path / "labels.csv"), "--output", str(tmp_path / "out"),
             "--method", "dgp", "--operator", "inversion.operators.SuperResolution",
-            "--operator.factor", "4", "--options", json.dumps({**FAST, "label_candidates": 4}),
+            "--operator.factor", "4", "--options", json.dumps(FAST),  # DGP picks classes from n_candidates
             "--progress", "false", "--device", "cpu",
         ]
     )  # fmt: skip
@@ -367,7 +367,7 @@ def test_cli_restores_a_folder_of_photos_with_biggan(files, tmp_path):
     assert Image.open(out / "restored" / "coffee.jpg.png").size == (128, 128)
     run = json.loads((out / "run.json").read_text())
     assert run["critic"].startswith("sha256:") and run["labels"].startswith("sha256:")
-    from inversion.dgp import manipulate
+    from inversion.dgp import manipulation_cli as manipulate
 
     manipulate.main(
         [

@@ -13,7 +13,7 @@ from inversion.engine import quiet_lightning, run_stages
 from inversion.methods import init_latents
 from inversion.operators import Inpainting
 from inversion.stages import Stage
-from inversion.toy import blob_images, tiny_prior
+from lcm.toy import blob_images, tiny_prior
 
 
 class _Scripted(pl.LightningModule):

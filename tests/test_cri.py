@@ -23,13 +23,13 @@ from inversion.cri import (
     sample_codes,
     select_centroids,
 )
-from inversion.cri.classifier import CRIClassifier, infer_labels, load_classifier
+from inversion.cri.classifier import CRIClassifier, infer_labels, load_classifier, save_classifier
 from inversion.engine import run_stages
 from inversion.operators import CompressedSensing, Inpainting, SuperResolution
 from inversion.stages import Stage
-from inversion.toy import blob_images, fit_toy_prior, tiny_prior
 from lcm.networks import Generator, MappingNetwork
 from lcm.prior import Prior
+from lcm.toy import blob_images, fit_toy_prior, tiny_prior
 
 
 @pytest.fixture(scope="module")
@@ -295,6 +295,22 @@ def test_classifier_trains_on_separable_set_and_infers_labels(tmp_path):
         infer_labels(loaded, xt, num_classes=10)
 
 
+def test_saved_classifier_loads_with_the_same_weights_and_arguments(tmp_path):
+    """``save_classifier`` (a classifier trained outside the CLI) writes what ``load_classifier`` reads."""
+    torch.manual_seed(0)
+    kw = {"patch_size": 4, "embed_dim": 16, "depth": 1, "num_heads": 2}
+    model = CRIClassifier(channels=1, resolution=8, num_classes=3, model_kwargs=kw, augment=False).eval()
+    path = save_classifier(model, tmp_path / "sub" / "clf.ckpt")
+    assert path == tmp_path / "sub" / "clf.ckpt" and not list(path.parent.glob(".*.tmp"))
+    loaded = load_classifier(path)
+    assert loaded.hparams["num_classes"] == 3 and loaded.hparams["model_kwargs"] == kw
+    x = torch.rand(4, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    with pytest.raises(TypeError, match="CRIClassifier"):
+        save_classifier(torch.nn.Linear(2, 2), tmp_path / "x.ckpt")
+
+
 # -- presets -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["inpaint", "sr", "colorize", "methods"])
 def test_presets_parse_and_hold_valid_options(name):
@@ -308,7 +324,7 @@ def test_presets_parse_and_hold_valid_options(name):
     else:
         configs = [root / "cri" / f"{name}.yaml"]
     argv = [a for c in configs for a in ("--config", str(c))]
-    cfg = build_parser().parse_args([*argv, "--prior", "inversion.toy:tiny_prior"])
+    cfg = build_parser().parse_args([*argv, "--prior", "lcm.toy:tiny_prior"])
     assert cfg.method == "cri"
     opts = CRIConfig().updated(cfg.options)  # every option is a CRIConfig field
     opts.check()
@@ -376,7 +392,7 @@ def test_classifier_config_instantiates():
 
 # -- issue 15: composite masks, per-image locality seeding, LPIPS routing ------------------------------
 def test_candidate_operator_gives_each_candidate_its_image_mask_inside_a_composite():
-    from inversion.cri.method import _candidate_operator
+    from inversion.cri.fit import _candidate_operator
     from inversion.operators import Colorization, Composite
 
     op = Composite([Colorization(), Inpainting("boxes", box_size=3, num_boxes=2, per_image=True, seed=2)])

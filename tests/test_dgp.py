@@ -11,13 +11,13 @@ from torch import nn
 from callbacks import (
     BatchNormToInstanceNorm,
     ProgressiveUnfreezing,
-    schedule_to_stages,
     swap_batchnorm_for_instancenorm,
 )
 from inversion import dgp
 from inversion.dgp import manipulation as M
 from inversion.dgp.init import candidate_pool, select_latents
 from inversion.dgp.losses import CriticFeatureLoss, MeasurementMSE, to_image_grid
+from inversion.dgp.schedule import schedule_to_stages
 from inversion.engine import LossContext, run_stages
 from inversion.methods import available_methods, init_latents, restore
 from inversion.operators import Colorization, CompressedSensing, Denoising, Inpainting, SuperResolution
@@ -53,8 +53,8 @@ def tiny(channels: int = 1, num_classes: int = 0, seed: int = 0, dtype=torch.flo
 @pytest.fixture(autouse=True)
 def _tiny_as_prior_spec(monkeypatch):
     """``--prior tests.test_dgp:tiny`` for the CLIs: a factory registered from Python (a config or
-    command line names no code to import, see inversion.prior_spec)."""
-    from inversion.prior_spec import PRIOR_FACTORIES
+    command line names no code to import, see inversion.cli.prior)."""
+    from inversion.cli.prior import PRIOR_FACTORIES
 
     monkeypatch.setitem(PRIOR_FACTORIES, "tests.test_dgp:tiny", tiny)
 
@@ -334,9 +334,9 @@ def test_category_transfer_renders_every_class_and_keeps_the_fitted_one():
 def test_manipulation_and_folder_clis_write_their_outputs(tmp_path):
     from PIL import Image
 
+    from datamodules.io.images import save_png
     from inversion import cli
-    from inversion.dgp import manipulate
-    from inversion.io import save_png
+    from inversion.dgp import manipulation_cli as manipulate
 
     src = tmp_path / "in"
     for i, img in enumerate(images(tiny(), 2)):
@@ -377,14 +377,14 @@ def test_every_dgp_preset_loads_and_builds_its_schedule():
 
 
 def test_preset_fills_options_left_at_their_defaults():
-    from inversion.dgp.method import _resolve
+    from inversion.dgp.fit import _resolve
 
     cfg = _resolve(dgp.DGPConfig(preset="sr_mse", n_candidates=7))
     assert cfg.n_candidates == 7 and cfg.bn_to_in and cfg.stages[-1]["weights"]["mse"] == 400.0
 
 
 def test_dgp_bad_inputs_raise_clear_errors():
-    from inversion.toy import tiny_prior
+    from lcm.toy import tiny_prior
 
     prior = tiny()
     x = images(prior, 1)
@@ -463,9 +463,9 @@ def test_critic_feature_distance_follows_eq3_summed_l1_norms():
 
 
 def test_manipulate_without_config_fits_with_table_11_and_rejects_too_many_blocks(monkeypatch, tmp_path):
-    from inversion.dgp import manipulate
-    from inversion.dgp import method as dgp_method
-    from inversion.io import save_png
+    from datamodules.io.images import save_png
+    from inversion.dgp import fit as dgp_method
+    from inversion.dgp import manipulation_cli as manipulate
 
     folder = tmp_path / "in"
     for i, img in enumerate(images(tiny(), 1)):

@@ -6,7 +6,7 @@ from torch import nn
 
 from inversion import restore
 from inversion.dgp.defence import accuracy, defence_accuracies, ifgsm, smooth, train_classifier
-from inversion.dgp.perceptual import PerceptualLoss
+from inversion.dgp.losses import PerceptualLoss
 from inversion.operators import SuperResolution
 from tests.test_dgp import images, tiny
 

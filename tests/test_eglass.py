@@ -15,7 +15,6 @@ from inversion.exploration import (
     Distinctness,
     EGlass,
     Feasibility,
-    FeatureDistance,
     GeneratorPrior,
     LatentGeometry,
     block_lanczos_topk,
@@ -33,6 +32,7 @@ from inversion.exploration import (
     sorted_eigh,
 )
 from inversion.exploration import eglass as eglass_module
+from inversion.metrics import FeatureMSE
 from lcm.prior import Prior
 
 DT = torch.float64
@@ -225,7 +225,13 @@ def test_nonlinear_hvp_paths_equal_jacrev():
     exact_func = latent_geometry(prior, op, z0, perceptual=mse, method="eigh", hvp_backend="func")
     torch.testing.assert_close(exact_func.h_x, jg.mT @ jg / 36)
     torch.testing.assert_close(geo.h_x, jg.mT @ jg / 36)
-    feat = latent_geometry(prior, op, z0, perceptual=FeatureDistance(lambda x: [x, 2 * x]), method="eigh")
+    feat = latent_geometry(
+        prior,
+        op,
+        z0,
+        perceptual=FeatureMSE(lambda x: [x, 2 * x], layers="sum", check_inputs=False),
+        method="eigh",
+    )
     torch.testing.assert_close(feat.h_x, 5 * jg.mT @ jg / 36)
     # matrix-free exact-Hessian path (forward-over-reverse products) inside the top-k solver
     x0 = prior(z0).detach()
@@ -464,7 +470,7 @@ def test_per_image_mask_operators_are_refused():
 
 @pytest.fixture(scope="module")
 def toy():
-    from inversion.toy import blob_images, fit_toy_prior
+    from lcm.toy import blob_images, fit_toy_prior
 
     torch.set_num_threads(1)
     prior, _ = fit_toy_prior(steps=120, seed=0)
@@ -571,8 +577,8 @@ def test_finetune_phase_is_per_start_and_batch_independent():
 @pytest.mark.parametrize("data", ["folder", "samples"])
 def test_benchmark_takes_a_folder_of_images_or_the_priors_samples(tmp_path, data):
     """``--data DIR`` (photos for a published generator) and ``--data samples`` (a random-weight one)."""
-    from inversion.exploration import benchmark
-    from inversion.io import save_png
+    from benchmarks import eglass as benchmark
+    from datamodules.io.images import save_png
 
     if data == "folder":
         data = tmp_path / "photos"

@@ -1,10 +1,10 @@
-"""The one grid helper (datamodules.grid): make_grid layout, nearest upscaling, frames, captions."""
+"""The one grid helper (datamodules.io.grid): make_grid layout, nearest upscaling, frames, captions."""
 
 import pytest
 import torch
 from PIL import Image
 
-from datamodules.grid import image_grid, save_image_grid
+from datamodules.io.grid import image_grid, save_image_grid
 
 
 def test_nearest_upscaling_keeps_pixels_and_layout():

@@ -8,10 +8,10 @@ from torch import nn
 
 from inversion import methods
 from inversion.engine import run_stages
-from inversion.operators import CompressedSensing, Inpainting, SuperResolution
+from inversion.operators import CompressedSensing, Inpainting, SuperResolution, back_project
 from inversion.stages import Stage, as_stages
-from inversion.toy import TinyGenerator, blob_images, fit_toy_prior, tiny_prior
 from lcm.prior import Prior
+from lcm.toy import TinyGenerator, blob_images, fit_toy_prior, tiny_prior
 
 FAST = {"csgm_steps": 120, "restarts": 3}
 IAGAN = {**FAST, "iagan_steps": 120, "iagan_latent_lr": 1e-3, "iagan_generator_lr": 1e-3}
@@ -63,7 +63,7 @@ def test_back_projection_makes_measurements_hold(toy, sr_runs, task):
         op = Inpainting("center", box_size=0.5)
         y = op.A(x)
         csgm = methods.restore(y, op, prior, "csgm", seed=0, csgm_steps=30, restarts=1)
-    bp = methods.back_projection(csgm.raw, y, op)
+    bp = back_project(csgm.raw, y, op)
     assert torch.allclose(op.A(bp), y, atol=1e-4)
     assert not torch.allclose(op.A(csgm.raw), y, atol=1e-4)
     if task == "inpaint":
@@ -234,10 +234,10 @@ def test_registered_method_runs_through_restore_and_rejects_unknown_options(toy)
     """A plug-in method registered with its own config runs via restore(); bad names fail clearly."""
     from dataclasses import dataclass
 
-    from inversion.methods import MethodConfig, available_methods, csgm, register_method, restore
+    from inversion.methods import CSGMConfig, available_methods, csgm, register_method, restore
 
     @dataclass
-    class TinyConfig(MethodConfig):
+    class TinyConfig(CSGMConfig):
         scale: float = 1.0
 
     calls = []
@@ -246,7 +246,7 @@ def test_registered_method_runs_through_restore_and_rejects_unknown_options(toy)
         calls.append(cfg.scale)
         return csgm(prior, operator, y, seeds, labels, cfg, callbacks, loss_terms)
 
-    register_method("tiny_test_method", run, TinyConfig)
+    register_method("tiny_test_method", TinyConfig)(run)
     assert {"tiny_test_method", "tiny_test_method_bp", "dgp", "cri"} <= set(available_methods())
     prior, x = toy
     op = SuperResolution(factor=2, kernel="bicubic")

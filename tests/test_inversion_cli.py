@@ -19,7 +19,7 @@ def folder(make_task_folder):
 
 def _args(src, cfg, out, *extra):
     return [
-        "--config", str(cfg), "--prior", "inversion.toy:tiny_prior", "--input", str(src),
+        "--config", str(cfg), "--prior", "lcm.toy:tiny_prior", "--input", str(src),
         "--output", str(out), "--method", "iagan", "--progress", "false", "--num_threads", "1", *extra,
     ]  # fmt: skip
 
@@ -84,7 +84,7 @@ def test_resume_refuses_a_different_run_and_same_stem_files_keep_apart(folder, t
     names = sorted(p.name for p in (out / "restored").iterdir())
     assert "img1.png" in names and "img1.bmp.png" in names
     with pytest.raises(ValueError, match="method"):
-        cli.main(_args(src, cfg, out, "--method", "csgm"))
+        cli.main(_args(src, cfg, out, "--method", "csgm", "--options", "{csgm_steps: 6, restarts: 2}"))
     with pytest.raises(ValueError, match="seed"):
         cli.main(_args(src, cfg, out, "--seed", "5"))
     assert len(_rows(out)) == 3
@@ -122,7 +122,7 @@ def test_every_preset_parses_and_builds_its_operator():
     parser = cli.build_parser()
     for task in tasks:
         for extra in [[], *(["--config", str(m)] for m in method_presets)]:
-            argv = ["--config", str(task), *extra, "--prior", "inversion.toy:tiny_prior"]
+            argv = ["--config", str(task), *extra, "--prior", "lcm.toy:tiny_prior"]
             init = parser.instantiate_classes(parser.parse_args(argv))
             assert isinstance(init.operator, Operator), task.name
             assert init.task == task.stem

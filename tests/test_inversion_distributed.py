@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from inversion.io import save_png
-from inversion.toy import blob_images
+from datamodules.io.images import save_png
+from lcm.toy import blob_images
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 5
@@ -37,7 +37,7 @@ def _env():
 
 def _args(src, out, steps=4):
     return [
-        "--prior", "inversion.toy:tiny_prior", "--input", str(src), "--output", str(out),
+        "--prior", "lcm.toy:tiny_prior", "--input", str(src), "--output", str(out),
         "--method", "csgm", "--progress", "false", "--num_threads", "1", "--batch_size", "1",
         "--operator", "{class_path: inversion.operators.SuperResolution, init_args: {factor: 2}}",
         "--options", f"{{csgm_steps: {steps}, restarts: 1}}",
@@ -115,7 +115,7 @@ def test_killing_the_devices_launcher_kills_its_workers(folder, tmp_path):
 
 
 def test_slurm_environment_becomes_torch_environment(monkeypatch):
-    from inversion import distributed
+    from inversion import launch as distributed
 
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.setenv(k, "")  # recorded, so that teardown restores the environment

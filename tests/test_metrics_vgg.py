@@ -1,4 +1,4 @@
-"""LCM's VGG16 feature distance (inversion.metrics.vgg) and its offline fallback."""
+"""LCM's VGG16 feature distance (inversion.metrics.perceptual, lcm.features) and its offline fallback."""
 
 import pytest
 import torch

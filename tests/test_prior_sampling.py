@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inversion.toy import TinyGenerator
 from lcm.prior import Prior
+from lcm.toy import TinyGenerator
 
 
 def _prior(kind: str, d: int = 3) -> Prior:

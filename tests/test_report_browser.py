@@ -40,13 +40,14 @@ def test_report_loads_every_image_in_chromium(tmp_path, make_task_folder):
         "--config",
         str(cfg),
         "--prior",
-        "inversion.toy:tiny_prior",
+        "lcm.toy:tiny_prior",
         "--input",
         str(src),
         "--progress",
         "false",
     ]
-    a = cli.main([*args, "--method", "csgm", "--output", str(tmp_path / "a")])
+    csgm = ["--options", "{csgm_steps: 5, restarts: 2}"]  # the task's options are IAGAN's (iagan_steps)
+    a = cli.main([*args, "--method", "csgm", *csgm, "--output", str(tmp_path / "a")])
     b = cli.main([*args, "--method", "iagan", "--output", str(tmp_path / "b")])
     cmp = cli.main(["compare", str(a), str(b), "--output", str(tmp_path / "cmp")])
     for report in (a / "report.html", cmp):

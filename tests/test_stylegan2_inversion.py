@@ -48,7 +48,7 @@ def test_code_space_prior_shapes_and_const_noise_packing(tiny):
         assert (wn(packed) - ref).abs().max() > 1e-3
     with pytest.raises(ValueError, match="neither W"):
         g(torch.zeros(1, 65))
-    from inversion.toy import tiny_prior
+    from lcm.toy import tiny_prior
 
     with pytest.raises(ValueError, match="mapping network"):
         code_space_prior(tiny_prior(), "w")

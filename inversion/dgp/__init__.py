@@ -1,16 +1,15 @@
 """Deep Generative Prior (Pan et al. 2020): critic feature-matching loss (eq. 3), best-of-N start,
-progressive generator fine-tuning with optional BN->IN swap, colorization output, manipulation
-(jitter, morphing, category transfer) and defence. Importing it registers ``restore(method="dgp")``.
+progressive generator fine-tuning with optional BN->IN swap (schedules: :mod:`~inversion.dgp.schedule`),
+colorization output, manipulation (jitter, morphing, category transfer: the library
+:mod:`~inversion.dgp.manipulation`, its command line ``python -m inversion.dgp.manipulation_cli``) and
+defence. ``restore(method="dgp")`` is registered by :mod:`inversion.methods.dgp`.
 """
 
+from inversion.dgp.fit import DEFAULT_STAGES, DGPConfig, DGPFit, fit_dgp, load_preset
 from inversion.dgp.init import CandidateInit, candidate_pool, sample_labels, select_latents
-from inversion.dgp.losses import CriticFeatureLoss, MeasurementMSE, to_image_grid
+from inversion.dgp.losses import CriticFeatureLoss, MeasurementMSE, PerceptualLoss, to_image_grid
 from inversion.dgp.manipulation import category_transfer, jitter, morph
-from inversion.dgp.method import DEFAULT_STAGES, DGPConfig, DGPFit, dgp, fit_dgp, load_preset
-from inversion.methods import register_method
-
-dgp.selects_labels = True  # its best-of-N start picks unknown classes itself (DGP appendix B)
-register_method("dgp", dgp, DGPConfig)
+from inversion.dgp.schedule import schedule_to_stages
 
 __all__ = [
     "DEFAULT_STAGES",
@@ -19,14 +18,15 @@ __all__ = [
     "DGPConfig",
     "DGPFit",
     "MeasurementMSE",
+    "PerceptualLoss",
     "candidate_pool",
     "category_transfer",
-    "dgp",
     "fit_dgp",
     "jitter",
     "load_preset",
     "morph",
     "sample_labels",
+    "schedule_to_stages",
     "select_latents",
     "to_image_grid",
 ]
