@@ -339,8 +339,8 @@ def test_manipulation_and_folder_clis_write_their_outputs(tmp_path):
     assert "morph: image 0 | lambda = 1 ... 0 (4 steps) | image 1" in page
     assert "data:image/png;base64," in page
     res = cli.restore_folder(
-        "tests.inversion.test_dgp:tiny", SuperResolution(factor=2, kernel="box"), str(src), str(tmp_path / "sr"),
-        method="dgp", options=FAST, progress=False,
+        "tests.inversion.test_dgp:tiny", SuperResolution(factor=2, kernel="box"), str(src),
+        str(tmp_path / "sr"), method="dgp", options=FAST, progress=False,
     )  # fmt: skip
     rows = (res / "metrics.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[1].split(",")[2] == "dgp" and (res / "restored" / "1.png").is_file()
