@@ -146,7 +146,7 @@ def _labels_seen(method: str, start: str) -> list:
 
 
 def test_dgp_class_pick_runs_only_for_methods_that_ask_for_it():
-    from tests.test_cri import cond_prior
+    from tests.inversion.test_cri import cond_prior
 
     prior = cond_prior()
     op = Denoising(0.0)

@@ -167,7 +167,7 @@ def save_classifier(module: CRIClassifier, path: str | os.PathLike) -> Path:
     """Write ``module`` as a checkpoint that :func:`load_classifier` reads (weights, constructor arguments,
     the classifier mark), atomically; for classifiers trained outside the CLI (e.g.
     :func:`inversion.dgp.defence.train_classifier`). Returns the path."""
-    from inversion.io import atomic_write
+    from datamodules.io.atomic import atomic_write
 
     if not isinstance(module, CRIClassifier):
         raise TypeError(f"save_classifier needs a CRIClassifier, got {type(module).__name__}")

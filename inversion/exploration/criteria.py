@@ -10,7 +10,7 @@ the restart baseline, and the diversity report of a set of solutions.
   Default ``rel_tol = 0.05``, scaled to our 32x32 priors: IAGAN fits of held-out images reach
   0.001-0.01; searched directions stay under 0.05 for steps at which the raw ``v^K`` steps exceed it
   (Fig. 2 ordering; measured in ``python -m benchmarks.eglass``, tested in
-  tests/test_eglass.py).
+  tests/inversion/test_eglass.py).
 * :class:`Distinctness`: two solutions are different when their images differ by at least
   ``min_image_distance`` (pixel RMS) and their latent offsets from the anchor differ in direction by at
   least ``min_angle`` degrees (the paper only needs "different"; the numbers are ours).

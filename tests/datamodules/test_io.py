@@ -12,7 +12,7 @@ import torch
 from datamodules.io.atomic import atomic_write, atomic_write_bytes
 from datamodules.io.images import load_image, png_bytes, save_png, to_pil
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(

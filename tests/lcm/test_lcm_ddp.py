@@ -15,7 +15,7 @@ import yaml
 
 from lcm.cli import cli_main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 MODELS = {
     "glo": {"class_path": "lcm.GLO", "init_args": {"latent_dim": 8, "width": 4, "norm": "none",
@@ -61,7 +61,7 @@ def test_ddp_latent_table_matches_one_process(kind, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir(), two.mkdir()
     cli_main(["fit", "-c", str(_config(one, kind, 8, 1))])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "lcm")]),
            "OMP_NUM_THREADS": "1", "PL_DISABLE_FORK": "1"}  # fmt: skip
     run = subprocess.run(
         [sys.executable, "-m", "lcm", "fit", "-c", str(_config(two, kind, 4, 2))],

@@ -116,7 +116,7 @@ def test_every_preset_parses_and_builds_its_operator():
     from inversion.methods import available_methods
     from inversion.operators import Operator
 
-    root = Path(__file__).resolve().parents[1] / "configs" / "inversion"
+    root = Path(__file__).resolve().parents[2] / "configs" / "inversion"
     tasks, method_presets = sorted(root.glob("*.yaml")), sorted((root / "methods").glob("*.yaml"))
     assert len(tasks) >= 8 and len(method_presets) >= 2
     parser = cli.build_parser()

@@ -19,7 +19,7 @@ import torch
 from datamodules.io.images import save_png
 from lcm.toy import blob_images
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 N = 5
 
 

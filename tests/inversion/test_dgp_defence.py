@@ -8,7 +8,7 @@ from inversion import restore
 from inversion.dgp.defence import accuracy, defence_accuracies, ifgsm, smooth, train_classifier
 from inversion.dgp.losses import PerceptualLoss
 from inversion.operators import SuperResolution
-from tests.test_dgp import images, tiny
+from tests.inversion.test_dgp import images, tiny
 
 
 class _Linear(nn.Module):

@@ -318,7 +318,7 @@ def test_presets_parse_and_hold_valid_options(name):
 
     from inversion.cli import build_parser
 
-    root = Path(__file__).resolve().parents[1] / "configs" / "inversion"
+    root = Path(__file__).resolve().parents[2] / "configs" / "inversion"
     if name == "methods":  # a method preset goes with a task preset
         configs = [root / "inpaint_center.yaml", root / "methods" / "cri.yaml"]
     else:
@@ -383,7 +383,7 @@ def test_classifier_config_instantiates():
 
     from inversion.cri.classifier import cli_main
 
-    path = Path(__file__).resolve().parents[1] / "configs" / "inversion" / "cri" / "classifier.yaml"
+    path = Path(__file__).resolve().parents[2] / "configs" / "inversion" / "cri" / "classifier.yaml"
     cli = cli_main(["-c", str(path)], run=False)
     assert isinstance(cli.model, CRIClassifier) and cli.model.num_classes == 10
     assert cli.model.channels == 1 and cli.model.resolution == 32

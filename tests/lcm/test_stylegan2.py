@@ -20,7 +20,7 @@ from lcm.architectures.snapshot import (
     read_snapshot,
 )
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 FIXTURES = {
     "stylegan2ada_tiny": ("ws_truncated_0.7", 0.7),
     "stylegan2ada_cond64_tiny": ("ws_truncated_0.5", 0.5),

@@ -24,7 +24,7 @@ from inversion.operators import Colorization, CompressedSensing, Denoising, Inpa
 from lcm.networks import Critic, Generator
 from lcm.prior import Prior
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -48,6 +48,15 @@ def tiny(channels: int = 1, num_classes: int = 0, seed: int = 0, dtype=torch.flo
             m.bias.data.uniform_(-0.2, 0.2)
     prior = Prior(gen, "gaussian", (8,), (channels, 16, 16), critic=critic, num_classes=num_classes)
     return prior.to(dtype).eval()
+
+
+@pytest.fixture(autouse=True)
+def _tiny_as_prior_spec(monkeypatch):
+    """``--prior tests.inversion.test_dgp:tiny`` for the CLIs: a factory registered from Python (a config or
+    command line names no code to import, see inversion.cli.prior)."""
+    from inversion.cli.prior import PRIOR_FACTORIES
+
+    monkeypatch.setitem(PRIOR_FACTORIES, "tests.inversion.test_dgp:tiny", tiny)
 
 
 def images(prior: Prior, n: int, seed: int = 1) -> torch.Tensor:
@@ -332,15 +341,15 @@ def test_manipulation_and_folder_clis_write_their_outputs(tmp_path):
     src = tmp_path / "in"
     for i, img in enumerate(images(tiny(), 2)):
         save_png(img, src / f"{i}.png")
-    out = manipulate.morph("tests.test_dgp:tiny", str(src), 0, 1, 4, str(tmp_path / "morph"), FAST)
+    out = manipulate.morph("tests.inversion.test_dgp:tiny", str(src), 0, 1, 4, str(tmp_path / "morph"), FAST)
     assert Image.open(out).size == (6 * 65 + 1, 65 + 1)  # 16 px tiles upscaled x4 (nearest)
     assert not list((tmp_path / "morph").glob("*.tmp")) and not list((tmp_path / "morph").glob(".*"))
     page = (tmp_path / "morph" / "report.html").read_text()
     assert "morph: image 0 | lambda = 1 ... 0 (4 steps) | image 1" in page
     assert "data:image/png;base64," in page
     res = cli.restore_folder(
-        "tests.test_dgp:tiny", SuperResolution(factor=2, kernel="box"), str(src), str(tmp_path / "sr"),
-        method="dgp", options=FAST, progress=False,
+        "tests.inversion.test_dgp:tiny", SuperResolution(factor=2, kernel="box"), str(src),
+        str(tmp_path / "sr"), method="dgp", options=FAST, progress=False,
     )  # fmt: skip
     rows = (res / "metrics.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[1].split(",")[2] == "dgp" and (res / "restored" / "1.png").is_file()
@@ -473,9 +482,9 @@ def test_manipulate_without_config_fits_with_table_11_and_rejects_too_many_block
 
     monkeypatch.setattr(dgp_method, "fit_dgp", fake_fit)
     with pytest.raises(Stop):
-        manipulate.jitter("tests.test_dgp:tiny", str(folder), 0)
+        manipulate.jitter("tests.inversion.test_dgp:tiny", str(folder), 0)
     assert seen["cfg"].stages == dgp.load_preset("jitter")["stages"]  # DGP Table 11, not Table 9
     assert seen["cfg"].stages != dgp.DEFAULT_STAGES
     deep = [{"blocks": 9, "iterations": 2, "weights": {"critic": 1.0}}]
     with pytest.raises(ValueError, match="9 blocks.*4 blocks"):
-        manipulate.jitter("tests.test_dgp:tiny", str(folder), 0, options={"stages": deep})
+        manipulate.jitter("tests.inversion.test_dgp:tiny", str(folder), 0, options={"stages": deep})

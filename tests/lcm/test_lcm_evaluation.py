@@ -10,7 +10,7 @@ from lcm import GLO
 from lcm.cli import cli_main
 from lcm.evaluation import FrechetTracker, fit_latents, reconstruction_scores
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 
 

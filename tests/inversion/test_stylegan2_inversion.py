@@ -14,7 +14,7 @@ from inversion.exploration import explore
 from inversion.operators import SuperResolution
 from lcm.spaces import code_space_prior
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 @pytest.fixture(scope="module")

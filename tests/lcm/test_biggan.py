@@ -12,7 +12,7 @@ import torch
 import lcm
 from lcm.architectures import biggan
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +182,7 @@ def test_dgp_on_biggan_keeps_frozen_groups_bit_identical(finetune_embedding):
 def test_finetune_embedding_preset_option_for_a_conditional_dcgan():
     from inversion import dgp
     from inversion.operators import Denoising
-    from tests.test_dgp import images, tiny
+    from tests.inversion.test_dgp import images, tiny
 
     prior = tiny(num_classes=3)
     x = images(prior, 1)
