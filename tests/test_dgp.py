@@ -268,10 +268,14 @@ def test_dgp_restores_through_the_registry_and_stops_at_the_mse_threshold():
     long = [
         {"blocks": "all", "iterations": 60, "latent_lr": 0.05, "generator_lr": 3e-3, "weights": {"mse": 1.0}}
     ]
-    full = restore(x, op, prior, "dgp", seed=0, x_true=x, stages=long, n_candidates=16, bn_to_in=True)
+    # the engine's stop (an image's best iterate frozen, the fit ends when all stopped): the fast variant
+    fast = {"variant": "fast"}
+    full = restore(x, op, prior, "dgp", seed=0, x_true=x, stages=long, n_candidates=16, bn_to_in=True, **fast)
     assert full.history.shape[0] == 61
     thr = float(full.history[15].max())  # every image is at or below this by step 15
-    stopped = restore(x, op, prior, "dgp", seed=0, stages=long, n_candidates=16, bn_to_in=True, stop_mse=thr)
+    stopped = restore(
+        x, op, prior, "dgp", seed=0, stages=long, n_candidates=16, bn_to_in=True, stop_mse=thr, **fast
+    )
     assert stopped.history.shape[0] < 30  # the threshold ended the fit
     assert (stopped.measurement_mse <= thr + 1e-7).all()
     assert full.metrics["psnr"].mean() > 15 and len(full.generators) == 2
@@ -420,7 +424,7 @@ def test_dgp_returns_the_last_iterate_and_the_mse_stop_ends_only_its_stage():
         # a last stage with far too large steps: the objective rises, so the best iterate is earlier
         {"blocks": "all", "iterations": 6, "latent_lr": 1.0, "generator_lr": 0.3, "weights": {"mse": 1.0}},
     ]
-    cfg = dgp.DGPConfig(stages=two, n_candidates=8, candidate_batch=8)
+    cfg = dgp.DGPConfig(stages=two, n_candidates=8, candidate_batch=8, variant="fast")  # keep: best
     out = dgp.fit_dgp(prior, op, x, [0, 1], cfg=cfg).fit
     last = out.history[-1]
     assert (_nanmin(out.history) < last).all()  # the final iterate is not the best one here

@@ -33,6 +33,12 @@ def _labels(prior: Prior, label: int | None, n: int, device) -> torch.Tensor | N
     return torch.full((n,), int(label), dtype=torch.long, device=device)
 
 
+def _tensors(generator: nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters and buffers under the module's own attribute names (what ``functional_call`` takes;
+    a ``state_dict`` may rename them, as BigGAN's does to DGP's key names)."""
+    return {**dict(generator.named_parameters()), **dict(generator.named_buffers())}
+
+
 @torch.no_grad()
 def render(
     prior: Prior,
@@ -97,7 +103,7 @@ def morph(
     """
     _check_latent(prior, latent_a, "latent_a")
     _check_latent(prior, latent_b, "latent_b")
-    sa, sb = generator_a.state_dict(), generator_b.state_dict()
+    sa, sb = _tensors(generator_a), _tensors(generator_b)
     if sa.keys() != sb.keys() or any(sa[k].shape != sb[k].shape for k in sa):
         raise ValueError(
             "the two generators differ in structure (e.g. one had its BatchNorm swapped for InstanceNorm): "

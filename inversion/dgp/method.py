@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from torch import nn
@@ -156,6 +157,8 @@ def _resolve(cfg: DGPConfig) -> DGPConfig:
             )
         }
         cfg = cfg.updated({k: v for k, v in opts.items() if k not in keep} | {"preset": None})
+    if cfg.init_metric not in (None, "critic", "mse"):
+        raise ValueError(f"init_metric must be 'critic', 'mse' or None, got {cfg.init_metric!r}")
     if cfg.variant not in ("faithful", "fast"):
         raise ValueError(f"variant must be 'faithful' (DGP's run()) or 'fast', got {cfg.variant!r}")
     if cfg.scale is not None:
@@ -321,11 +324,37 @@ def _faithful_start(prior, operator, y, seeds, labels, cfg: DGPConfig) -> Candid
     return CandidateInit(torch.cat(zs), out_labels, torch.stack(scores), torch.tensor(idx))
 
 
+def _report_stages(observers: Sequence, stages: Sequence, rows: int) -> None:
+    """Tell stage observers (``on_train_start`` / ``on_stage_start(trainer, module, k, stage)``, e.g.
+    :class:`callbacks.StageMarks`) where each stage began in the ``rows``-row history, after the run."""
+    if not observers:
+        return
+    handle = SimpleNamespace(history=[])
+    for cb in observers:
+        if callable(getattr(cb, "on_train_start", None)):
+            cb.on_train_start(None, handle)
+    offset = 0
+    for k, stage in enumerate(stages):
+        handle.history = [None] * offset
+        for cb in observers:
+            if callable(getattr(cb, "on_stage_start", None)):
+                cb.on_stage_start(None, handle, k, stage)
+        offset += stage.iterations
+    handle.history = [None] * rows
+
+
 def _fit_faithful(prior, operator, y, seeds, labels, cfg: DGPConfig, callbacks, loss_terms) -> DGPFit:
-    if callbacks or loss_terms:
+    observers = [cb for cb in callbacks if getattr(cb, "reads_metrics", True) is False]
+    if loss_terms or len(observers) != len(callbacks):
         raise ValueError(
-            "the faithful DGP run takes no Lightning callbacks or extra loss terms: pass variant='fast' to "
-            "run DGP's schedule on the stage engine"
+            "the faithful DGP run takes no Lightning callbacks (only stage observers such as "
+            "callbacks.StageMarks) and no extra loss terms: pass variant='fast' to run DGP's schedule on the "
+            "stage engine"
+        )
+    if cfg.batching != "sequential":
+        raise ValueError(
+            "the faithful DGP run fits one image at a time (batching='sequential'); batching='vmap' needs "
+            "variant='fast'"
         )
     if cfg.keep != "last":
         raise ValueError("DGP's run() returns its last iterate: keep='best' needs variant='fast'")
@@ -350,6 +379,7 @@ def _fit_faithful(prior, operator, y, seeds, labels, cfg: DGPConfig, callbacks, 
         cfg.critic_reduction,
         cfg.stop_ftr,
     )
+    _report_stages(observers, stages, run.loss.shape[0])
     with torch.no_grad():
         mse = (operator.A(run.images) - y).pow(2).flatten(1).mean(1)
     last = torch.stack([run.loss[int(k) - 1, i] for i, k in enumerate(run.steps)])
