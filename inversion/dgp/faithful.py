@@ -146,7 +146,9 @@ def generator_groups(generator: nn.Module, update_embed: bool = False) -> list[l
     output layer), the class embedding (``generator.embedding``) added to group 0 with ``update_embed``.
     InstanceNorm affines are left out (frozen in DGP)."""
     frozen = {id(p) for m in generator.modules() if isinstance(m, nn.InstanceNorm2d) for p in m.parameters()}
-    groups = [[p for p in b.parameters() if id(p) not in frozen] for b in generator.blocks]
+    # BigGAN: DGP's optimizer holds range(len(G.blocks) + 1) groups, never the output layer
+    n = int(getattr(generator, "dgp_optimized_groups", len(generator.blocks)))
+    groups = [[p for p in b.parameters() if id(p) not in frozen] for b in list(generator.blocks)[:n]]
     emb = getattr(generator, "embedding", None)
     if update_embed and isinstance(emb, nn.Module):
         groups[0] = groups[0] + list(emb.parameters())

@@ -105,8 +105,9 @@ class DGPConfig(MethodConfig):
 
     A stage's ``blocks`` (DGP's ``ft_num``) counts parameter groups: on BigGAN group 0 is the first linear
     layer (+ the class embedding with ``finetune_embedding``), groups 1..5 the residual blocks, group 6 the
-    output layer (no DGP script trains it: ``ft_num`` <= 6 at 128 px); on our generators group 0 is the
-    latent-side layer, then each block, the output layer last. A count above the depth trains every group.
+    output layer, which DGP's optimizer never holds (the faithful variant leaves it out too, so ``ft_num``
+    7 or 8 of the 256-px scripts means every residual block); on our generators group 0 is the latent-side
+    layer, then each block, the output layer last. A count above the depth trains every group.
     """
 
     preset: str | None = None
@@ -132,12 +133,17 @@ class DGPConfig(MethodConfig):
 
 
 def load_preset(name: str) -> dict:
-    """The ``options`` mapping of a DGP preset (name in ``configs/inversion/dgp/`` or a YAML path)."""
+    """The ``options`` mapping of a DGP preset: a name under ``configs/inversion/dgp/`` (our scaled presets
+    ``sr_mse`` ..., DGP's scripts ``imagenet1k_128/SR/D_biased`` ..., ``examples/run_SR`` ...) or a path."""
     path = Path(name)
     if not path.is_file():
         path = PRESET_DIR / f"{name}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in PRESET_DIR.glob("*.yaml")) if PRESET_DIR.is_dir() else []
+        known = (
+            sorted(str(p.relative_to(PRESET_DIR).with_suffix("")) for p in PRESET_DIR.rglob("*.yaml"))
+            if PRESET_DIR.is_dir()
+            else []
+        )
         raise FileNotFoundError(f"DGP preset {name!r} not found: give a YAML path or one of {known}")
     return load_options(path)
 

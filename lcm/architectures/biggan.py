@@ -502,6 +502,8 @@ class BigGANPriorGenerator(nn.Module):
         self.embedding = net.shared
         self.z_chunk_size, self.bottom_width = net.z_chunk_size, net.bottom_width
         self.dim_z, self.num_classes = net.dim_z, net.n_classes
+        # DGP's G.optim holds get_params(i) for i in range(len(G.blocks) + 1): never the output layer
+        self.dgp_optimized_groups = len(self.blocks) - 1
         self.register_state_dict_post_hook(_to_biggan_names)
         self.register_load_state_dict_pre_hook(_from_biggan_names)
 
