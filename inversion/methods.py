@@ -91,6 +91,8 @@ class MethodConfig:
     optimize_noise: bool = False
     # a class-conditional prior with unknown classes (-1 / no labels): candidates for DGP's class pick
     label_candidates: int = 500
+    # the ``_bp`` methods' A-dagger: ``paper`` (IAGAN: bicubic up-sampling for SR) or ``exact`` (CGLS)
+    bp: str = "paper"
 
     def updated(self, overrides: Mapping) -> MethodConfig:
         names = {f.name for f in fields(self)}
@@ -383,18 +385,29 @@ def latent_only(
     return sel, sel.history
 
 
-def back_projection(x: torch.Tensor, y: torch.Tensor, operator: nn.Module) -> torch.Tensor:
+def back_projection(x: torch.Tensor, y: torch.Tensor, operator: nn.Module, bp: str = "paper") -> torch.Tensor:
     """IAGAN eq. 10: ``x + A^dagger (y - A x)`` (linear operators only; for low noise).
+
+    ``bp="paper"`` (default) uses IAGAN's A-dagger: for super-resolution bicubic up-sampling (IAGAN
+    Sec. 4.2, "A-dagger can be implemented by bicubic upsampling"; Matlab ``imresize``), elsewhere the
+    exact pseudo-inverse; ``bp="exact"`` always the exact pseudo-inverse (``operator.A_dagger``, CGLS),
+    which makes ``A x_bp = y`` hold exactly.
 
     Shape:
         - x: ``(B, C, H, W)``; y: ``(B, ...)``; output like x (not clamped).
     """
+    if bp not in ("paper", "exact"):
+        raise ValueError(f"bp must be 'paper' (IAGAN's bicubic A-dagger for SR) or 'exact', got {bp!r}")
     if not getattr(operator, "linear", False):
         raise ValueError(
             f"back-projection needs a linear operator (with A_dagger); {type(operator).__name__} is not"
         )
-    from inversion.operators import back_project
+    from inversion.operators import SuperResolution, back_project
 
+    if bp == "paper" and isinstance(operator, SuperResolution):
+        from inversion.operators.functional import bicubic_upsample
+
+        return x + bicubic_upsample(y - operator.A(x), operator.factor)
     return back_project(x, y, operator)
 
 
@@ -526,7 +539,7 @@ def restore(
     with torch.no_grad():
         raw = fit.images
         if spec.back_projection:
-            raw = back_projection(raw, y, operator)
+            raw = back_projection(raw, y, operator, getattr(cfg, "bp", "paper"))
         images = raw.clamp(0.0, 1.0)
         measurement_mse = (operator.A(raw) - y).pow(2).flatten(1).mean(dim=1)
     seconds = time.perf_counter() - t0

@@ -1,0 +1,1 @@
+"""Benchmarks and experiments (outside the wheel): ``python -m benchmarks.<name>``; public API only."""
