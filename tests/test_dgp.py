@@ -353,15 +353,25 @@ def test_manipulation_and_folder_clis_write_their_outputs(tmp_path):
 # -- presets and errors ------------------------------------------------------------------------------
 def test_every_dgp_preset_loads_and_builds_its_schedule():
     from inversion import cli
+    from inversion.dgp.faithful import parse_stages
+    from inversion.dgp.method import _fast_schedule
 
-    files = sorted((ROOT / "configs" / "inversion" / "dgp").glob("*.yaml"))
-    assert {f.stem for f in files} >= {
+    top = ROOT / "configs" / "inversion" / "dgp"
+    files = sorted(top.rglob("*.yaml"))
+    names = {str(f.relative_to(top).with_suffix("")) for f in files}
+    assert names >= {
         "colorization", "inpainting", "sr_mse", "sr_critic", "defence", "jitter", "morph", "transfer",
+        "imagenet1k_128/SR/D_biased", "imagenet1k_128/SR/MSE_biased", "imagenet1k_128/inpainting",
+        "imagenet1k_128/colorization", "examples/run_SR", "examples/run_morphing",
     }  # fmt: skip
     parser = cli.build_parser()
     for f in files:
-        opts = dgp.load_preset(f.stem)
-        blocks, stages = schedule_to_stages(opts["stages"])
+        opts = dgp.load_preset(str(f.relative_to(top).with_suffix("")))
+        assert len(parse_stages(opts["stages"])) == len(opts["stages"])  # the faithful variant's reading
+        if all(s.get("lr_ratio", 1) == 1 for s in opts["stages"]):  # the fast variant's (no lr_ratio)
+            blocks, stages = schedule_to_stages(_fast_schedule(opts["stages"])[0])
+        else:
+            blocks = stages = opts["stages"]
         cfg = dgp.DGPConfig().updated(opts)
         assert len(blocks) == len(stages) >= 2 and cfg.n_candidates == 500
         if "method" in f.read_text():  # restoration presets are `python -m inversion` configs
@@ -375,7 +385,9 @@ def test_preset_fills_options_left_at_their_defaults():
     from inversion.dgp.method import _resolve
 
     cfg = _resolve(dgp.DGPConfig(preset="sr_mse", n_candidates=7))
-    assert cfg.n_candidates == 7 and cfg.bn_to_in and cfg.stages[-1]["weights"]["mse"] == 400.0
+    # DGP's SR/MSE_biased script's last MSE weight, on DGP's [-1, 1] MSE (the preset held 4 x 100 = 400 when
+    # the weight was on our [0, 1] MSE)
+    assert cfg.n_candidates == 7 and cfg.bn_to_in and cfg.stages[-1]["weights"]["mse"] == 100.0
 
 
 def test_dgp_bad_inputs_raise_clear_errors():
