@@ -1,17 +1,23 @@
-"""Lightning callbacks for the inversion engine (stopping, image logging, progressive unfreezing, BN->IN)."""
+"""Lightning callbacks: for the inversion engine (stopping, image logging, progressive unfreezing, BN->IN,
+stage marks; they implement ``inversion.stages.StageCallback`` structurally and never import
+``inversion``) and for prior training (sample grids, the training report).
+"""
 
-from callbacks.finetuning import ProgressiveUnfreezing, schedule_to_stages
+from callbacks.finetuning import ProgressiveUnfreezing
 from callbacks.images import ImageGridLogger
 from callbacks.marks import StageMarks
 from callbacks.normalization import BatchNormToInstanceNorm, swap_batchnorm_for_instancenorm
+from callbacks.report import PriorReport
+from callbacks.samples import SampleGrids
 from callbacks.stopping import MSEThresholdStop
 
 __all__ = [
     "BatchNormToInstanceNorm",
     "ImageGridLogger",
     "MSEThresholdStop",
+    "PriorReport",
     "ProgressiveUnfreezing",
+    "SampleGrids",
     "StageMarks",
-    "schedule_to_stages",
     "swap_batchnorm_for_instancenorm",
 ]

@@ -6,20 +6,24 @@ no weight gradients for them -- unlike the published code, which zeroes learning
 parameters of frozen blocks are frozen too). The stage boundaries come from the inversion engine,
 which calls :meth:`ProgressiveUnfreezing.on_stage_start` before it builds each stage's optimizer
 (the engine re-creates Adam per stage, so BaseFinetuning's param-group bookkeeping is not used).
+
+The callback knows the engine only structurally (``pl_module.stages[k].trains_generator``,
+``pl_module.copies`` / ``pl_module.stacked``, ``on_stage_start(trainer, module, k, stage)``: the
+``inversion.stages.StageCallback`` protocol); it imports nothing from ``inversion``. DGP-style schedules
+(``blocks`` per stage) are split into block counts and engine stages by
+``inversion.dgp.schedule.schedule_to_stages``.
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping, Sequence
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import BaseFinetuning
 from torch import nn
 
-__all__ = ["ProgressiveUnfreezing", "schedule_to_stages"]
+__all__ = ["ProgressiveUnfreezing", "as_blocks"]
 
 
-def _as_blocks(value, where: str) -> int | str:
+def as_blocks(value, where: str) -> int | str:
     if isinstance(value, str) and value == "all":
         return "all"
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -27,39 +31,6 @@ def _as_blocks(value, where: str) -> int | str:
             f"{where}: blocks must be an int >= 0 (0 = generator frozen) or 'all', got {value!r}"
         )
     return int(value)
-
-
-def schedule_to_stages(schedule: Sequence[Mapping]) -> tuple[list[int | str], list]:
-    """Split DGP-style stage mappings (``blocks`` plus :class:`inversion.Stage` keys) into the per-stage
-    block counts and engine stages (DGP Tables 6-11: "Blocks num.", lrs, loss weights, iterations).
-
-    A stage with ``blocks: k > 0`` (or ``'all'``) trains the generator (``generator='all'`` in the engine
-    stage; this callback then restricts it to the first ``k`` blocks); ``blocks: 0`` trains the latent only.
-
-    Returns:
-        ``(blocks, stages)``: one entry each per stage.
-    """
-    from inversion.stages import Stage
-
-    if isinstance(schedule, Mapping) or not len(schedule):
-        raise ValueError("the DGP schedule must be a non-empty list of stage mappings with a 'blocks' key")
-    blocks, stages = [], []
-    for i, s in enumerate(schedule):
-        if not isinstance(s, Mapping) or "blocks" not in s:
-            raise ValueError(
-                f"DGP stage {i} needs a 'blocks' entry (number of generator blocks to fine-tune)"
-            )
-        rest = dict(s)
-        k = _as_blocks(rest.pop("blocks"), f"DGP stage {i}")
-        if "generator" in rest:
-            raise ValueError(f"DGP stage {i}: give 'blocks' (first k blocks), not 'generator'")
-        rest.setdefault("name", f"stage{i + 1}")
-        try:
-            stages.append(Stage(generator="all" if k else None, **rest))
-        except TypeError as err:
-            raise ValueError(f"DGP stage {i} has unknown keys: {err}") from err
-        blocks.append(k)
-    return blocks, stages
 
 
 class ProgressiveUnfreezing(BaseFinetuning):
@@ -79,7 +50,8 @@ class ProgressiveUnfreezing(BaseFinetuning):
 
     Example::
 
-        blocks, stages = schedule_to_stages([{"blocks": 1, "iterations": 40}, {"blocks": 2, "iterations": 9}])
+        schedule = [{"blocks": 1, "iterations": 40}, {"blocks": 2, "iterations": 9}]
+        blocks, stages = inversion.dgp.schedule_to_stages(schedule)
         run_stages(prior, op, y, z0, stages, callbacks=[ProgressiveUnfreezing(blocks)])
     """
 
@@ -87,7 +59,7 @@ class ProgressiveUnfreezing(BaseFinetuning):
         super().__init__()
         if isinstance(blocks, (str, int)) or not len(blocks):
             raise ValueError("blocks must be a non-empty list with one block count per stage")
-        self.blocks = [_as_blocks(b, f"stage {i}") for i, b in enumerate(blocks)]
+        self.blocks = [as_blocks(b, f"stage {i}") for i, b in enumerate(blocks)]
         self.embedding = bool(embedding)
 
     def count(self, k: int, depth: int) -> int:
@@ -110,7 +82,7 @@ class ProgressiveUnfreezing(BaseFinetuning):
             if b and not s.trains_generator:
                 raise ValueError(
                     f"stage {k} fine-tunes {b} block(s) but its Stage has generator=None: "
-                    "build the stages with callbacks.schedule_to_stages"
+                    "build the stages with inversion.dgp.schedule_to_stages"
                 )
 
     def finetune_function(self, pl_module: pl.LightningModule, epoch: int, optimizer) -> None:

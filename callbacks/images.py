@@ -8,6 +8,9 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
+from datamodules.io.grid import image_grid
+from datamodules.io.images import save_gif, save_png
+
 __all__ = ["ImageGridLogger"]
 
 
@@ -65,9 +68,6 @@ class ImageGridLogger(pl.Callback):
         last = getattr(pl_module, "t", trainer.current_epoch + 1)
         if not self.steps or self.steps[-1] != last:
             self._snap(pl_module, last)
-        from datamodules.grid import image_grid
-        from inversion.io import save_gif, save_png
-
         b = self.snapshots[0].shape[0]
         save_png(image_grid(torch.cat(self.snapshots), b, padding=1), self.dirpath / f"{self.name}.png")
         if self.gif:

@@ -11,14 +11,15 @@ from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw
-from torchvision.utils import make_grid
 
-from datamodules._common import atomic_write, seeded_generator
+from datamodules._common import seeded_generator
 from datamodules.emoji import DEFAULT_FONT as EMOJI_FONT
 from datamodules.emoji import EmojiDataModule
 from datamodules.fashion_mnist import DEFAULT_DATA_DIR as FASHION_DIR
 from datamodules.fashion_mnist import FashionMNISTDataModule
 from datamodules.image_folder import ImageFolderDataModule
+from datamodules.io.grid import image_grid
+from datamodules.io.images import save_png
 
 
 def sample_grid(datamodule, n: int, seed: int) -> torch.Tensor:
@@ -34,7 +35,7 @@ def sample_grid(datamodule, n: int, seed: int) -> torch.Tensor:
     if images.shape[1] == 1:
         images = images.expand(-1, 3, -1, -1)
     nrow = max(1, round(len(picks) ** 0.5))
-    return make_grid(images, nrow=nrow, padding=2, pad_value=0.5)
+    return image_grid(images, nrow, padding=2, pad_value=0.5)
 
 
 def _panel(title: str, grid: torch.Tensor, scale: int) -> Image.Image:
@@ -101,7 +102,7 @@ def preview(
     for p in panels:
         sheet.paste(p, (x, 0))
         x += p.width + gap
-    path = atomic_write(out, lambda f: sheet.save(f, format="PNG"))
+    path = save_png(sheet, out)
     print(f"wrote {path}")
     return path
 

@@ -1,12 +1,12 @@
-"""Pieces shared by the datamodules: in-memory datasets, seeded splits, atomic writes, the base DataModule."""
+"""Pieces shared by the datamodules: in-memory datasets, seeded splits, the base DataModule.
+
+(Atomic writes: :mod:`datamodules.io.atomic`.)
+"""
 
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO
 
 import pytorch_lightning as pl
 import torch
@@ -161,27 +161,6 @@ def default_cache_dir() -> Path:
     """``$GENPRIOR_CACHE`` if set, else ``~/.cache/genprior``."""
     env = os.environ.get("GENPRIOR_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "genprior"
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
-    """Writes a file through ``write(fileobj)`` into a temporary file beside it, then renames it into place.
-
-    Readers never see a partial file; on error the temporary file is removed and ``path`` is untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a cache or figure should be readable like any file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _train_sampler(n: int, seed: int) -> Sampler[int]:

@@ -20,13 +20,13 @@ from PIL import Image
 from datamodules._common import (
     ArrayImageDataset,
     ImageDataModule,
-    atomic_write,
     check_limit,
     default_cache_dir,
     fraction_counts,
     limit_rows,
     split_rows,
 )
+from datamodules.io.atomic import atomic_write
 
 DEFAULT_FONT = "/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf"
 DEBIAN_PACKAGE = "fonts-noto-color-emoji"

@@ -19,7 +19,7 @@ from datamodules._common import (
     limit_rows,
     split_rows,
 )
-from datamodules.images import IMAGE_EXTENSIONS, list_image_files, load_image
+from datamodules.io.images import IMAGE_EXTENSIONS, list_image_files, load_image
 
 
 def _check_root(root: str | Path) -> Path:

@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from inversion.operators.base import forward_operator
-from inversion.stages import Stage, as_stages
+from inversion.stages import Stage, StageCallback, as_stages
 from lcm.prior import Prior, to_unit
 
 __all__ = ["FitResult", "InversionModule", "LossContext", "make_adam", "run_stages"]
@@ -93,6 +93,11 @@ class FitResult:
     steps: torch.Tensor
     generators: list[nn.Module] | None = None
     losses: dict[str, torch.Tensor] | None = None
+
+
+def stage_callbacks(trainer: pl.Trainer | None) -> list[StageCallback]:
+    """The trainer's callbacks that implement :class:`~inversion.stages.StageCallback`, in order."""
+    return [cb for cb in (trainer.callbacks if trainer is not None else ()) if isinstance(cb, StageCallback)]
 
 
 def make_adam(groups: list[dict], fused: bool | None = None) -> torch.optim.Optimizer:
@@ -245,8 +250,8 @@ class InversionModule(pl.LightningModule):
     def _enter_stage(self, k: int) -> None:
         """Set what stage ``k`` trains and build its Adam.
 
-        Defaults follow ``stage.latent`` / ``stage.generator``; then every callback with an
-        ``on_stage_start(trainer, module, k, stage)`` method runs (it may freeze or unfreeze generator
+        Defaults follow ``stage.latent`` / ``stage.generator``; then every :class:`StageCallback` (a
+        callback with ``on_stage_start(trainer, module, k, stage)``) runs (it may freeze or unfreeze generator
         parameters or swap layers, e.g. :class:`callbacks.ProgressiveUnfreezing`,
         :class:`callbacks.BatchNormToInstanceNorm`); the optimizer takes exactly the generator
         parameters that then require gradients.
@@ -281,10 +286,8 @@ class InversionModule(pl.LightningModule):
                 p.grad = None
         # stage callbacks (progressive unfreezing, BN->IN swap) may change what trains or swap layers
         trainer = self._trainer
-        for cb in trainer.callbacks if trainer is not None else ():
-            hook = getattr(cb, "on_stage_start", None)
-            if callable(hook):
-                hook(trainer, self, k, stage)
+        for cb in stage_callbacks(trainer):
+            cb.on_stage_start(trainer, self, k, stage)
         if stage.latent:
             groups.append({"params": [self.latent], "lr": stage.latent_lr})
         gen_params = [p for p in self.generator_parameters() if p.requires_grad]
@@ -523,7 +526,8 @@ def run_stages(
         prior, operator, y, latent_init, stages, labels, loss_terms, batching, keep: see
             :class:`InversionModule`.
         callbacks: Lightning callbacks (e.g. :class:`callbacks.MSEThresholdStop`,
-            :class:`callbacks.ImageGridLogger`).
+            :class:`callbacks.ImageGridLogger`); those that are :class:`~inversion.stages.StageCallback`
+            also run at each stage start.
         progress: show Lightning's progress bar.
         module_hook: called with the module before the fit (tests, custom setups).
 

@@ -15,23 +15,21 @@ from __future__ import annotations
 import html
 import json
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from callbacks.report import figure_png, figure_report, img_tag, page, png_bytes, table, write_page
-from inversion.io import atomic_write_bytes, load_image
+from datamodules.io.html import figure_png, figure_report, img_tag, table, write_page
+from datamodules.io.images import load_image, png_bytes
 
 __all__ = [
     "Run",
     "compare",
-    "compare_main",
     "exploration_report",
     "markdown_report",
-    "figure_report",  # re-exported from callbacks.report
+    "figure_report",  # re-exported from datamodules.io.html
     "load_run",
     "mean_ci",
     "paired_diff",
@@ -134,7 +132,7 @@ def _cap(p: float, s: float) -> str:
 
 
 def _grid_png(tiles: list[torch.Tensor], captions: list[str], ncol: int) -> bytes:
-    from datamodules.grid import grid_pil
+    from datamodules.io.grid import grid_pil
 
     return png_bytes(grid_pil(torch.stack(tiles), ncol, captions=captions, min_size=TILE, padding=3))
 
@@ -241,7 +239,7 @@ def write_report(out: str | Path) -> Path:
     body.append("<h2>Configuration</h2>")
     body.append(f"<pre>{html.escape(json.dumps(info, indent=1))}</pre>")
     path = run.path / "report.html"
-    atomic_write_bytes(path, page(title, body))
+    write_page(path, title, body)
     return path
 
 
@@ -374,32 +372,13 @@ def compare(outputs: Sequence[str | Path], output: str | Path) -> Path:
     for lab, run in zip(labels, runs, strict=True):
         body.append(f"<h3>{html.escape(lab)}</h3><pre>{html.escape(json.dumps(run.info, indent=1))}</pre>")
     path = Path(output) / "report.html"
-    atomic_write_bytes(path, page(title, body))
-    return path
-
-
-def compare_main(argv: Sequence[str]) -> Path:
-    """``python -m inversion compare OUT1 OUT2 ... [--output DIR]`` (default DIR: ``OUT1/../compare``)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="python -m inversion compare", description=compare.__doc__.split("\n")[0]
-    )
-    parser.add_argument("runs", nargs="+", help="output folders of `python -m inversion` runs")
-    parser.add_argument("--output", default=None, help="folder of the comparison report")
-    args = parser.parse_args(list(argv))
-    output = args.output or str(Path(args.runs[0]).resolve().parent / "compare")
-    try:
-        path = compare(args.runs, output)
-    except (ValueError, FileNotFoundError) as e:
-        parser.exit(2, f"error: {e}\n")
-    print(f"[inversion] comparison report: {path}", file=sys.stderr)
+    write_page(path, title, body)
     return path
 
 
 # -- e-GLASS ------------------------------------------------------------------------------------------
 def exploration_report(out: str | Path, summary_name: str = "summary.json") -> Path:
-    """``<out>/report.html`` of an e-GLASS run (``python -m inversion.exploration.benchmark``), from what it
+    """``<out>/report.html`` of an e-GLASS run (``python -m benchmarks.eglass``), from what it
     wrote: the summary JSON (``summary_name``) and per image ``eglass_<data>_<task>_<i>.png`` (x0 framed,
     the distinct feasible solutions, each captioned with its measurement residual) and
     ``restarts_<data>_<task>_<i>.png`` (the restart baseline, truth first). Diversity: mean pairwise image

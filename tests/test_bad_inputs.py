@@ -39,7 +39,7 @@ import torch
 from PIL import Image
 
 from inversion import cli
-from inversion.toy import TinyGenerator, blob_images, tiny_prior
+from lcm.toy import TinyGenerator, blob_images, tiny_prior
 
 
 def _task(tmp_path: Path, operator: str = "init_args: {factor: 2, kernel: box}", options: str = "") -> Path:
@@ -53,7 +53,7 @@ def _task(tmp_path: Path, operator: str = "init_args: {factor: 2, kernel: box}",
 
 def _args(src, out, cfg, *extra):
     return [
-        "--config", str(cfg), "--prior", "inversion.toy:tiny_prior", "--input", str(src),
+        "--config", str(cfg), "--prior", "lcm.toy:tiny_prior", "--input", str(src),
         "--output", str(out), "--method", "csgm", "--progress", "false", "--num_threads", "1", *extra,
     ]  # fmt: skip
 
@@ -151,17 +151,17 @@ def _kinds(folder: Path) -> dict[str, tuple[str, torch.Tensor]]:
 
 
 def test_one_loader_reads_every_kind_of_file_right(tmp_path):
-    from inversion.io import load_image
+    from datamodules.io.images import load_image
 
     for kind, (name, expected) in _kinds(tmp_path).items():
-        got = load_image(tmp_path / name, channels=3, size=8)
+        got = load_image(tmp_path / name, resolution=8, channels=3)
         assert got.shape == (3, 8, 8), kind
         assert torch.allclose(got, expected, atol=1.5 / 255), f"{kind}: {got.mean((1, 2))}"
 
 
 def test_cli_and_training_loader_agree(tmp_path):
     from datamodules import ImageFolderDataset
-    from inversion.io import load_image
+    from datamodules.io.images import load_image
 
     _kinds(tmp_path / "in")
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 20, 3), dtype=np.uint8)).save(
@@ -171,7 +171,7 @@ def test_cli_and_training_loader_agree(tmp_path):
     items = cli.list_items(str(tmp_path / "in"), (3, 8, 8))
     assert [Path(f).name for f in ds.files] == sorted(p.name for p in (tmp_path / "in").iterdir())
     for i, f in enumerate(ds.files):
-        assert torch.equal(ds[i]["image"], load_image(f, channels=3, size=8)), f.name
+        assert torch.equal(ds[i]["image"], load_image(f, resolution=8, channels=3)), f.name
         assert torch.equal(ds[i]["image"], items[i].load()), f.name
 
 

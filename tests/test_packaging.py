@@ -1,6 +1,8 @@
-"""The wheel: ships configs/ as package data and runs a DGP preset from outside the checkout."""
+"""The wheel: ships configs/ as package data, no experiments (benchmarks/, claims), and runs a DGP preset
+from outside the checkout."""
 
 import os
+import runpy
 import subprocess
 import sys
 import tomllib
@@ -38,6 +40,27 @@ def prior():
 """
 
 
+def _experiments(folder: Path) -> list[Path]:
+    """Experiment code under ``folder``: a ``benchmarks`` package, ``benchmark*.py``, ``claims*``."""
+    found = [p for p in folder.rglob("benchmarks") if p.is_dir()]
+    return sorted([*found, *folder.rglob("benchmark*.py"), *folder.rglob("claims*")])
+
+
+def test_the_package_list_holds_no_experiments(monkeypatch):
+    import setuptools
+
+    got = {}
+    monkeypatch.setattr(setuptools, "setup", lambda **kw: got.update(kw))
+    monkeypatch.chdir(ROOT)
+    runpy.run_path(str(ROOT / "setup.py"))
+    packages = got["packages"]
+    assert {"lcm", "inversion", "inversion.dgp", "datamodules", "callbacks"} <= set(packages)
+    assert (ROOT / "benchmarks" / "__init__.py").is_file()  # the experiments exist, beside the packages
+    assert not [p for p in packages if p.split(".")[0] == "benchmarks" or "benchmark" in p or "claims" in p]
+    shipped = [ROOT / p.replace(".", "/") for p in packages if p != "genprior_configs"]
+    assert not [x for d in shipped for x in _experiments(d)]  # no benchmark module inside a package
+
+
 def test_every_imported_third_party_package_is_declared():
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     names = {d.split("[")[0].split("=")[0].split(">")[0].split("<")[0].strip().lower() for d in deps}
@@ -54,14 +77,15 @@ def test_wheel_runs_a_dgp_preset_outside_the_checkout(tmp_path):
     subprocess.run([*pip, "install", "--no-deps", "--target", site, wheel], check=True)
     for sub in ("lcm", "inversion", "inversion/dgp", "datamodules", "callbacks"):  # every code package
         assert (site / sub / "__init__.py").is_file()
+    assert not _experiments(site)  # and no benchmark or claims code
     shipped = {p.relative_to(site / "genprior_configs") for p in (site / "genprior_configs").rglob("*.yaml")}
     assert shipped == {p.relative_to(ROOT / "configs") for p in (ROOT / "configs").rglob("*.yaml")}
 
     work.mkdir()
     (work / "toyprior.py").write_text(PRIOR)
     (work / "imgs").mkdir()
-    from inversion.io import save_png
-    from inversion.toy import blob_images
+    from datamodules.io.images import save_png
+    from lcm.toy import blob_images
 
     save_png(blob_images(1)[0], work / "imgs" / "a.png")
     env = {**os.environ, "PYTHONPATH": str(site)}

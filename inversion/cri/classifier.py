@@ -22,7 +22,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-__all__ = ["CRIClassifier", "cli_main", "infer_labels", "load_classifier"]
+__all__ = ["CRIClassifier", "cli_main", "infer_labels", "load_classifier", "save_classifier"]
 
 CHECKPOINT_MARK = "genprior_cri_classifier"
 _LOADED: dict[tuple[str, float], CRIClassifier] = {}
@@ -161,6 +161,18 @@ def load_classifier(path: str | os.PathLike, map_location: str | torch.device = 
     module = CRIClassifier(**hparams)
     module.load_state_dict(ckpt["state_dict"], strict=True)
     return module.to(map_location).eval().requires_grad_(False)
+
+
+def save_classifier(module: CRIClassifier, path: str | os.PathLike) -> Path:
+    """Write ``module`` as a checkpoint that :func:`load_classifier` reads (weights, constructor arguments,
+    the classifier mark), atomically; for classifiers trained outside the CLI (e.g.
+    :func:`inversion.dgp.defence.train_classifier`). Returns the path."""
+    from datamodules.io.atomic import atomic_write
+
+    if not isinstance(module, CRIClassifier):
+        raise TypeError(f"save_classifier needs a CRIClassifier, got {type(module).__name__}")
+    ckpt = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), CHECKPOINT_MARK: 1}
+    return atomic_write(path, lambda f: torch.save(ckpt, f))
 
 
 @torch.no_grad()

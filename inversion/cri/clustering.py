@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inversion.io import atomic_write
+from datamodules.io.atomic import atomic_write
 from lcm.prior import Prior
 
 __all__ = ["cluster_centroids", "clear_memory_cache", "prior_fingerprint", "sample_codes"]

@@ -110,7 +110,7 @@ def defence_accuracies(
     Returns:
         ``{"clean", "attacked", "DGP", "CSGM", "smoothing"}`` -> ``(B,)`` floats in {0, 1}.
     """
-    from inversion.dgp.method import load_preset
+    from inversion.dgp.fit import load_preset
     from inversion.methods import restore
     from inversion.operators import Denoising
 

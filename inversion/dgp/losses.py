@@ -1,4 +1,5 @@
-"""Measurement-space distances of DGP: the critic feature-matching distance (DGP eq. 3) and plain MSE.
+"""Measurement-space losses of DGP: the critic feature-matching distance (DGP eq. 3), plain MSE and the
+perceptual loss of DGP's Table 4 ablation (:class:`PerceptualLoss`).
 
 DGP compares the degraded estimate ``A(x)`` with the degraded target ``y`` (DGP eq. 2). The critic
 only accepts images of the prior's shape, so both are first mapped back onto the image grid by
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["CriticFeatureLoss", "MeasurementMSE", "to_image_grid"]
+__all__ = ["CriticFeatureLoss", "MeasurementMSE", "PerceptualLoss", "to_image_grid"]
 
 Lift = Literal["resize", "pseudo_inverse"]
 
@@ -162,3 +163,34 @@ class CriticFeatureLoss:
         return self.features(ax, operator)
 
     score = distance
+
+
+class PerceptualLoss:
+    """Per-image perceptual distance between ``lift(A(x))`` and ``lift(y)`` (DGP Table 4, "Perceptual":
+    a fixed ImageNet network instead of the discriminator; DGP used VGG features).
+
+    A loss term: ``restore(..., loss_terms={"perceptual": PerceptualLoss(shape)}, stages=[... weights:
+    {perceptual: 1, ...}])``; both sides are lifted to the image grid like the critic loss.
+
+    Args:
+        image_shape: the prior's ``(C, H, W)``.
+        distance: a module ``(pred, target) -> (B,)`` on [0, 1] images (default:
+            :func:`inversion.metrics.perceptual_distance`: LPIPS-VGG when on disk, else offline).
+        lift: see :func:`inversion.dgp.losses.to_image_grid`.
+    """
+
+    def __init__(
+        self, image_shape: Sequence[int], distance: torch.nn.Module | None = None, lift: Lift = "resize"
+    ):
+        self.image_shape = tuple(int(s) for s in image_shape)
+        from inversion.metrics.perceptual import perceptual_distance
+
+        self.name, self.distance = ("custom", distance) if distance is not None else perceptual_distance()
+        for p in self.distance.parameters():
+            p.requires_grad_(False)
+        self.lift = lift
+
+    def __call__(self, ctx) -> torch.Tensor:
+        a = to_image_grid(ctx.ax, self.image_shape, ctx.operator, self.lift).clamp(0, 1)
+        b = to_image_grid(ctx.y, self.image_shape, ctx.operator, self.lift).clamp(0, 1)
+        return self.distance(a, b.detach())

@@ -1,4 +1,5 @@
-"""DGP image manipulation after a fit (DGP Sec. 4.2): random jittering, morphing, category transfer.
+"""DGP image manipulation after a fit (DGP Sec. 4.2): random jittering, morphing, category transfer
+(the library; its command line is :mod:`inversion.dgp.manipulation_cli`).
 
 Each function takes a fitted per-image generator (``DGPFit.fit.generators[i]``) and its latent
 ``DGPFit.fit.latent[i]`` and renders new images with the prior's latent code map (``prior.code``).

@@ -3,7 +3,7 @@ under one feasibility criterion and one distinctness rule.
 
 Standalone (no Lightning import): works on any ``prior(z, labels) -> [0, 1] images`` and any operator with
 ``A(x)``; ``explore(restore_result, operator, y)`` starts from a fitted solution with its generator. Run the
-comparison with ``python -m inversion.exploration.benchmark``.
+comparison with ``python -m benchmarks.eglass`` (in a checkout).
 """
 
 from inversion.exploration.criteria import (
@@ -13,17 +13,8 @@ from inversion.exploration.criteria import (
     diversity,
     pairwise_distance,
 )
-from inversion.exploration.eglass import (
-    DirectionSearch,
-    EGlass,
-    ExplorationResult,
-    eligible_top_y,
-    explore,
-    search_direction,
-    start_from,
-)
+from inversion.exploration.eglass import EGlass, ExplorationResult, explore, start_from
 from inversion.exploration.geometry import (
-    FeatureDistance,
     LatentGeometry,
     block_lanczos_topk,
     gauss_newton_matvec,
@@ -32,7 +23,7 @@ from inversion.exploration.geometry import (
     latent_geometry,
     sorted_eigh,
 )
-from inversion.exploration.plots import image_grid, save_correlation_plot, save_image_grid
+from inversion.exploration.plots import save_correlation_plot, save_tile_grid
 from inversion.exploration.restarts import (
     GeneratorPrior,
     RestartResult,
@@ -40,6 +31,7 @@ from inversion.exploration.restarts import (
     fit_start,
     restart_solutions,
 )
+from inversion.exploration.search import DirectionSearch, eligible_top_y, search_direction
 
 __all__ = [
     "DirectionSearch",
@@ -47,7 +39,6 @@ __all__ = [
     "EGlass",
     "ExplorationResult",
     "Feasibility",
-    "FeatureDistance",
     "GeneratorPrior",
     "LatentGeometry",
     "RestartResult",
@@ -60,13 +51,12 @@ __all__ = [
     "fit_start",
     "gauss_newton_matvec",
     "hessian_matvec",
-    "image_grid",
     "jacobian_rows",
     "latent_geometry",
     "pairwise_distance",
     "restart_solutions",
     "save_correlation_plot",
-    "save_image_grid",
+    "save_tile_grid",
     "search_direction",
     "sorted_eigh",
     "start_from",

@@ -9,8 +9,8 @@ the restart baseline, and the diversity report of a set of solutions.
   ``noise_factor * sigma * sqrt(m) / ||y||`` for noisy operators (no solution can fit below the noise).
   Default ``rel_tol = 0.05``, scaled to our 32x32 priors: IAGAN fits of held-out images reach
   0.001-0.01; searched directions stay under 0.05 for steps at which the raw ``v^K`` steps exceed it
-  (Fig. 2 ordering; measured in ``python -m inversion.exploration.benchmark``, tested in
-  tests/test_eglass.py).
+  (Fig. 2 ordering; measured in ``python -m benchmarks.eglass``, tested in
+  tests/inversion/test_eglass.py).
 * :class:`Distinctness`: two solutions are different when their images differ by at least
   ``min_image_distance`` (pixel RMS) and their latent offsets from the anchor differ in direction by at
   least ``min_angle`` degrees (the paper only needs "different"; the numbers are ours).

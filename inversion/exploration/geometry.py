@@ -275,7 +275,8 @@ def latent_geometry(
 
     * ``perceptual="mse"``: ``d_X = mean((x - x0)^2)`` over the image entries, so ``H_X = J_G^T J_G / n``
       (exact at ``z0``: the second-order term is multiplied by the residual, zero there);
-    * a callable ``d_X(x, x0) -> (B,)`` (e.g. :class:`FeatureDistance`, an LPIPS-like distance): the exact
+    * a callable ``d_X(x, x0) -> (B,)`` (e.g. :class:`inversion.metrics.FeatureMSE` with ``layers="sum",
+      check_inputs=False``, or LPIPS): the exact
       Hessian by forward-over-reverse products. It should be a smooth squared-type distance with a
       minimum at ``x = x0`` (a non-squared norm has no Hessian there).
 
@@ -369,25 +370,3 @@ def latent_geometry(
             eig_y, vec_y, eig_x, vec_x = (t.detach() for t in (eig_y, vec_y, eig_x, vec_x))
             trace_y = float(eig_y.clamp_min(0).sum())
     return LatentGeometry(shape, eig_y, vec_y, eig_x, vec_x, h_y, h_x, method, trace_y)
-
-
-class FeatureDistance:
-    """Squared feature distance ``d(x, x0) = sum_l mean((f_l(x) - f_l(x0))^2)`` for a perceptual ``H_X``.
-
-    ``features`` maps images ``(B, C, H, W)`` in ``[0, 1]`` to a tensor or a list of tensors (one per layer),
-    e.g. ``prior.critic.features`` or an offline perceptual network.
-
-    Shape:
-        - x, x0: (B, C, H, W) (x0 may have batch 1) -> (B,).
-    """
-
-    def __init__(self, features: Callable[[Tensor], Tensor | Sequence[Tensor]]):
-        if not callable(features):
-            raise ValueError("features must be a callable images -> tensor or list of tensors")
-        self.features = features
-
-    def __call__(self, x: Tensor, x0: Tensor) -> Tensor:
-        fx, f0 = self.features(x), self.features(x0)
-        if isinstance(fx, Tensor):
-            fx, f0 = [fx], [f0]
-        return sum((a - b).flatten(1).pow(2).mean(dim=1) for a, b in zip(fx, f0, strict=True))

@@ -1,7 +1,6 @@
-"""PNG outputs of the exploration: an image grid and the e-GLASS Fig. 1 correlation bar plot.
-
-The grid is ``datamodules.grid`` (torchvision's ``make_grid``); the bar plot is drawn with PIL. Files are
-written atomically (temporary file in the same folder, then ``os.replace``).
+"""PNG outputs of the exploration: its preset of the one image grid (:mod:`datamodules.io.grid`) and the
+e-GLASS Fig. 1 correlation bar plot (drawn with PIL). Files are written atomically
+(:func:`datamodules.io.images.save_png`).
 """
 
 from __future__ import annotations
@@ -10,46 +9,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
-from inversion.io import atomic_write
+from datamodules.io.grid import default_font, grid_pil
+from datamodules.io.images import save_png
 
 Color = tuple[int, int, int]
 BLUE: Color = (40, 90, 220)
 RED: Color = (210, 40, 40)
 
 
-def save_png(image: Image.Image, path: str | Path) -> Path:
-    """Write ``image`` to ``path`` as PNG atomically (parent folders are created)."""
-    return atomic_write(path, lambda fh: image.save(fh, format="PNG"))
-
-
-def image_grid(
-    images: torch.Tensor,
-    nrow: int | None = None,
-    frame_colors: Sequence[Color] | None = None,
-    frame: int = 2,
-    pad: int = 2,
-    scale: int = 1,
-    captions: Sequence[str] | None = None,
-) -> Image.Image:
-    """Tile images ``(N, C, H, W)`` in ``[0, 1]`` (C = 1 or 3) into one RGB picture, optional coloured frames
-    and one caption line under each tile.
-
-    Shape:
-        - images: (N, C, H, W) -> PIL image of ``ceil(N / nrow)`` rows of ``nrow`` tiles.
-    """
-    from datamodules.grid import grid_pil
-
-    nrow = nrow or min(images.shape[0], 8)
-    colors = frame_colors if frame else None
-    img = grid_pil(
-        images, nrow, captions=captions, padding=pad, scale=scale, frame_colors=colors, frame=frame
-    )
-    return img.convert("RGB")
-
-
-def save_image_grid(
+def save_tile_grid(
     images: torch.Tensor,
     path: str | Path,
     nrow: int | None = None,
@@ -57,18 +27,16 @@ def save_image_grid(
     scale: int | None = None,
     captions: Sequence[str] | None = None,
 ) -> Path:
-    """:func:`image_grid` written atomically to ``path`` (small images are upscaled to about 96 px)."""
+    """The exploration's preset of the one image grid (:func:`datamodules.io.grid.grid_pil`): an RGB grid
+    of ``(N, C, H, W)`` images in ``[0, 1]``, ``nrow`` (default ``min(N, 8)``) tiles per row, small images
+    upscaled to about 96 px, optional coloured frames and one caption line per tile; written atomically."""
     if scale is None:
         scale = max(1, 96 // max(images.shape[-2:]))
-    grid = image_grid(images, nrow=nrow, frame_colors=frame_colors, scale=scale, captions=captions)
-    return save_png(grid, path)
-
-
-def _font(size: int) -> ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow without FreeType sizes
-        return ImageFont.load_default()
+    nrow = nrow or min(images.shape[0], 8)
+    img = grid_pil(
+        images, nrow, captions=captions, padding=2, scale=scale, frame_colors=frame_colors, frame=2
+    )
+    return save_png(img.convert("RGB"), path)
 
 
 def correlation_plot(
@@ -84,7 +52,7 @@ def correlation_plot(
         raise ValueError("panels must hold at least one (name, values_a, values_b)")
     pw, ph = panel_size
     left, right, top, bottom, head = 48, 16, 28, 30, 34
-    font, small = _font(14), _font(11)
+    font, small = default_font(14), default_font(11)
     img = Image.new("RGB", (left + pw + right, head + len(panels) * (top + ph + bottom)), (255, 255, 255))
     draw = ImageDraw.Draw(img)
     draw.text((left, 8), title, fill=(0, 0, 0), font=font)

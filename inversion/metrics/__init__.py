@@ -19,11 +19,16 @@ from inversion.metrics.perceptual import (
     LPIPS,
     LPIPS_BACKBONE_FILES,
     EfficientNetLite0Features,
+    FeatureDistance,
+    FeatureMSE,
     FrechetFeatureDistance,
+    LPIPSDistance,
     OfflinePerceptualDistance,
+    VGG16Features,
+    feature_metric,
     frechet_distance,
+    perceptual_distance,
 )
-from inversion.metrics.vgg import FeatureMSE, VGG16Features, feature_metric
 
 __all__ = [
     "mse",
@@ -42,7 +47,10 @@ __all__ = [
     "OfflinePerceptualDistance",
     "FrechetFeatureDistance",
     "frechet_distance",
+    "FeatureDistance",
     "FeatureMSE",
+    "LPIPSDistance",
     "VGG16Features",
     "feature_metric",
+    "perceptual_distance",
 ]

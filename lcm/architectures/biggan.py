@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lcm.architectures.registry import Architecture, CheckpointFile, register_architecture
+from lcm.architectures.state_dicts import load_state_dict_strict
 from lcm.prior import Prior
 
 __all__ = [
@@ -669,22 +671,8 @@ _OPTIONAL = re.compile(r"blocks\.\d+\.0\.in[12]\.(weight|bias)")
 
 
 def _load_strict(net: nn.Module, state: Mapping, what: str) -> None:
-    own = net.state_dict()
-    optional = {k for k in set(own) - set(state) if _OPTIONAL.fullmatch(k)}
-    missing = sorted(set(own) - set(state) - optional)
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or wrong:
-        parts = []
-        for name, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
-            if keys:
-                shown = ", ".join(keys[:20]) + (f", ... ({len(keys)} in all)" if len(keys) > 20 else "")
-                parts.append(f"{name} keys: {shown}")
-        raise ValueError(
-            f"{what} does not match the BigGAN architecture inferred from it ({net.config}): "
-            + "; ".join(parts)
-        )
-    net.load_state_dict({**{k: own[k] for k in optional}, **state}, strict=True)
+    architecture = f"the BigGAN architecture inferred from it ({net.config})"
+    load_state_dict_strict(net, state, what, architecture, optional=_OPTIONAL.fullmatch)
 
 
 def build_generator(state: Mapping[str, torch.Tensor]) -> BigGANGenerator:
@@ -770,3 +758,33 @@ def load_biggan_prior(
 
 def parameter_count(net: nn.Module) -> int:
     return sum(math.prod(p.shape) for p in net.parameters())
+
+
+# -- the registry entry of lcm.load_prior ---------------------------------------------------------
+def _recognise(file: CheckpointFile) -> bool:
+    if file.path.suffix == ".pkl":
+        return False
+    state = file.state()
+    return isinstance(state, Mapping) and is_biggan_generator_state(state)
+
+
+def _explain(file: CheckpointFile) -> str | None:
+    state = file.state()
+    if isinstance(state, Mapping) and is_biggan_discriminator_state(state):
+        return "a BigGAN discriminator (pass it as critic=, the G_ema.pth as the prior)"
+    return None
+
+
+def _load(file: CheckpointFile, map_location="cpu", critic: str | os.PathLike | None = None) -> Prior:
+    return load_biggan_prior(file.path, critic, map_location, state=file.state())
+
+
+register_architecture(
+    Architecture(
+        "biggan",
+        "BigGAN generator state dicts (DGP's G_ema.pth; critic= its D.pth)",
+        _recognise,
+        _load,
+        _explain,
+    )
+)

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 
 from lcm.architectures import stylegan2 as sg2
+from lcm.architectures.registry import Architecture, CheckpointFile, register_architecture
+from lcm.architectures.state_dicts import load_state_dict_strict
 
 __all__ = [
     "PersistentRecord",
@@ -224,17 +226,13 @@ def _build(record: PersistentRecord, what: str, device="cpu") -> torch.nn.Module
 
 
 def _load_strict(net: torch.nn.Module, state: dict, what: str) -> None:
-    expected = net.state_dict()
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    bad = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
-    if missing or extra or bad:
-        raise ValueError(
-            f"{what} does not match the StyleGAN2-ADA architecture of its config: missing {missing[:5]}, "
-            f"unexpected {extra[:5]}, shape mismatch {bad[:5]} (a StyleGAN3 / XL model, or a wrong config?)"
-        )
-    net.load_state_dict(
-        {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True, assign=True
+    load_state_dict_strict(
+        net,
+        {k: v.float() if v.is_floating_point() else v for k, v in state.items()},
+        what,
+        "the StyleGAN2-ADA architecture of its config",
+        hint="a StyleGAN3 / XL model, or a wrong config?",
+        assign=True,
     )
 
 
@@ -315,3 +313,27 @@ def load_stylegan2_prior(
     else:
         g, d = load_state_dict_file(path, config, map_location)
     return stylegan2_prior(g, d, truncation_psi)
+
+
+# -- the registry entry of lcm.load_prior ---------------------------------------------------------
+def _recognise(file: CheckpointFile) -> bool:
+    """A snapshot ``.pkl``; a state-dict file given with ``config=``; or a ``{"G", "config"}`` bundle."""
+    if file.path.suffix == ".pkl" or "config" in file.options:
+        return True
+    state = file.state()
+    return isinstance(state, dict) and isinstance(state.get("G"), dict) and "config" in state
+
+
+def _load(file: CheckpointFile, map_location="cpu", truncation_psi: float = 1.0, config=None):
+    return load_stylegan2_prior(file.path, map_location, truncation_psi, config)
+
+
+register_architecture(
+    Architecture(
+        "stylegan2",
+        "StyleGAN2-ADA snapshots (network-snapshot-*.pkl, read without executing them; truncation_psi=) "
+        "and G_ema state dicts with config=",
+        _recognise,
+        _load,
+    )
+)

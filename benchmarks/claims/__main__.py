@@ -1,0 +1,5 @@
+"""``python -m benchmarks.claims``: see :mod:`benchmarks.claims`."""
+
+from benchmarks.claims.cli import main
+
+main()

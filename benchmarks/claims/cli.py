@@ -1,0 +1,96 @@
+"""``python -m benchmarks.claims``: measure every claim and write ``claims.md`` / ``claims.json``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.claims.measure import measure
+from benchmarks.claims.papers import CLAIMS
+from benchmarks.claims.priors import PRIOR_DATA
+from benchmarks.claims.runner import Runner
+from benchmarks.claims.table import judge, markdown
+from datamodules.io.atomic import atomic_write_bytes
+
+__all__ = ["main", "run"]
+
+
+def run(
+    output: str = "outputs/claims",
+    images: int = 64,
+    smoke: bool = False,
+    priors: list[str] | None = None,
+    scale: float | None = None,
+    seed: int = 0,
+    wait: bool = False,
+    eglass_images: int = 8,
+) -> dict:
+    """Measure every claim and write ``claims.md`` / ``claims.json`` under ``output``."""
+    torch.manual_seed(seed)
+    if smoke:
+        images, scale = min(images, 2), 0.01 if scale is None else scale
+    scale = 1.0 if scale is None else scale
+    if images < 1 or not scale > 0:
+        raise ValueError(f"images must be >= 1 and scale > 0, got {images}, {scale}")
+    r = Runner(Path(output), images, smoke, priors or [], scale, seed, wait, 2 if smoke else eglass_images)
+    t0 = time.perf_counter()
+    values = measure(r)
+    summary = {c.key: judge(c, values[c.key]) for c in CLAIMS}
+    meta = {
+        "images": images,
+        "eglass_images": min(images, r.eglass_images),
+        "scale": scale,
+        "smoke": smoke,
+        "feature_metric": r.feature_metric()[0],
+        "seconds": time.perf_counter() - t0,
+        "priors": {name: str(r.prior_path(name)) for name in PRIOR_DATA},
+    }
+    md = markdown(summary, meta)
+    out = Path(output)
+    atomic_write_bytes(out / "claims.json", json.dumps({"meta": meta, "claims": summary}, indent=1).encode())
+    atomic_write_bytes(out / "claims.md", md.encode())
+    from inversion.report import markdown_report
+
+    markdown_report(out, "claims.md", title="The papers' claims, measured")
+    print(md, flush=True)
+    return {"meta": meta, "claims": summary}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    import benchmarks.claims
+
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.claims",
+        description=benchmarks.claims.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--output", default="outputs/claims", help="folder for claims.md / claims.json and the caches"
+    )
+    p.add_argument("--images", type=int, default=64, help="held-out test images per task (smoke: 2)")
+    p.add_argument(
+        "--smoke", action="store_true", help="tiny priors trained on the fly, 2 images, steps x0.01"
+    )
+    p.add_argument(
+        "--priors", nargs="*", default=[], help="folders holding <name>/last.ckpt (e.g. /work/priors)"
+    )
+    p.add_argument(
+        "--scale", type=float, default=None, help="multiply every step count (default 1; smoke 0.01)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for priors still training in a --priors folder (DIR/<name>/ without DIR/DONE-<name> "
+        "or a training.json that says done)",
+    )
+    p.add_argument("--eglass-images", type=int, default=8, help="images of the e-GLASS rows (each is slow)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    return run(a.output, a.images, a.smoke, a.priors, a.scale, a.seed, a.wait, a.eglass_images)

@@ -1,0 +1,85 @@
+"""The end of a run: the per-image records become ``metrics.csv``, ``failures.txt``, ``grid.png`` (degraded |
+restored | truth, the first 16 images) and ``report.html`` (:func:`inversion.report.write_report`)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from datamodules.io.atomic import atomic_write_bytes
+from datamodules.io.images import load_image
+from inversion.cli.items import Item
+from inversion.cli.manifest import fail_path, row_path, unpin_if_empty
+
+__all__ = ["FIELDS", "finalize"]
+
+FIELDS = ["index", "name", "method", "task", "psnr", "ssim", "masked_psnr", "residual", "seconds"]
+GRID_IMAGES = 16
+
+
+def finalize(items: list[Item], out: Path, method: str) -> None:
+    """Gather the records of ``items`` into metrics.csv, failures.txt, grid.png and report.html
+    (atomically). Raises when no image was restored (and then unpins a folder that holds none)."""
+    rows, fails = _records(items, out)
+    _write_metrics(rows, out)
+    text = "".join(f"{f['name']}\t{f['error']}\n" for f in fails)
+    atomic_write_bytes(out / "failures.txt", text.encode("utf-8", "surrogateescape"))
+    if rows:
+        _write_grid(rows[:GRID_IMAGES], out)
+        mean = {k: sum(float(r[k]) for r in rows) / len(rows) for k in ("psnr", "ssim", "seconds")}
+        print(
+            f"[inversion] {method}: {len(rows)} images, PSNR {mean['psnr']:.2f} dB, SSIM {mean['ssim']:.4f}, "
+            f"{mean['seconds']:.2f} s/image -> {out / 'metrics.csv'}",
+            file=sys.stderr,
+        )
+    if fails:
+        print(f"[inversion] {len(fails)} image(s) failed, listed in {out / 'failures.txt'}", file=sys.stderr)
+    if not rows:
+        unpin_if_empty(out)  # nothing restored: do not pin this run's options
+        raise RuntimeError(
+            f"no image was restored ({len(fails)} failed, see {out / 'failures.txt'}); "
+            "fix the cause named there and rerun"
+        )
+    from inversion.report import write_report
+
+    print(f"[inversion] report: {write_report(out)}", file=sys.stderr)
+
+
+def _records(items: list[Item], out: Path) -> tuple[list[dict], list[dict]]:
+    """The finished and the failed records of ``items``, by index; index and name as listed now, so that
+    records of an earlier listing cannot go stale."""
+    rows, fails = [], []
+    for it in items:
+        if row_path(out, it).exists():
+            rows.append({**json.loads(row_path(out, it).read_text()), "index": it.index, "name": it.name})
+        elif fail_path(out, it).exists():
+            fails.append({**json.loads(fail_path(out, it).read_text()), "index": it.index, "name": it.name})
+    return sorted(rows, key=lambda r: r["index"]), sorted(fails, key=lambda f: f["index"])
+
+
+def _write_metrics(rows: list[dict], out: Path) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n", extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow(r)
+    # names are file names: undecodable bytes are written back as they are on disk (surrogateescape)
+    atomic_write_bytes(out / "metrics.csv", buf.getvalue().encode("utf-8", "surrogateescape"))
+
+
+def _write_grid(rows: list[dict], out: Path) -> None:
+    from datamodules.io.grid import save_image_grid
+
+    tiles = []
+    for r in rows:
+        restored = load_image(out / "restored" / r["name"])
+        degraded = load_image(out / "degraded" / r["name"], channels=restored.shape[0])
+        t = out / "truth" / r["name"]
+        truth = load_image(t, channels=restored.shape[0]) if t.is_file() else torch.ones_like(restored)
+        tiles += [degraded, restored, truth]
+    save_image_grid(torch.stack(tiles), out / "grid.png", nrow=3 * min(2, len(rows)), min_size=64)

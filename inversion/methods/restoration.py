@@ -1,0 +1,225 @@
+"""``restore()``: measurements, an operator and a prior in, restorations and their diagnostics out.
+
+The method runs as registered (:mod:`inversion.methods.registry`): its config validates the options, its
+declared start picks unknown classes (``start="dgp_class_pick"``) or leaves them to the method, and a
+``*_bp`` name adds IAGAN's back-projection (eq. 10) after the fit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from inversion.engine import LossTerm
+from inversion.methods.common import PriorConfig
+from inversion.methods.registry import get_method
+from inversion.operators.base import back_project
+from lcm.prior import Prior
+
+__all__ = ["RestoreResult", "restore"]
+
+
+@dataclass
+class RestoreResult:
+    """Restorations and their diagnostics.
+
+    Attributes:
+        images: ``(B, C, H, W)`` restorations in [0, 1]; ``raw``: the same before clamping (after BP
+            a restoration can leave [0, 1]).
+        latent: ``(B, *latent_shape)`` fitted latents.
+        objective: ``(B,)`` best objective of the fit; ``measurement_mse``: ``(B,)``
+            ``mean((A(raw) - y)^2)`` of the returned restoration.
+        history: ``(T, B)`` objective per step (all phases, best restart).
+        metrics: per-image ``psnr``, ``ssim``, ``residual`` (``||A(x) - y||_2``) and, for inpainting,
+            ``masked_psnr`` (inside the hole) when
+            ``x_true`` was given, else None.
+        seconds: wall time of the restoration.
+        generators: per-image fine-tuned generator copies (IAGAN), else None.
+        prior: the prior that was inverted (so that ``inversion.exploration.explore(result, op, y)``
+            can rebuild the generator of each image).
+    """
+
+    images: torch.Tensor
+    raw: torch.Tensor
+    latent: torch.Tensor
+    objective: torch.Tensor
+    measurement_mse: torch.Tensor
+    history: torch.Tensor
+    method: str
+    seconds: float
+    metrics: dict[str, torch.Tensor] | None = None
+    generators: list[nn.Module] | None = None
+    config: dict = field(default_factory=dict)
+    prior: Prior | None = field(default=None, repr=False)
+
+
+def _seeds(seed: int | Sequence[int], n: int) -> list[int]:
+    if isinstance(seed, int):
+        return [seed + i for i in range(n)]
+    seeds = [int(s) for s in seed]
+    if len(seeds) != n:
+        raise ValueError(f"seed has {len(seeds)} entries for {n} images: pass one int or one seed per image")
+    return seeds
+
+
+def _metrics(
+    x: torch.Tensor, x_true: torch.Tensor, y: torch.Tensor, operator: nn.Module
+) -> dict[str, torch.Tensor]:
+    from inversion import metrics as M
+
+    out = {
+        "psnr": M.psnr(x, x_true),
+        "ssim": M.ssim(x, x_true),
+        "residual": M.measurement_residual(x, y, operator),
+    }
+    mask = _hole_mask(operator, x_true)
+    if mask is not None:
+        out["masked_psnr"] = M.masked_psnr(x, x_true, mask)
+    return out
+
+
+def _hole_mask(operator: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+    """The region to score inpainting in (the unknown pixels), when the operator is an inpainting one."""
+    mask_for = getattr(operator, "mask_for", None)
+    if mask_for is None:
+        return None
+    return 1.0 - mask_for(x).to(x.dtype).expand_as(x)
+
+
+def _check_inputs(
+    y: torch.Tensor,
+    operator: nn.Module,
+    prior: Prior,
+    labels: torch.Tensor | None,
+    x_true: torch.Tensor | None,
+) -> None:
+    """What ``restore`` can check before a fit: y's values and shape, x_true's shape, the labels."""
+    if not isinstance(y, torch.Tensor) or y.dim() < 2:
+        raise ValueError("y must be a batched tensor (B, ...) of measurements")
+    if y.is_floating_point() or y.is_complex():
+        for bad, found in (("NaN", torch.isnan(y)), ("Inf", torch.isinf(y))):
+            if found.any():
+                raise ValueError(
+                    f"y contains {bad} values ({int(found.sum())} of {y.numel()} entries): the measurements "
+                    "must be finite; check how y was computed or loaded"
+                )
+    if prior is None:  # prior-free methods (tv, dip) have no image shape to check against
+        return
+    n = y.shape[0]
+    want_x = (n, *prior.image_shape)
+    if x_true is not None and tuple(x_true.shape) != want_x:
+        raise ValueError(f"x_true has shape {tuple(x_true.shape)}; this prior's images need {want_x}")
+    with torch.no_grad():  # the measurement of a blank image has exactly the shape y must have
+        probe = operator.A(
+            torch.zeros(want_x, device=y.device, dtype=y.dtype if y.is_floating_point() else None)
+        )
+    if tuple(y.shape) != tuple(probe.shape):
+        raise ValueError(
+            f"y has shape {tuple(y.shape)}, but {type(operator).__name__} measures this prior's images "
+            f"{tuple(prior.image_shape)} as {tuple(probe.shape)}: pass y = operator(x) for x of that shape"
+        )
+    k = prior.num_classes
+    if labels is None:  # a conditional prior without labels: the method infers them (CRI) or says so
+        return
+    if not k:
+        raise ValueError("labels were given, but this prior is unconditional: leave labels out")
+    if not isinstance(labels, torch.Tensor) or labels.is_floating_point() or labels.is_complex():
+        raise ValueError(f"labels must be an integer tensor (B,) in [0, {k}), got {labels!r}")
+    if tuple(labels.shape) != (n,):
+        raise ValueError(f"labels has shape {tuple(labels.shape)}, expected ({n},): one class per image")
+    if labels.numel() and (int(labels.min()) < -1 or int(labels.max()) >= k):
+        raise ValueError(
+            f"labels must be class indices in [0, {k}) (or -1: unknown, picked as DGP does) for this "
+            f"{k}-class prior, got {int(labels.min())} to {int(labels.max())}"
+        )
+
+
+def restore(
+    y: torch.Tensor,
+    operator: nn.Module,
+    prior: Prior,
+    method: str = "csgm",
+    seed: int | Sequence[int] = 0,
+    labels: torch.Tensor | None = None,
+    x_true: torch.Tensor | None = None,
+    noisy: bool | None = None,
+    callbacks: Sequence = (),
+    loss_terms: Mapping[str, LossTerm] | None = None,
+    **overrides,
+) -> RestoreResult:
+    """Restore images from measurements ``y = A(x) + noise`` with a prior.
+
+    Args:
+        y: measurements, as ``operator(x)`` returns them.
+        operator: the forward model (``inversion.operators``).
+        prior: a :class:`lcm.Prior`.
+        method: one of :func:`~inversion.methods.available_methods` (``csgm``, ``iagan``, ``latent``,
+            ``dgp``, ``cri``, ``tv``, ``dip``, each also with ``_bp``).
+        seed: an int (image ``i`` uses ``seed + i``) or one seed per image. Same seed, same result.
+        labels: ``(B,)`` class labels for a class-conditional prior; unknown ones (-1, or None) are
+            picked as DGP does (best of ``label_candidates`` random latent/class pairs) for methods
+            registered with ``start="dgp_class_pick"``; other methods infer them themselves.
+        x_true: ground truth ``(B, C, H, W)``; when given, per-image metrics are returned.
+        noisy: whether y is noisy (IAGAN halves its steps); default: ``operator.sigma > 0``.
+        callbacks: Lightning callbacks for the fits.
+        loss_terms: extra per-image loss terms for custom ``stages``.
+        **overrides: fields of the method's config (``get_method(method).config``), e.g.
+            ``csgm_steps=200, restarts=3`` for CSGM; an unknown one fails naming the valid ones. A ``_bp``
+            method also takes ``bp``: ``paper`` (default; IAGAN's A-dagger, bicubic up-sampling for
+            super-resolution) or ``exact`` (the exact pseudo-inverse, CGLS).
+
+    Shape:
+        - y: ``(B, ...)``; x_true and ``result.images``: ``(B, C, H, W)``.
+    """
+    spec = get_method(method)
+    _check_inputs(y, operator, prior, labels, x_true)
+    bp = "paper"
+    if spec.back_projection:  # the back-projection step's own option, for every ``_bp`` method
+        overrides = dict(overrides)
+        bp = overrides.pop("bp", "paper")
+        if bp not in ("paper", "exact"):
+            raise ValueError(f"bp must be 'paper' (IAGAN's bicubic A-dagger for SR) or 'exact', got {bp!r}")
+    cfg = spec.make_config(overrides)
+    if noisy is None:
+        noisy = float(getattr(operator, "sigma", 0.0)) > 0
+    seeds = _seeds(seed, y.shape[0])
+    if isinstance(cfg, PriorConfig) and cfg.space_is_latent:
+        from lcm.spaces import code_space_prior
+
+        prior = code_space_prior(prior, cfg.space, cfg.optimize_noise)
+    t0 = time.perf_counter()
+    unknown = labels is None or bool((labels < 0).any())
+    if spec.start == "dgp_class_pick" and prior is not None and prior.num_classes and unknown:
+        from inversion.dgp.init import sample_labels  # DGP's class pick (DGP appendix B)
+
+        labels = sample_labels(prior, operator, y, seeds, labels, cfg.label_candidates)
+    fit, history = spec.run(prior, operator, y, seeds, labels, cfg, noisy, callbacks, loss_terms)
+    with torch.no_grad():
+        raw = fit.images
+        if spec.back_projection:
+            raw = back_project(raw, y, operator, bp)
+        images = raw.clamp(0.0, 1.0)
+        measurement_mse = (operator.A(raw) - y).pow(2).flatten(1).mean(dim=1)
+    seconds = time.perf_counter() - t0
+    metrics = None
+    if x_true is not None:
+        with torch.no_grad():
+            metrics = _metrics(images, x_true, y, operator)
+    return RestoreResult(
+        images=images,
+        raw=raw,
+        latent=fit.latent,
+        objective=fit.objective,
+        measurement_mse=measurement_mse,
+        history=history,
+        method=method,
+        seconds=seconds,
+        metrics=metrics,
+        generators=fit.generators,
+        config={**asdict(cfg), **({"bp": bp} if spec.back_projection else {})},
+        prior=prior,
+    )
