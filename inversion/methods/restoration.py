@@ -220,6 +220,6 @@ def restore(
         seconds=seconds,
         metrics=metrics,
         generators=fit.generators,
-        config={**asdict(cfg), **({"bp": bp} if spec.back_projection else {})},
+        config=asdict(cfg),
         prior=prior,
     )

@@ -53,3 +53,7 @@ def test_csgm_bp_through_restore_uses_the_configured_a_dagger():
     exact = restore(y, op, prior, "csgm_bp", seed=0, bp="exact", **opts)
     assert torch.allclose(bp.raw, plain.raw + bicubic_upsample(y - op.A(plain.raw), 2), atol=1e-6)
     assert (op.A(exact.raw) - y).abs().max() < 1e-4
+    with pytest.raises(ValueError, match="unknown restore"):  # bp belongs to the _bp methods only
+        restore(y, op, prior, "csgm", seed=0, bp="exact", **opts)
+    with pytest.raises(ValueError, match="bp must be"):
+        restore(y, op, prior, "csgm_bp", seed=0, bp="bilinear", **opts)
