@@ -355,11 +355,10 @@ def _report_stages(observers: Sequence, stages: Sequence, rows: int) -> None:
 
 def _fit_faithful(prior, operator, y, seeds, labels, cfg: DGPConfig, callbacks, loss_terms) -> DGPFit:
     observers = [cb for cb in callbacks if getattr(cb, "reads_metrics", True) is False]
-    if loss_terms or len(observers) != len(callbacks):
+    if len(observers) != len(callbacks):
         raise ValueError(
             "the faithful DGP run takes no Lightning callbacks (only stage observers such as "
-            "callbacks.StageMarks) and no extra loss terms: pass variant='fast' to run DGP's schedule on the "
-            "stage engine"
+            "callbacks.StageMarks): pass variant='fast' to run DGP's schedule on the stage engine"
         )
     if cfg.batching != "sequential":
         raise ValueError(
@@ -388,6 +387,7 @@ def _fit_faithful(prior, operator, y, seeds, labels, cfg: DGPConfig, callbacks, 
         cfg.finetune_embedding and bool(prior.num_classes),
         cfg.critic_reduction,
         cfg.stop_ftr,
+        loss_terms,
     )
     _report_stages(observers, stages, run.loss.shape[0])
     with torch.no_grad():

@@ -77,6 +77,9 @@ def test_script_stages_checks_its_lists():
         script_stages(**{**args, "G_lrs": [1e-5, 1e-5]}, iterations=[4, 4], mode="deblur")
     with pytest.raises(ValueError, match="unknown keys"):
         parse_stages([{"blocks": 2, "iterations": 3, "generator": "all"}])
+    assert parse_stages([{"blocks": 2, "iterations": 3, "weights": {"mse": 1, "vgg": 0.5}}])[0].extra == {
+        "vgg": 0.5
+    }
 
 
 def test_biggan_groups_are_dgps_and_leave_out_the_output_layer():
