@@ -172,7 +172,7 @@ def run(
     """Run the ablations and the method comparison; write ``results.md`` / ``results.json``.
 
     Args:
-        prior: checkpoint of ``python -m lcm fit`` (1-channel) or ``module:factory``.
+        prior: checkpoint of ``python -m lcm fit`` (1-channel) or a registered prior factory.
         n_images: Fashion-MNIST test images (the first ``n_images``).
         tasks: tasks of the method comparison (``inpaint``, ``sr4``).
         ablation_task: the task of the cluster and regulariser ablations.

@@ -6,7 +6,7 @@
    CSGM-BP, IAGAN and IAGAN-BP for SR x4 and compressed sensing 0.3 / 0.5 (subsampled Fourier), each
    noiseless and with noise 10/255, on Fashion-MNIST test images.
 
-``--prior`` is a checkpoint of ``python -m lcm fit`` (or ``module:factory``); ``--prior toy`` fits
+``--prior`` is a checkpoint of ``python -m lcm fit`` (or a registered prior factory); ``--prior toy`` fits
 the toy blob prior of :mod:`lcm.toy` and uses held-out blob images instead (a smoke run).
 Writes ``results.md`` and ``results.json`` under ``--output``::
 
@@ -174,7 +174,7 @@ def run(
     """Run the speed and quality benchmarks and write ``results.md`` / ``results.json``.
 
     Args:
-        prior: checkpoint path, ``module:factory``, or ``toy`` (toy blob prior and images).
+        prior: checkpoint path, a registered prior factory, or ``toy`` (toy blob prior and images).
         n_images: test images in the quality table.
         n_speed: images in the speed measurement.
         tasks: subset of ``sr4``, ``cs_0.3``, ``cs_0.5``.
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> dict:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--prior", default="toy", help="checkpoint path, module:factory, or toy")
+    p.add_argument("--prior", default="toy", help="checkpoint path, a registered prior factory, or toy")
     p.add_argument("--n-images", type=int, default=8, help="test images in the quality table")
     p.add_argument("--n-speed", type=int, default=4, help="images in the speed measurement")
     p.add_argument("--tasks", nargs="+", default=None, help="subset of sr4, cs_0.3, cs_0.5 (cs_<ratio>)")

@@ -32,12 +32,15 @@ class EpochShuffle(Sampler[int]):
 
     def __init__(self, n: int, seed: int) -> None:
         self.n, self.seed, self.epoch = int(n), int(seed), 0
+        self.skip = 0  # positions to leave out of the next pass only (a run resumed mid-epoch)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def __iter__(self):
-        return iter(torch.randperm(self.n, generator=seeded_generator(self.seed + self.epoch, 100)).tolist())
+        skip, self.skip = self.skip, 0
+        order = torch.randperm(self.n, generator=seeded_generator(self.seed + self.epoch, 100)).tolist()
+        return iter(order[skip:])
 
     def __len__(self) -> int:
         return self.n
@@ -58,10 +61,56 @@ class ShardedEpochShuffle(DistributedSampler):
         super().set_epoch(epoch)
         self.base.set_epoch(epoch)
 
+    skip = 0  # this rank's positions to leave out of the next pass only (a run resumed mid-epoch)
+
     def __iter__(self):
+        skip, self.skip = self.skip, 0
         order = list(self.base)
         order += (order * (1 + self.total_size // max(len(order), 1)))[: self.total_size - len(order)]
-        return iter(order[self.rank : self.total_size : self.num_replicas])
+        return iter(order[self.rank : self.total_size : self.num_replicas][skip:])
+
+
+class ResumableLoader(DataLoader):
+    """A ``DataLoader`` whose position survives a checkpoint (Lightning's stateful-loader protocol).
+
+    ``state_dict()``: the epoch of the order being served and the batches of it already yielded; after
+    ``load_state_dict`` the next pass serves the rest of that order, and later passes the orders that
+    follow it, so a fit resumed mid-epoch sees the batches an uninterrupted one would. The epoch is the
+    loader's own: Lightning counts a pass stopped by ``max_steps`` as finished and resumes with the next
+    epoch number (an offset keeps the order). The sampler draws its order from ``(seed, epoch)`` only and
+    supports ``skip`` (:class:`EpochShuffle`, :class:`ShardedEpochShuffle`); iterators draw no global
+    random numbers (a loader-owned ``generator`` is required).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.generator is None:
+            raise ValueError("ResumableLoader needs its own generator= (iterators must not draw global RNG)")
+        self._yielded, self._epoch, self._offset, self._resume = 0, 0, 0, None
+
+    def __iter__(self):
+        told = int(getattr(self.sampler, "epoch", 0))  # what Lightning's set_epoch said
+        resume, self._resume = self._resume, None
+        skip = 0
+        if resume is not None:
+            self._offset = resume["epoch"] - told
+            if resume["batches"] < len(self):
+                skip = resume["batches"]
+            else:  # that pass was finished: the next order
+                self._offset += 1
+        self._epoch = told + self._offset
+        self.sampler.set_epoch(self._epoch)
+        self.sampler.skip = skip * int(self.batch_size)
+        self._yielded = skip
+        for batch in super().__iter__():
+            self._yielded += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": int(self._epoch), "batches": int(self._yielded)}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self._resume = {"epoch": int(state_dict["epoch"]), "batches": int(state_dict["batches"])}
 
 
 def item(image: torch.Tensor, index: int, label: int | torch.Tensor) -> dict[str, torch.Tensor]:
@@ -217,13 +266,16 @@ class ImageDataModule(pl.LightningDataModule):
         if dataset is None:
             stage = {"train": "fit", "val": "validate", "test": "test"}[split]
             raise RuntimeError(f"the {split} split is not set up; call setup({stage!r}) first")
-        return DataLoader(
+        # a loader-owned generator: creating an iterator draws no global random numbers (a resumed fit
+        # draws what an uninterrupted one does); the training loader's position is checkpointed
+        return (ResumableLoader if shuffle else DataLoader)(
             dataset,
             batch_size=self.batch_size,
             sampler=_train_sampler(len(dataset), self.seed) if shuffle else None,
             num_workers=self.num_workers,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
+            generator=seeded_generator(self.seed, 200 + _STREAM_LIMIT.get(split, 0)),
         )
 
     def train_dataloader(self) -> DataLoader:

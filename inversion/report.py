@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import csv
 import html
 import json
 import math
@@ -289,15 +290,54 @@ def _check_same_images(runs: list[Run]) -> None:
                 )
 
 
+def _finished(run: Run) -> bool:
+    """A run's ``metrics.csv`` exists and lists every image record it holds (else: killed or running)."""
+    metrics = run.path / "metrics.csv"
+    if not metrics.is_file():
+        return False
+    with open(metrics, newline="", encoding="utf-8", errors="surrogateescape") as f:
+        listed = sum(1 for _ in csv.DictReader(f))
+    return listed == len(run.rows)
+
+
+def _check_comparable(runs: list[Run], output: Path) -> None:
+    """Refuse unfinished runs, runs of different tasks, and an ``output`` inside a compared run."""
+    for run in runs:
+        if not _finished(run):
+            raise ValueError(
+                f"run {str(run.path)!r} is unfinished (no metrics.csv covering its {len(run.rows)} restored "
+                "images: it was killed or is still running); resume it with its command, then compare"
+            )
+    ref = runs[0]
+    for run in runs[1:]:
+        for key in ("task", "operator"):
+            if run.info.get(key) != ref.info.get(key):
+                raise ValueError(
+                    f"cannot compare runs of different tasks: {str(ref.path)!r} has {key} "
+                    f"{ref.info.get(key)!r}, {str(run.path)!r} has {run.info.get(key)!r}; compare runs of "
+                    "the same task (operator) on the same images"
+                )
+    out = Path(output).resolve()
+    for run in runs:
+        here = run.path.resolve()
+        if out == here or out.is_relative_to(here):
+            raise ValueError(
+                f"--output {str(output)!r} is inside the compared run {str(run.path)!r}: its report.html "
+                "would be overwritten; choose a folder outside every compared run"
+            )
+
+
 def compare(outputs: Sequence[str | Path], output: str | Path) -> Path:
     """Write ``<output>/report.html`` comparing the runs ``outputs`` on their common images.
 
     Raises:
-        ValueError: fewer than two runs, or runs on different images (named in the message).
+        ValueError: fewer than two runs, an unfinished run, runs of different tasks or on different images,
+        or ``output`` inside a compared run (named in the message).
     """
     if len(outputs) < 2:
         raise ValueError(f"compare needs at least two run folders, got {len(outputs)}")
     runs = [load_run(p) for p in outputs]
+    _check_comparable(runs, Path(output))
     _check_same_images(runs)
     labels = [r.label for r in runs]
     if len(set(labels)) < len(labels):

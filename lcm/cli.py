@@ -12,7 +12,10 @@ N`` sets N) as PNGs plus ``grid.png`` under ``--samples.output_dir``.
 
 from __future__ import annotations
 
+import logging
 import math
+import re
+import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -21,15 +24,51 @@ from pytorch_lightning.callbacks import BasePredictionWriter, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from callbacks.report import PriorReport
+from callbacks.resume import RNGStateCheckpoint
 from callbacks.samples import SampleGrids
 from datamodules.io.grid import save_image_grid
 from lcm.collectives import gather_rows
 from lcm.modules import PriorModule
 
+# Lightning's console messages a user of ``python -m lcm`` cannot act on (issue 25): the ModelCheckpoint
+# example for manual optimisation (WGAN-GP's checkpoints hold the state after its optimiser steps, as
+# intended) and a deprecation inside Lightning's own pytree helper; the litlogger advert is a log record.
+_NOISE_WARNINGS = (
+    r"Using ModelCheckpoint with manual optimization and every_n_train_steps",
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+)
+_NOISE_LOGS = ("litlogger",)
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(n in record.getMessage() for n in _NOISE_LOGS)
+
+
+def quiet_lightning() -> None:
+    """Silence the messages of ``_NOISE_WARNINGS`` / ``_NOISE_LOGS`` (others, warnings included, stay)."""
+    for message in _NOISE_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _DropNoise) for f in log.filters):
+            log.addFilter(_DropNoise())
+
 
 class PriorCheckpoint(ModelCheckpoint):
     """ModelCheckpoint that also refreshes ``last.ckpt`` when training stops between two periodic saves
     (``max_time``, ``max_steps``): Lightning's own ``on_train_end`` only writes it if none was written."""
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # "exists and is not empty" is worth reading only when the folder holds checkpoints (a run's
+        # config.yaml or report beside them, as on a fresh demo run, is no reason)
+        if self.dirpath and Path(self.dirpath).is_dir() and not any(Path(self.dirpath).glob("*.ckpt")):
+            with warnings.catch_warnings():
+                warnings.filterwarnings(
+                    "ignore", message=rf"Checkpoint directory {re.escape(str(self.dirpath))}"
+                )
+                return super().setup(trainer, pl_module, stage)
+        return super().setup(trainer, pl_module, stage)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # private Lightning 2.6 API (_last_global_step_saved, _save_last_checkpoint), as used by the parent
@@ -82,11 +121,14 @@ class PriorCLI(LightningCLI):
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.every_n_train_steps": 500})
         parser.add_lightning_class_args(SampleGrids, "sample_grids")  # every model.sample_every_n_steps
         parser.add_lightning_class_args(PriorReport, "report")  # samples per checkpoint, report.html
+        # RNG states in every checkpoint: --ckpt_path resumes exactly (the data order: ResumableLoader)
+        parser.add_lightning_class_args(RNGStateCheckpoint, "rng_state")
         parser.link_arguments("data.channels", "model.init_args.channels", apply_on="instantiate")
         parser.link_arguments("data.resolution", "model.init_args.resolution", apply_on="instantiate")
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> PriorCLI:
+    quiet_lightning()
     return PriorCLI(
         PriorModule,
         pl.LightningDataModule,

@@ -75,6 +75,7 @@ class Prior(nn.Module):
         box: float | None = None,
         num_classes: int = 0,
         kind: str = "custom",
+        labels_in_code: bool = False,
     ):
         super().__init__()
         if latent_kind not in ("gaussian", "sphere", "convnet"):
@@ -96,6 +97,8 @@ class Prior(nn.Module):
         self.image_shape = tuple(int(s) for s in image_shape)
         self.box = box
         self.num_classes = int(num_classes)
+        # the class enters through code() only (StyleGAN's mapping): synthesize(w) needs no labels
+        self.labels_in_code = bool(labels_in_code)
         self.kind = kind
         self.register_buffer("latent_mean", None)  # set by fit_latent_distribution
         self.register_buffer("latent_scale", None)
@@ -175,11 +178,13 @@ class Prior(nn.Module):
             return self.latent_net(latent, self.noise)
         if isinstance(self.mapping, nn.Identity):
             return latent
+        self._check_labels(latent.shape[0], labels, needed=False)
         return self.mapping(latent, labels)
 
     def synthesize(self, w: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Images in [0, 1] from generator inputs ``w``."""
-        self._check_labels(w.shape[0], labels)
+        """Images in [0, 1] from generator inputs ``w`` (``labels`` not needed where ``labels_in_code``:
+        the codes already carry the class)."""
+        self._check_labels(w.shape[0], labels, needed=not self.labels_in_code)
         out = self.generator(w, labels) if self.num_classes else self.generator(w)
         return to_unit(out)
 
@@ -197,10 +202,17 @@ class Prior(nn.Module):
                 "at that size"
             )
 
-    def _check_labels(self, n: int, labels: torch.Tensor | None) -> None:
-        if self.num_classes and labels is None:
+    def _check_labels(self, n: int, labels: torch.Tensor | None, needed: bool = True) -> None:
+        if self.num_classes and labels is None and needed:
             raise ValueError(f"this prior is class-conditional ({self.num_classes} classes): pass labels")
-        if labels is not None and labels.shape[0] != n:
+        if labels is None:
+            return
+        if isinstance(labels, torch.Tensor) and labels.dtype == torch.bool:
+            raise ValueError(
+                "labels is a bool tensor: pass integer class indices (B,) (a mask is not a class; "
+                "labels.long() if True/False are classes 1/0)"
+            )
+        if labels.shape[0] != n:
             raise ValueError(f"labels has {labels.shape[0]} entries for a batch of {n}")
 
     def extra_repr(self) -> str:

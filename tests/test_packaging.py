@@ -24,6 +24,9 @@ assert config_dir().resolve().is_relative_to(site), config_dir()
 from inversion.dgp import load_preset
 assert load_preset("sr_mse")["bn_to_in"] is True
 from inversion.cli import main
+from inversion.cli.prior import register_prior_factory
+import toyprior
+register_prior_factory("toyprior:prior", toyprior.prior)  # a spec names no code to import: register it
 main(["--prior", "toyprior:prior", "--input", "imgs", "--output", "out", "--method", "dgp",
       "--options", "{preset: sr_mse, n_candidates: 2, stages: [{blocks: 1, iterations: 2}]}",
       "--operator", "{class_path: inversion.operators.SuperResolution, init_args: {factor: 2}}",

@@ -15,7 +15,8 @@ class RestoreOptions:
     """Restore the images of ``input`` and write restorations, degraded inputs, grid and metrics.
 
     Args:
-        prior: checkpoint path, or ``package.module:factory`` returning an ``lcm.Prior``.
+        prior: checkpoint path, or the name of a registered prior factory (``inversion.cli.prior``; a
+            config cannot name other code to run).
         operator: the forward model (``class_path`` + ``init_args`` in YAML, see configs/inversion/).
         input: a folder of images, or ``fashion_mnist`` / ``emoji`` (their test split).
         output: output folder (created; an existing one is resumed).
@@ -32,8 +33,10 @@ class RestoreOptions:
             (``MethodConfig``; DGP: ``inversion.dgp.DGPConfig``, e.g. ``{preset: sr_mse}``).
         critic: the discriminator file of a published generator (BigGAN: ``--prior G_ema.pth --critic
             D.pth``; DGP's loss reads its features).
-        labels: CSV of ``file,class`` rows for a class-conditional prior; images without a class are
-            given one as DGP picks it (best of ``label_candidates`` random latent/class candidates).
+        labels: CSV of ``file,class`` rows for a class-conditional prior (strict, see
+            ``inversion.cli.labels``); images without a class are given one as DGP picks it (best of
+            ``label_candidates`` random latent/class candidates). The classes used are written to
+            ``labels.csv`` in the output folder.
         devices: number of processes to split the images over (started through
             ``torch.distributed.run``; ignored inside a torchrun / SLURM world).
         shard: restore only images with ``index % num_shards == shard`` (set by the launcher; normally
@@ -79,6 +82,11 @@ class RestoreOptions:
         method_config(self.method, self.options)  # a typo or a bad value fails here, not once per image
         if self.devices < 1 or self.num_shards < 1:
             raise ValueError("devices and num_shards must be >= 1")
+        if isinstance(self.batch_size, bool) or int(self.batch_size) < 1:
+            raise ValueError(f"--batch_size must be a positive number of images, got {self.batch_size}")
+        threads = self.num_threads
+        if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
+            raise ValueError(f"--num_threads must be >= 1 (or left out for torch's default), got {threads}")
         limit = self.limit
         if limit is not None and (isinstance(limit, bool) or int(limit) < 1):
             raise ValueError(

@@ -51,7 +51,7 @@ def run_folder(opts: RestoreOptions) -> Path:
     """Restore the images of ``opts.input`` in this process (its share, in a torch.distributed world or
     as ``--shard``) and, on the process that summarises, write the run's summary and report."""
     from inversion.cli.items import list_items
-    from inversion.cli.labels import apply_labels, read_labels
+    from inversion.cli.labels import apply_labels, read_labels, write_labels_used
     from inversion.cli.manifest import fail_path, pin, row_path
     from inversion.cli.prior import load_prior_spec
     from inversion.cli.report import finalize
@@ -67,11 +67,18 @@ def run_folder(opts: RestoreOptions) -> Path:
     prior = load_prior_spec(opts.prior, where.device, opts.critic)
     operator = opts.operator.to(where.device)
     items = list_items(opts.input, prior.image_shape, opts.limit, opts.recursive, exclude)
-    if opts.labels is not None:
-        apply_labels(items, read_labels(opts.labels, prior.num_classes))
+    if opts.labels is not None:  # CSV rows for files beyond --limit are no error: match the whole input
+        every = (
+            items
+            if opts.limit is None
+            else list_items(opts.input, prior.image_shape, None, opts.recursive, exclude)
+        )
+        apply_labels(items, read_labels(opts.labels, prior.num_classes), [it.source for it in every])
     task = opts.task or type(operator).__name__
     check_fits(operator, prior, items)
     pin(opts, task, prior)
+    if opts.labels is not None and where.shard == 0:  # the class each image was given, beside its outputs
+        write_labels_used(out, items)
     mine = [it for it in items if where.owns(it)]
     todo = [it for it in mine if not row_path(out, it).exists()]
     job = Job(prior, operator, opts.method, task, opts.seed, opts.noise_seed, opts.options or {},

@@ -108,7 +108,7 @@ class Runner:
     def __init__(self, job: Job, writer: RunWriter, batch_size: int = 1, progress: bool = False):
         self.job, self.writer, self.progress = job, writer, progress
         # measurements that depend on the batch position (per-image masks) go one image at a time
-        self.batch_size = 1 if job.operator.row_dependent() else max(int(batch_size), 1)
+        self.batch_size = 1 if job.operator.row_dependent() else int(batch_size)
 
     def run(self, todo: list[Item]) -> None:
         """Restore ``todo``; a batch that fails is retried image by image to isolate the bad one."""

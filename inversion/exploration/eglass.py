@@ -521,10 +521,35 @@ def explore(
         if y is not None:
             raise ValueError("explore(restored, operator, y): give y as the third argument only")
         p, z0 = start_from(source, index, prior)
-        y_img = z0_or_y
-        if y_img is not None and y_img.dim() > 0 and y_img.shape[0] == source.latent.shape[0] > 1:
-            y_img = y_img[index : index + 1]
-        return explorer.run(p, operator, z0, y_img, labels)
+        n = source.latent.shape[0]
+        _check_finite_y(z0_or_y)
+        y_img = _row(z0_or_y, "y", index, n)
+        return explorer.run(p, operator, z0, y_img, _row(labels, "labels", index, n))
     if z0_or_y is None:
         raise ValueError("explore(prior, operator, z0, y): z0 is required for a plain prior")
+    _check_finite_y(y)
     return explorer.run(source, operator, z0_or_y, y, labels)
+
+
+def _check_finite_y(y: Tensor | None) -> None:
+    """NaN / Inf measurements are refused as ``restore`` refuses them (not explored to 0 solutions)."""
+    if isinstance(y, Tensor) and (y.is_floating_point() or y.is_complex()):
+        for bad, found in (("NaN", torch.isnan(y)), ("Inf", torch.isinf(y))):
+            if found.any():
+                raise ValueError(
+                    f"y contains {bad} values ({int(found.sum())} of {y.numel()} entries): the measurements "
+                    "must be finite; check how y was computed or loaded"
+                )
+
+
+def _row(t: Tensor | None, what: str, index: int, n: int) -> Tensor | None:
+    """Row ``index`` of a per-image ``t`` of a RestoreResult of ``n`` images (one row: used as it is)."""
+    if t is None or t.dim() == 0 or t.shape[0] == 1:
+        return t
+    if t.shape[0] == n:
+        i = int(index) % n
+        return t[i : i + 1]
+    raise ValueError(
+        f"{what} has {t.shape[0]} rows for a RestoreResult of {n} images: pass all {n} rows (row index="
+        f"{index} is used) or the one image's row (1, ...)"
+    )

@@ -127,7 +127,12 @@ def _check_inputs(
         return
     if not k:
         raise ValueError("labels were given, but this prior is unconditional: leave labels out")
-    if not isinstance(labels, torch.Tensor) or labels.is_floating_point() or labels.is_complex():
+    if (
+        not isinstance(labels, torch.Tensor)
+        or labels.is_floating_point()
+        or labels.is_complex()
+        or labels.dtype == torch.bool
+    ):
         raise ValueError(f"labels must be an integer tensor (B,) in [0, {k}), got {labels!r}")
     if tuple(labels.shape) != (n,):
         raise ValueError(f"labels has shape {tuple(labels.shape)}, expected ({n},): one class per image")

@@ -106,4 +106,10 @@ def load_mask_image(path: str, height: int, width: int) -> torch.Tensor:
         if img.size != (width, height):
             img = img.resize((width, height), Image.Resampling.NEAREST)
         data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).reshape(height, width)
-    return (data < 128).double()
+    mask = (data < 128).double()
+    if bool(mask.all()):  # checked when the operator first measures: the CLI does so before any image
+        raise ValueError(
+            f"`mask_path` {path!r} has no hole at {height}x{width} (no white pixel >= 128): there is nothing "
+            "to inpaint; white marks the hole"
+        )
+    return mask

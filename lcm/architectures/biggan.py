@@ -603,8 +603,11 @@ def is_biggan_generator_state(state: Mapping) -> bool:
     return all(k in state for k in ("shared.weight", "linear.weight", "output_layer.2.weight"))
 
 
+_D_KEYS = ("embed.weight", "linear.weight", "blocks.0.0.conv1.weight")
+
+
 def is_biggan_discriminator_state(state: Mapping) -> bool:
-    return all(k in state for k in ("embed.weight", "linear.weight", "blocks.0.0.conv1.weight"))
+    return all(k in state for k in _D_KEYS)
 
 
 def _attention(state: Mapping, sizes: list[int]) -> tuple[int, ...]:
@@ -690,12 +693,9 @@ def build_discriminator(state: Mapping[str, torch.Tensor]) -> BigGANDiscriminato
 
 
 def _read_state(path: Path, role: str) -> dict:
-    if not path.is_file():
-        raise FileNotFoundError(f"BigGAN {role} file {str(path)!r} does not exist (or is not a file)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same message
-        raise ValueError(f"{str(path)!r} is not a readable torch state dict ({role}): {err}") from err
+    from lcm.checkpoints import read_torch_file
+
+    state = read_torch_file(path, f"BigGAN {role} file")
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(
             f"{str(path)!r} is not a state dict of tensors: a BigGAN {role} must be a state dict such as "
@@ -750,7 +750,12 @@ def load_biggan_prior(
         cpath = Path(critic_path)
         dstate = _read_state(cpath, "discriminator")
         if not is_biggan_discriminator_state(dstate):
-            hint = " (it is a generator: pass it as the prior)" if is_biggan_generator_state(dstate) else ""
+            gone = [k for k in _D_KEYS if k not in dstate]
+            hint = ""
+            if is_biggan_generator_state(dstate):
+                hint = " (it is a generator: pass it as the prior)"
+            elif len(gone) < len(_D_KEYS):  # a discriminator with keys missing: name them
+                hint = f": missing key(s) {', '.join(map(repr, gone))} (a damaged or edited D.pth?)"
             raise ValueError(f"{str(cpath)!r} is not a BigGAN discriminator state dict{hint}")
         critic = build_discriminator(dstate)
     return biggan_prior(generator, critic).to(map_location)
@@ -762,7 +767,7 @@ def parameter_count(net: nn.Module) -> int:
 
 # -- the registry entry of lcm.load_prior ---------------------------------------------------------
 def _recognise(file: CheckpointFile) -> bool:
-    if file.path.suffix == ".pkl":
+    if file.is_pickle_snapshot():
         return False
     state = file.state()
     return isinstance(state, Mapping) and is_biggan_generator_state(state)

@@ -14,7 +14,7 @@ __all__ = ["load_lightning_prior"]
 
 
 def _recognise(file: CheckpointFile) -> bool:
-    if file.path.suffix == ".pkl":  # a pickle snapshot, not a torch file
+    if file.is_pickle_snapshot():  # a pickle snapshot, not a torch file
         return False
     state = file.state()
     return isinstance(state, dict) and "genprior_kind" in state

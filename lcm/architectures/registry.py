@@ -32,14 +32,10 @@ from __future__ import annotations
 
 import inspect
 import os
-import pickle
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import torch
 
 __all__ = [
     "Architecture",
@@ -73,24 +69,18 @@ class CheckpointFile:
             self._read = True
         return self._state
 
+    def is_pickle_snapshot(self) -> bool:
+        """A ``.pkl`` that is a pickle, not a torch zip archive (a ``.ckpt`` renamed ``.pkl`` is not one:
+        files are recognised by their content, the name only tells a snapshot from a legacy torch file)."""
+        from lcm.checkpoints import sniff
+
+        return self.path.suffix == ".pkl" and sniff(self.path) != "zip"
+
 
 def _read_torch_file(path: Path) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        if "weights only" in str(err).lower():
-            raise ValueError(
-                f"{str(path)!r} holds objects that torch.load(weights_only=True) refuses; lcm checkpoints "
-                f"keep to plain types, so it was not written by lcm's modules ({err})"
-            ) from err
-        raise ValueError(
-            f"{str(path)!r} is not a readable checkpoint (truncated or corrupt?): {err}"
-        ) from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        raise ValueError(
-            f"{str(path)!r} is not a readable torch checkpoint (truncated or corrupt?): re-copy it from "
-            f"where it was written, or load another .ckpt that is still in the run's checkpoint folder: {err}"
-        ) from err
+    from lcm.checkpoints import read_torch_file  # CRCs, not-a-checkpoint, weights_only, finite weights
+
+    return read_torch_file(path, "prior checkpoint", "cpu")
 
 
 @dataclass(frozen=True)
@@ -170,6 +160,9 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu", **options):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"prior checkpoint {str(path)!r} does not exist (or is not a file)")
+    critic = options.get("critic")
+    if critic is not None and not Path(critic).is_file():  # whatever the architecture: a missing file
+        raise FileNotFoundError(f"critic {str(critic)!r} does not exist (or is not a file)")
     file = CheckpointFile(path, dict(options))
     arch = recognise(file)
     valid = arch.options()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import io
 import json
+import math
 import os
 import pickle
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ import torch
 from lcm.architectures import stylegan2 as sg2
 from lcm.architectures.registry import Architecture, CheckpointFile, register_architecture
 from lcm.architectures.state_dicts import load_state_dict_strict
+from lcm.checkpoints import check_finite, read_torch_file
 
 __all__ = [
     "PersistentRecord",
@@ -42,8 +44,9 @@ __all__ = [
 ]
 
 
-class UnsafeSnapshotError(pickle.UnpicklingError):
-    """The pickle names a global the safe loader does not allow (it was not called)."""
+class UnsafeSnapshotError(pickle.UnpicklingError, ValueError):
+    """The pickle names a global the safe loader does not allow (it was not called), or sizes that
+    exceed what the file holds (nothing was allocated)."""
 
 
 @dataclass
@@ -84,10 +87,68 @@ def _reconstruct_persistent_obj(meta) -> PersistentRecord:
     )
 
 
+# element sizes of the storage classes a pickled storage may name (anything else is refused)
+_STORAGE_SIZES = {
+    ("torch", "FloatStorage"): 4, ("torch", "DoubleStorage"): 8, ("torch", "HalfStorage"): 2,
+    ("torch", "BFloat16Storage"): 2, ("torch", "LongStorage"): 8, ("torch", "IntStorage"): 4,
+    ("torch", "ShortStorage"): 2, ("torch", "CharStorage"): 1, ("torch", "ByteStorage"): 1,
+    ("torch", "BoolStorage"): 1, ("torch.storage", "UntypedStorage"): 1,
+}  # fmt: skip
+_MAX_DIMS = 8
+
+
+class _StorageScan(pickle.Unpickler):
+    """Reads the pickles of a legacy ``torch.save`` only to collect each storage's declared size."""
+
+    def __init__(self, fh):
+        super().__init__(fh)
+        self.declared: dict[str, int] = {}
+
+    def find_class(self, module, name):
+        if (module, name) not in _STORAGE_SIZES:
+            raise UnsafeSnapshotError(f"storage bytes name the global {module}.{name}, not a storage type")
+        return _STORAGE_SIZES[(module, name)]
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] in ("storage", b"storage")):
+            raise UnsafeSnapshotError(f"storage bytes hold an unexpected persistent id {pid!r}")
+        _, elem, key, _, numel, _ = pid
+        if not isinstance(elem, int) or not isinstance(numel, int) or numel < 0:
+            raise UnsafeSnapshotError(f"storage {key!r} declares a bad size {numel!r}")
+        self.declared[str(key)] = max(self.declared.get(str(key), 0), numel * elem)
+        return None
+
+
+def _bound_legacy_storages(b: bytes) -> None:
+    """Refuse storage bytes whose storages declare more bytes than ``b`` holds (before torch allocates)."""
+    fh = io.BytesIO(b)
+    scan = _StorageScan(fh)
+    for _ in range(3):  # magic number, protocol version, sys info: plain values
+        scan.load()
+    scan.load()  # the storage itself, as persistent ids
+    total = sum(scan.declared.values())
+    if total > len(b):
+        raise UnsafeSnapshotError(
+            f"a storage declares {total} bytes but its record holds {len(b)}: the snapshot is damaged or "
+            "hostile (nothing was allocated)"
+        )
+
+
 def _load_storage_bytes(b: bytes):
-    """``torch.storage._load_from_bytes`` without its unrestricted ``torch.load``."""
+    """``torch.storage._load_from_bytes`` without its unrestricted ``torch.load``, bounded by ``len(b)``."""
+    from lcm.checkpoints import verify_zip
+
     if not isinstance(b, (bytes, bytearray)):
         raise UnsafeSnapshotError(f"storage bytes expected, got {type(b).__name__}")
+    if bytes(b[:4]) == b"PK\x03\x04":
+        verify_zip(io.BytesIO(b), "a storage record of the snapshot")  # sizes bounded, CRCs checked
+    else:
+        try:
+            _bound_legacy_storages(bytes(b))
+        except UnsafeSnapshotError:
+            raise
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError) as err:
+            raise UnsafeSnapshotError(f"unreadable storage record in the snapshot: {err}") from err
     return torch.load(io.BytesIO(b), weights_only=True, map_location="cpu")
 
 
@@ -98,8 +159,23 @@ def _rebuild_tensor_v2(
         raise UnsafeSnapshotError(f"tensor rebuild from a {type(storage).__name__}, not a storage")
     dtype = storage.dtype if isinstance(storage, torch.TypedStorage) else torch.uint8
     raw = storage._untyped_storage if isinstance(storage, torch.TypedStorage) else storage
-    t = torch.empty(0, dtype=dtype).set_(raw, int(offset), tuple(size), tuple(stride))
-    return t
+    numbers = (offset, *size, *stride) if isinstance(size, tuple) and isinstance(stride, tuple) else None
+    if (
+        numbers is None
+        or len(size) != len(stride)
+        or len(size) > _MAX_DIMS
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in numbers)
+    ):
+        raise UnsafeSnapshotError(f"tensor view with offset {offset!r}, size {size!r}, stride {stride!r}")
+    # a view must lie inside its storage: Tensor.set_ would otherwise grow the storage to fit it
+    avail = raw.nbytes() // torch._utils._element_size(dtype)
+    last = offset + sum((n - 1) * st for n, st in zip(size, stride, strict=True))
+    if math.prod(size) and last >= avail:
+        raise UnsafeSnapshotError(
+            f"a tensor view of size {tuple(size)} (offset {offset}, stride {tuple(stride)}) reaches element "
+            f"{last} of a storage of {avail}: the snapshot is damaged or hostile (nothing was allocated)"
+        )
+    return torch.empty(0, dtype=dtype).set_(raw, offset, tuple(size), tuple(stride))
 
 
 def _rebuild_parameter(data, requires_grad, backward_hooks=None):
@@ -201,6 +277,71 @@ def record_state_dict(record: PersistentRecord, prefix: str = "") -> dict[str, t
 
 _CLASSES = {"Generator": sg2.Generator, "Discriminator": sg2.Discriminator}
 
+# what the networks of lcm.architectures.stylegan2 support (released models: <= 1024 px, <= 512 channels)
+_INT_RANGES = {
+    "z_dim": (0, 4096), "c_dim": (0, 100_000), "w_dim": (1, 4096), "img_channels": (1, 16),
+    "channel_base": (1, 1 << 20), "channel_max": (1, 4096), "num_fp16_res": (0, 16),
+    "num_layers": (1, 32), "embed_features": (1, 4096), "layer_features": (1, 4096), "cmap_dim": (1, 4096),
+    "mbstd_group_size": (1, 1 << 16), "mbstd_num_channels": (0, 64),
+}  # fmt: skip
+_MAX_RESOLUTION = 4096
+
+
+def _check_config(cls: type, kwargs: dict, state: dict, what: str) -> None:
+    """Refuse init kwargs outside what our networks support or that disagree with the stored tensors,
+    before anything is built (so a file cannot make the loader build millions of layers)."""
+
+    def bad(msg: str):
+        return ValueError(
+            f"{what}: {msg}; refusing to build it (a damaged or hostile file, or another model)"
+        )
+
+    if not isinstance(kwargs, dict):
+        raise bad(f"init kwargs are a {type(kwargs).__name__}, not a dict")
+    nested = {k: v for k, v in kwargs.items() if k.endswith("_kwargs")}
+    flat = dict(kwargs)
+    for k, v in nested.items():
+        if v is None:
+            continue
+        if not isinstance(v, dict):
+            raise bad(f"{k} is a {type(v).__name__}, not a dict")
+        flat.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+    for key, v in flat.items():
+        name = key.rsplit(".", 1)[-1]
+        if name in _INT_RANGES and v is not None:
+            lo, hi = _INT_RANGES[name]
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise bad(f"{key}={v!r} is outside [{lo}, {hi}]")
+    res = kwargs.get("img_resolution")
+    low = 4 if cls is sg2.Generator else 8
+    if (
+        isinstance(res, bool)
+        or not isinstance(res, int)
+        or not low <= res <= _MAX_RESOLUTION
+        or res & (res - 1)
+    ):
+        raise bad(f"img_resolution={res!r} is not a power of two in [{low}, {_MAX_RESOLUTION}]")
+    base = {**kwargs, **(kwargs.get("synthesis_kwargs") or {})}.get("channel_base", 32768)
+    if isinstance(base, int) and base < res:
+        raise bad(f"channel_base={base} gives no channels at {res} px (channel_base // resolution = 0)")
+    # the stored tensors: blocks per resolution and mapping layers must be the ones the kwargs build
+    log2 = res.bit_length() - 1
+    if cls is sg2.Generator:
+        want = {f"synthesis.b{2**i}" for i in range(2, log2 + 1)}
+        have = {".".join(k.split(".")[:2]) for k in state if k.startswith("synthesis.b")}
+    else:
+        want = {f"b{2**i}" for i in range(2, log2 + 1)}
+        have = {k.split(".")[0] for k in state if k.startswith("b") and k.split(".")[0][1:].isdigit()}
+    if want != have:
+        raise bad(f"img_resolution={res} needs blocks {sorted(want)}, the stored tensors hold {sorted(have)}")
+    if cls is sg2.Generator or kwargs.get("c_dim"):
+        layers = (kwargs.get("mapping_kwargs") or {}).get("num_layers", 8)
+        stored = {k.split(".")[1] for k in state if k.startswith("mapping.fc")}
+        if stored != {f"fc{i}" for i in range(layers)}:
+            raise bad(
+                f"mapping num_layers={layers}, but the stored tensors hold {len(stored)} mapping layers"
+            )
+
 
 def _build(record: PersistentRecord, what: str, device="cpu") -> torch.nn.Module:
     cls = _CLASSES.get(record.class_name)
@@ -212,15 +353,21 @@ def _build(record: PersistentRecord, what: str, device="cpu") -> torch.nn.Module
         raise ValueError(
             f"snapshot entry {what} is a {record.class_name!r}; expected a StyleGAN2-ADA network"
         )
+    if record.init_args:
+        raise ValueError(
+            f"snapshot {what} ({record.class_name}) has positional init args; expected kwargs only"
+        )
+    state = record_state_dict(record)
+    _check_config(cls, record.state.get("_init_kwargs", {}), state, f"snapshot {what}")
     try:
         with torch.device("meta"):
-            net = cls(*record.init_args, **record.init_kwargs)
+            net = cls(**record.init_kwargs)
     except TypeError as err:
         raise ValueError(
             f"snapshot {what} ({record.class_name}) has init kwargs this StyleGAN2-ADA implementation "
             f"does not take (a StyleGAN3 / StyleGAN-XL snapshot?): {err}"
         ) from err
-    state = record_state_dict(record)
+    check_finite(state, f"snapshot {what}")
     _load_strict(net, state, f"snapshot {what}")
     return net.to(device).eval().requires_grad_(False)
 
@@ -261,7 +408,7 @@ def load_state_dict_file(
     Returns:
         ``(G, D or None)``.
     """
-    obj = torch.load(Path(path), weights_only=True, map_location="cpu")
+    obj = read_torch_file(path, "StyleGAN2 state-dict file")
     if isinstance(config, (str, os.PathLike)):
         config = json.loads(Path(config).read_text())
     g_state, d_state, d_config = obj, None, None
@@ -274,11 +421,14 @@ def load_state_dict_file(
         raise ValueError(
             f"{str(path)!r} is a bare state dict: pass its Generator config (a dict or JSON file)"
         )
+    check_finite(g_state, f"{str(path)!r} G")
+    _check_config(sg2.Generator, config, g_state, f"{str(path)!r} G config")
     with torch.device("meta"):
         g = sg2.Generator(**config)
     _load_strict(g, g_state, f"{str(path)!r} G")
     d = None
     if d_state is not None and d_config is not None:
+        _check_config(sg2.Discriminator, d_config, d_state, f"{str(path)!r} D config")
         with torch.device("meta"):
             d = sg2.Discriminator(**d_config)
         _load_strict(d, d_state, f"{str(path)!r} D")
@@ -302,9 +452,10 @@ def load_stylegan2_prior(
         config: the generator's init kwargs, for a bare state-dict file only.
     """
     from lcm.architectures.stylegan2_prior import stylegan2_prior
+    from lcm.checkpoints import sniff
 
     path = Path(path)
-    if path.suffix == ".pkl":
+    if path.suffix == ".pkl" and sniff(path) != "zip":
         if config is not None:
             raise ValueError(
                 "a snapshot .pkl carries its own config: pass config only with a state-dict file"
@@ -318,7 +469,7 @@ def load_stylegan2_prior(
 # -- the registry entry of lcm.load_prior ---------------------------------------------------------
 def _recognise(file: CheckpointFile) -> bool:
     """A snapshot ``.pkl``; a state-dict file given with ``config=``; or a ``{"G", "config"}`` bundle."""
-    if file.path.suffix == ".pkl" or "config" in file.options:
+    if file.is_pickle_snapshot() or "config" in file.options:
         return True
     state = file.state()
     return isinstance(state, dict) and isinstance(state.get("G"), dict) and "config" in state

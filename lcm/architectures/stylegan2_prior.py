@@ -30,6 +30,8 @@ def _one_hot(labels: torch.Tensor | None, c_dim: int, n: int, ref: torch.Tensor)
     if labels is None:
         raise ValueError(f"this StyleGAN2 prior is class-conditional ({c_dim} classes): pass labels")
     labels = torch.as_tensor(labels, device=ref.device)
+    if labels.dtype == torch.bool:
+        raise ValueError("labels is a bool tensor: pass integer class indices (B,) or one-hot rows (B, C)")
     if labels.dim() == 2:  # already one-hot / soft labels
         return labels.to(ref.dtype)
     labels = labels.long().view(-1)
@@ -134,5 +136,6 @@ def stylegan2_prior(
         mapping=StyleMapping(g.mapping, truncation_psi),
         num_classes=g.c_dim,
         kind=kind,
+        labels_in_code=True,  # NVIDIA's synthesis(ws) takes no labels: W codes carry the class
     )
     return prior.eval()

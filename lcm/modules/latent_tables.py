@@ -199,11 +199,14 @@ class _TableModule(PriorModule):
         if index.numel():
             self.table.scatter(index, new)
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        # runs after backward (and the generator step) of every batch: latent step + projection
+    def on_after_backward(self) -> None:
+        # the latent step + projection of the batch, as soon as its rows have their gradient: done before
+        # the batch's callbacks run, so a checkpoint saved at this step (ModelCheckpoint's
+        # on_train_batch_end) holds the updated rows (it lost them when the step ran in on_train_batch_end)
         if self._pending is not None:
             self.update_rows(*self._pending)
             self._pending = None
+        super().on_after_backward()
 
     def sampling_prior(self) -> Prior:
         prior = self.to_prior()

@@ -50,6 +50,15 @@ def tiny(channels: int = 1, num_classes: int = 0, seed: int = 0, dtype=torch.flo
     return prior.to(dtype).eval()
 
 
+@pytest.fixture(autouse=True)
+def _tiny_as_prior_spec(monkeypatch):
+    """``--prior tests.inversion.test_dgp:tiny`` for the CLIs: a factory registered from Python (a config or
+    command line names no code to import, see inversion.cli.prior)."""
+    from inversion.cli.prior import PRIOR_FACTORIES
+
+    monkeypatch.setitem(PRIOR_FACTORIES, "tests.inversion.test_dgp:tiny", tiny)
+
+
 def images(prior: Prior, n: int, seed: int = 1) -> torch.Tensor:
     """Images near, not on, the prior's range (latent samples plus a smooth offset)."""
     g = torch.Generator().manual_seed(seed)
