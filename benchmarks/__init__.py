@@ -14,6 +14,8 @@ Not part of the installed package (``setup.py`` ships ``lcm``, ``inversion``, ``
   (full-size BigGAN-128, one thread)
 * ``python -m benchmarks.stylegan2``: CRI on a full-size StyleGAN2-ADA, s/step and memory, W vs W+
 * ``python -m benchmarks.claims``: every paper's claimed ordering, measured on our priors
+* ``python -m benchmarks.faces``: CSGM / IAGAN (-BP) / DGP (MSE) / TV / DIP with the pretrained face DCGAN on
+  real face photos and its own held-out samples, and the IAGAN claims rows on them
 
 Numbers come from these scripts, never from timed tests. They import only the packages' public names.
 """

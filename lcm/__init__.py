@@ -11,6 +11,8 @@ import importlib
 
 _LAZY = {
     "load_prior": "lcm.loading",
+    "list_priors": "lcm.pretrained",
+    "register_prior": "lcm.pretrained",
     "Prior": "lcm.prior",
     "from_unit": "lcm.prior",
     "to_unit": "lcm.prior",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 
@@ -22,7 +23,9 @@ def load_prior(
     Args:
         path: a ``.ckpt`` written by :class:`lcm.WGANGP`, :class:`lcm.GLO`, :class:`lcm.LCM` or
             :class:`lcm.AutoEncoder` (``python -m lcm fit``), a BigGAN ``G_ema.pth``, a StyleGAN2-ADA
-            snapshot ``.pkl``, ... (``lcm.architectures.available_architectures()``).
+            snapshot ``.pkl``, a PyTorch DCGAN-tutorial state dict, ...
+            (``lcm.architectures.available_architectures()``), or a registered name
+            (``lcm.list_priors()``, e.g. ``"dcgan-faces-64"``; :func:`lcm.register_prior` adds one).
         map_location: device for the weights.
         image_shape: if given, ``(C, H, W)`` or ``(B, C, H, W)`` of the images the prior will be used
             on; a mismatch with the generator raises ValueError.
@@ -40,6 +43,17 @@ def load_prior(
     """
     from lcm.architectures.registry import load_checkpoint
 
+    if isinstance(path, str) and not Path(path).exists():
+        from lcm.pretrained import is_registered, list_priors, resolve_prior
+
+        if is_registered(path):  # a named prior (lcm.list_priors()): its file, and its critic if any
+            path, named_critic = resolve_prior(path)
+            critic = critic if critic is not None else named_critic
+        elif not Path(path).suffix:
+            raise FileNotFoundError(
+                f"prior {path!r} is neither a file nor a registered name; names: {sorted(list_priors())} "
+                "(lcm.register_prior adds one)"
+            )
     options = dict(options)
     if critic is not None:
         options["critic"] = critic

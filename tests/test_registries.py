@@ -203,8 +203,17 @@ def _biggan_file(tmp: Path) -> Path:
     return path
 
 
+def _dcgan_file(tmp: Path) -> Path:
+    from lcm.architectures.dcgan import DCGANGenerator
+
+    path = tmp / "netG.pth"  # the tutorial's checkpoint layout (issue 24's face DCGAN: netG_state_dict)
+    torch.save({"netG_state_dict": DCGANGenerator([8, 8, 4, 3]).state_dict()}, path)
+    return path
+
+
 FIXTURES = {  # architecture -> (checkpoint file, image shape of its prior)
     "lightning": (_lightning_file, (1, 8, 8)),
+    "dcgan": (_dcgan_file, (3, 16, 16)),
     "biggan": (_biggan_file, (3, 128, 128)),
     "stylegan2": (lambda tmp: DATA / "stylegan2ada_tiny.pkl", (3, 32, 32)),
 }

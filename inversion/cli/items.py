@@ -17,7 +17,8 @@ from datamodules.io.images import load_image
 
 __all__ = ["BUILTIN", "Item", "list_items", "output_name"]
 
-BUILTIN = ("fashion_mnist", "emoji")
+BUILTIN = ("fashion_mnist", "emoji", "faces", "prior_samples")
+PRIOR_SAMPLES = 8  # images of the `prior_samples` input (held-out samples of --prior; --limit takes fewer)
 
 
 @dataclass
@@ -59,12 +60,17 @@ def list_items(
     limit: int | None = None,
     recursive: bool = False,
     exclude: tuple[str | os.PathLike, ...] = (),
+    prior=None,
 ) -> list[Item]:
     """The images to restore: a folder's image files (sorted by relative path), or a built-in test split.
 
     A folder's sub-folders are searched with ``recursive`` (else their images are counted and named in
     a note); folders in ``exclude`` (an output folder inside the input) are never read.
     """
+    if source == "faces":  # real face photos from installed packages (datamodules.faces)
+        return _face_items(image_shape, limit)
+    if source == "prior_samples":  # the prior's own held-out samples: the in-range set
+        return _prior_sample_items(prior, limit)
     if source in BUILTIN:
         return _builtin_items(source, image_shape[1], limit)
     folder = Path(source)
@@ -103,6 +109,28 @@ def list_items(
     return [
         Item(i, name, file_loader(p), source=r, key=path_key(r))
         for i, (p, r, name) in enumerate(zip(files, rels, names, strict=True))
+    ]
+
+
+def _face_items(image_shape: tuple[int, int, int], limit: int | None) -> list[Item]:
+    from datamodules.faces import FacesDataset
+
+    c, h, _ = image_shape
+    faces = FacesDataset(resolution=h, channels=3 if c == 3 else 1, limit=limit)
+    return [
+        Item(i, f"faces_{i:02d}_{face.name}.png", (lambda i=i: faces[i]["image"]))
+        for i, (face, _) in enumerate(faces.faces)
+    ]
+
+
+def _prior_sample_items(prior, limit: int | None) -> list[Item]:
+    from inversion.samples import held_out_samples
+
+    if prior is None:
+        raise ValueError("input 'prior_samples' needs the prior")
+    n = PRIOR_SAMPLES if limit is None else min(int(limit), PRIOR_SAMPLES)
+    return [
+        Item(i, f"prior_sample_{i:02d}.png", (lambda i=i: held_out_samples(prior, 1, i)[0])) for i in range(n)
     ]
 
 

@@ -15,10 +15,13 @@ class RestoreOptions:
     """Restore the images of ``input`` and write restorations, degraded inputs, grid and metrics.
 
     Args:
-        prior: checkpoint path, or the name of a registered prior factory (``inversion.cli.prior``; a
-            config cannot name other code to run).
+        prior: checkpoint path, a named prior (``lcm.list_priors()``, e.g. ``dcgan-faces-64``), or the
+            name of a registered prior factory (``inversion.cli.prior``; a config cannot name other code
+            to run).
         operator: the forward model (``class_path`` + ``init_args`` in YAML, see configs/inversion/).
-        input: a folder of images, or ``fashion_mnist`` / ``emoji`` (their test split).
+        input: a folder of images, ``fashion_mnist`` / ``emoji`` (their test split), ``faces`` (real face
+            photos, :mod:`datamodules.faces`) or ``prior_samples`` (held-out samples of the prior,
+            :mod:`inversion.samples`; the in-range set).
         output: output folder (created; an existing one is resumed).
         method: ``csgm``, ``csgm_bp``, ``iagan``, ``iagan_bp``, ``latent``, ``latent_bp``, ``dgp``,
             ``dgp_bp`` (and other registered plug-ins; see ``inversion.methods.available_methods``).

@@ -1,4 +1,5 @@
-"""``--prior`` of the CLIs: a checkpoint file, or the name of a registered prior factory.
+"""``--prior`` of the CLIs: a checkpoint file, a named prior (``lcm.list_priors()``), or the name of a
+registered prior factory.
 
 A config or command line must not be able to name code to run: ``prior: "os:getpid"`` used to import
 ``os`` and call ``getpid``. A ``package.module:function`` spec is now only a *name* looked up in
@@ -47,8 +48,10 @@ def load_prior_spec(spec: str, device: str | torch.device = "cpu", critic: str |
     Raises:
         FileNotFoundError: neither a file nor a registered factory (nothing is imported or called).
     """
+    from lcm.pretrained import is_registered
+
     spec = str(spec)
-    if Path(spec).is_file():
+    if Path(spec).is_file() or is_registered(spec):  # a file, or a named prior (lcm.list_priors())
         from lcm import load_prior
 
         return load_prior(spec, map_location=device, critic=critic).eval()

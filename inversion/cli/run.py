@@ -66,12 +66,12 @@ def run_folder(opts: RestoreOptions) -> Path:
     where = place(opts)
     prior = load_prior_spec(opts.prior, where.device, opts.critic)
     operator = opts.operator.to(where.device)
-    items = list_items(opts.input, prior.image_shape, opts.limit, opts.recursive, exclude)
+    items = list_items(opts.input, prior.image_shape, opts.limit, opts.recursive, exclude, prior=prior)
     if opts.labels is not None:  # CSV rows for files beyond --limit are no error: match the whole input
         every = (
             items
             if opts.limit is None
-            else list_items(opts.input, prior.image_shape, None, opts.recursive, exclude)
+            else list_items(opts.input, prior.image_shape, None, opts.recursive, exclude, prior=prior)
         )
         apply_labels(items, read_labels(opts.labels, prior.num_classes), [it.source for it in every])
     task = opts.task or type(operator).__name__

@@ -114,10 +114,9 @@ class Runner:
         """Restore ``todo``; a batch that fails is retried image by image to isolate the bad one."""
         bar = None
         if self.progress and todo:
-            from tqdm.auto import tqdm
+            from inversion.progress import make_progress  # tqdm on a terminal, else plain lines with ETA
 
-            desc = f"{self.job.method}/{self.job.task}"
-            bar = tqdm(total=len(todo), desc=desc, unit="img", file=sys.stderr)
+            bar = make_progress(len(todo), f"{self.job.method}/{self.job.task}", sys.stderr)
         loaded: list[tuple[Item, torch.Tensor]] = []
         for k, it in enumerate(todo):
             try:

@@ -288,8 +288,9 @@ def run_faithful(
     uses_critic = any(s.critic for s in stages)
     if uses_critic and prior.critic is None:
         raise ValueError(
-            f"this {prior.kind} prior has no critic, but the DGP stages weight the critic loss: use a prior "
-            "with a discriminator or set every stage's weights.critic to 0"
+            f"this {prior.kind} prior has no critic, but the DGP stages weight the critic loss: use the "
+            "critic-less presets of DGP Table 4 (options: {preset: mse} or {preset: perceptual}), pass the "
+            "generator's discriminator (critic=...), or set every stage's weights.critic to 0"
         )
     total = sum(s.iterations for s in stages)
     n = y.shape[0]

@@ -22,6 +22,7 @@ arguments into these options; ``configs/inversion/dgp/`` holds one preset per re
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -33,7 +34,7 @@ from torch import nn
 from callbacks import BatchNormToInstanceNorm, ProgressiveUnfreezing
 from inversion.dgp.faithful import parse_stages, run_faithful, score_candidates
 from inversion.dgp.init import CandidateInit, candidate_pool, select_latents
-from inversion.dgp.losses import CriticFeatureLoss, MeasurementMSE
+from inversion.dgp.losses import CriticFeatureLoss, MeasurementMSE, PerceptualLoss
 from inversion.dgp.operators import MODES
 from inversion.dgp.schedule import schedule_to_stages
 from inversion.engine import FitResult, LossTerm, run_stages
@@ -73,6 +74,9 @@ class DGPConfig(PriorConfig):
         batching: the fast variant's per-image generator copies run ``sequential`` or stacked (``vmap``).
         preset: a schedule from ``configs/inversion/dgp/<preset>.yaml`` (its ``options``) or a YAML path;
             its values fill every option left at its default here.
+            Without a preset and without ``stages``, a prior with no critic runs preset ``mse`` (DGP
+            Table 4's MSE variant) with a one-line warning; ``perceptual`` is Table 4's other
+            critic-less variant. Critic-weighted stages on such a prior raise, naming both.
         critic_blocks: critic blocks used by the feature loss (None: all; DGP uses all of BigGAN's).
         lift: how measurements reach the critic's image grid, ``resize`` or ``pseudo_inverse``.
         n_candidates: latents scored for the start (DGP appendix B: 500).
@@ -373,6 +377,9 @@ def _fit_faithful(prior, operator, y, seeds, labels, cfg: DGPConfig, callbacks, 
             s.instance_norm = True
         if cfg.stop_mse is not None and s.stop_mse is None:
             s.stop_mse = 4.0 * float(cfg.stop_mse)  # ours on [0, 1] images, DGP's on [-1, 1]
+    if any(s.extra.get("perceptual", 0.0) for s in stages) and "perceptual" not in (loss_terms or {}):
+        # DGP Table 4's perceptual variant
+        loss_terms = {**(loss_terms or {}), "perceptual": PerceptualLoss(prior.image_shape, lift=cfg.lift)}
     if prior.num_classes and labels is None:
         labels = torch.full((y.shape[0],), -1, dtype=torch.long, device=y.device)
     init = _faithful_start(prior, operator, y, seeds, labels, cfg)
@@ -440,7 +447,17 @@ def fit_dgp(
     Shape:
         - y: ``(B, ...)``; labels ``(B,)`` (-1 = unknown) or None; result images ``(B, C, H, W)``.
     """
-    cfg = _resolve(cfg or DGPConfig())
+    cfg = cfg or DGPConfig()
+    if prior.critic is None and cfg.preset is None and cfg.stages is None:
+        # the default schedule weights the critic; without one, DGP Table 4's MSE variant runs instead
+        warnings.warn(
+            f"DGP: this {prior.kind} prior has no critic (discriminator), so the default DGP schedule "
+            "falls back to DGP Table 4's MSE variant (preset 'mse'); preset 'perceptual' is the other "
+            "critic-less variant",
+            stacklevel=2,
+        )
+        cfg = cfg.updated({"preset": "mse"})
+    cfg = _resolve(cfg)
     if cfg.variant == "faithful":
         return _fit_faithful(prior, operator, y, seeds, labels, cfg, callbacks, loss_terms)
     schedule, use_in, nf = _fast_schedule(cfg.stages if cfg.stages is not None else DEFAULT_STAGES)
@@ -462,11 +479,15 @@ def fit_dgp(
         terms.setdefault("critic", critic)
     elif uses_critic:
         raise ValueError(
-            f"this {prior.kind} prior has no critic, but the DGP stages weight the 'critic' term: use a "
-            "WGAN-GP checkpoint or set every stage's weights.critic to 0"
+            f"this {prior.kind} prior has no critic, but the DGP stages weight the 'critic' term: use the "
+            "critic-less presets of DGP Table 4 (options: {preset: mse} or {preset: perceptual}), pass the "
+            "generator's discriminator (critic=...), or set every stage's weights.critic to 0"
         )
     else:
         terms.setdefault("critic", lambda ctx: ctx.ax.new_zeros(ctx.ax.shape[0]))
+    if any(s.weights.get("perceptual", 0.0) > 0 for s in stages) and "perceptual" not in terms:
+        # DGP Table 4's perceptual variant
+        terms["perceptual"] = PerceptualLoss(prior.image_shape, lift=cfg.lift)
     init_metric = cfg.init_metric or ("critic" if stages[0].weights.get("critic", 0.0) > 0 else "mse")
     if init_metric not in ("critic", "mse"):
         raise ValueError(f"init_metric must be 'critic', 'mse' or None, got {init_metric!r}")
