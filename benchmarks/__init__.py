@@ -10,6 +10,8 @@ Not part of the installed package (``setup.py`` ships ``lcm``, ``inversion``, ``
 * ``python -m benchmarks.cri``: CRI Fig. 5 / Table 4 ablations, CRI vs CSGM / IAGAN / DGP
 * ``python -m benchmarks.eglass``: e-GLASS vs restarts, time to N distinct feasible solutions (Table 1)
 * ``python -m benchmarks.biggan``: DGP on a full-size BigGAN-128, s/step, memory, candidate batching
+* ``python -m benchmarks.dgp_step``: s/step of DGP's faithful vs fast variant vs a plain DGP-style loop
+  (full-size BigGAN-128, one thread)
 * ``python -m benchmarks.stylegan2``: CRI on a full-size StyleGAN2-ADA, s/step and memory, W vs W+
 * ``python -m benchmarks.claims``: every paper's claimed ordering, measured on our priors
 * ``python -m benchmarks.faces``: CSGM / IAGAN (-BP) / DGP (MSE) / TV / DIP with the pretrained face DCGAN on

@@ -124,7 +124,7 @@ def _quality(prior, x, task_names: list[str], opts: dict) -> list[dict]:
             for meth in ("csgm", "iagan"):
                 r = restore(y, op, prior, meth, seed=seeds, **_options(meth, opts))
                 res[meth.upper()] = r.images
-                res[f"{meth.upper()}-BP"] = back_project(r.raw, y, op).clamp(0, 1)
+                res[f"{meth.upper()}-BP"] = back_project(r.raw, y, op, "paper").clamp(0, 1)
             for meth, img in res.items():
                 rows.append(
                     {

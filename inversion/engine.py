@@ -81,6 +81,8 @@ class FitResult:
         steps: ``(B,)`` steps each image ran before it stopped (or the run ended).
         generators: per-image fitted generator copies (at the best iterate) when a stage trained
             the generator, else None.
+        losses: optional ``(T, B)`` per-step values of named loss terms (DGP's faithful run: ``critic``,
+            ``mse``), before each step's update.
     """
 
     images: torch.Tensor
@@ -90,6 +92,7 @@ class FitResult:
     history: torch.Tensor
     steps: torch.Tensor
     generators: list[nn.Module] | None = None
+    losses: dict[str, torch.Tensor] | None = None
 
 
 def stage_callbacks(trainer: pl.Trainer | None) -> list[StageCallback]:

@@ -153,7 +153,7 @@ class Runner:
             vals = self.score(res.images, x, o)
             if bp_label:
                 with torch.no_grad():
-                    bp = back_project(res.raw, y, o).clamp(0, 1)
+                    bp = back_project(res.raw, y, o, "paper").clamp(0, 1)
                 vals.update({f"{bp_label}:{k}": v for k, v in self.score(bp, x, o).items()})
             return vals
 

@@ -3,8 +3,8 @@
 pivotal tuning with a locality regulariser.
 
 1. Clustering (eqs. 2-3): :func:`inversion.cri.clustering.cluster_centroids` per class.
-2. Start point: the centroid whose image, degraded by the SAME operator, is nearest to the input
-   (:func:`select_centroids`; both sides resized by :func:`measurement_view`).
+2. Start point: the centroid whose clean image is nearest to the degraded input (Algorithm 1;
+   :func:`select_centroids`, ``centroid_view="degraded"`` degrades the centre images first).
 3. Regularised offset (eqs. 4-6): the engine optimises the latent of :class:`OffsetPrior`, whose
    latent is ``w_off`` (starting at zero) and whose code is ``w_cen + w_off``; its
    ``latent_penalty`` is ``||w_off||_2`` (or ``||w_off||_1`` / nothing, CRI Table 4's ablation).
@@ -81,9 +81,14 @@ class CRIConfig(PriorConfig):
     * ``classifier``: checkpoint of :mod:`inversion.cri.classifier` to infer the class of each input
       when a class-conditional prior gets no labels (CRI uses DeiT for out-of-domain images).
     * ``cache_dir``: folder of the on-disk centroid cache (None: memory only).
-    * ``space``: the offset's space, ``w`` or ``w+`` (module docstring); ``optimize_noise`` optimises the
-      generator's noise inputs with the offset; ``patience``: early stopping of both stages;
-      ``batching``: the tuned generator copies run ``sequential`` or stacked (``vmap``).
+    * ``space``: the offset's space, ``w`` or ``w+`` (module docstring); None (default) = W+ where the
+      generator takes one code per block (``num_ws``: a mapping-network prior such as StyleGAN; CRI's
+      experiments invert W+), else W. ``optimize_noise`` optimises the generator's noise inputs with the
+      offset; ``patience``: early stopping of both stages; ``batching``: the tuned generator copies run
+      ``sequential`` or stacked (``vmap``).
+    * ``centroid_view``: ``clean`` (Algorithm 1: the degraded input against the clean centre images) or
+      ``degraded`` (the centre images through the same operator first); measurements that are no images
+      (compressed sensing) are compared degraded either way.
     """
 
     space_is_latent: ClassVar[bool] = False  # ``space`` is the offset's space; CRI clusters in W
@@ -94,7 +99,8 @@ class CRIConfig(PriorConfig):
     cache_dir: str | None = None
     distance: str = "offline"
     distance_resize: int | None = None
-    space: str = "w"
+    space: str | None = None
+    centroid_view: str = "clean"
     offset_steps: int = 200
     offset_lr: float = 0.05
     lambda_l2: float = 10.0
@@ -118,8 +124,10 @@ class CRIConfig(PriorConfig):
             raise ValueError(f"batching must be 'sequential' or 'vmap', got {self.batching!r}")
         if self.regularizer not in REGULARIZERS:
             raise ValueError(f"regularizer must be one of {REGULARIZERS}, got {self.regularizer!r}")
-        if self.space not in SPACES:
-            raise ValueError(f"space must be 'w' or 'w+', got {self.space!r}")
+        if self.space is not None and self.space not in SPACES:
+            raise ValueError(f"space must be 'w', 'w+' or None, got {self.space!r}")
+        if self.centroid_view not in ("clean", "degraded"):
+            raise ValueError(f"centroid_view must be 'clean' or 'degraded', got {self.centroid_view!r}")
         if self.distance not in ("offline", "critic", "mse", "lpips"):
             raise ValueError(f"distance must be 'offline', 'critic', 'mse' or 'lpips', got {self.distance!r}")
         if self.offset_steps < 1:
@@ -135,11 +143,18 @@ class CRIConfig(PriorConfig):
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
 
+def default_space(prior: Prior) -> str:
+    """CRI's space: W+ for generators that take one code per block (``num_ws``), else W."""
+    n = getattr(prior.generator, "num_ws", None)
+    return "w+" if isinstance(n, int) and n >= 1 else "w"
+
+
 # -- distances compared in measurement space ------------------------------------------------------
 # CRI measures distances with VGG / LPIPS features (eqs. 6-8; Algorithm 1). Both sides of a comparison
 # go through the same map: measurements A(x) and y are brought to the prior's image size by
-# measurement_view (bilinear resize, an identical linear map for both), so a degraded target is compared
-# with degraded candidates, never with clean ones.
+# measurement_view (bilinear resize, an identical linear map for both), so in the losses a degraded target
+# is compared with degraded candidates; the centroid pick follows Algorithm 1 (clean centre images) unless
+# centroid_view="degraded".
 Distance = Literal["offline", "critic", "mse", "lpips"]
 _OFFLINE: dict[int | None, nn.Module] = {}
 
@@ -288,13 +303,16 @@ def select_centroids(
     labels: torch.Tensor | None,
     distance: FeatureDistance,
     chunk: int = 256,
+    degrade: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """CRI's start point: per image, the centroid whose degraded image is nearest to the input.
+    """CRI's start point: per image, the centroid whose image is nearest to the input.
 
-    Each candidate image ``G(w_cen)`` goes through the same ``operator.A`` as the target (with the
-    image's own mask for per-image masks); both measurements are resized to the prior's image size
-    (:func:`measurement_view`) and compared with ``distance`` (CRI Algorithm 1, "Estimating a
-    centroid"; the paper's VGG distance, here the configured one).
+    CRI Algorithm 1 ("Estimating a centroid": ``VGG(G.synthesis(centroids))`` against ``VGG(Id)``)
+    compares the degraded input with the *clean* centre images (default); the input is resized to the
+    prior's image size (:func:`measurement_view`) and a gray input repeated to the image's channels.
+    ``degrade=True`` puts each centre image through the same ``operator.A`` as the target first (with
+    the image's own mask for per-image masks). Compared with ``distance`` (the paper's VGG distance,
+    here the configured one).
 
     Args:
         prior: the prior.
@@ -329,10 +347,16 @@ def select_centroids(
             for i in range(0, cand.shape[0], chunk)
         ]
     )
-    op = _candidate_operator(operator, b, k, prior.image_shape, y)
     size = prior.image_shape[-2:]
-    degraded = measurement_view(op.A(images), size)  # the same A as the target's, per image
-    target = distance.features(measurement_view(y, size))
+    target_view = measurement_view(y, size)
+    if degrade:
+        op = _candidate_operator(operator, b, k, prior.image_shape, y)
+        degraded = measurement_view(op.A(images), size)  # the same A as the target's, per image
+    else:
+        degraded = images  # CRI Algorithm 1: clean centre images
+        if target_view.shape[1] == 1 and images.shape[1] > 1:
+            target_view = target_view.expand(-1, images.shape[1], -1, -1)  # a gray input as a gray image
+    target = distance.features(target_view)
     d = []
     for i in range(0, degraded.shape[0], chunk):
         rows = torch.arange(i, min(i + chunk, degraded.shape[0]), device=y.device) // k
@@ -459,7 +483,7 @@ def cri(
     callbacks: Sequence = (),
     loss_terms: Mapping[str, LossTerm] | None = None,
 ) -> tuple[FitResult, torch.Tensor]:
-    """CRI, Algorithm 1: nearest degraded centroid, regularised offset, pivotal tuning.
+    """CRI, Algorithm 1: nearest centroid (clean centre images), regularised offset, pivotal tuning.
 
     ``noisy`` is accepted for the method interface and not used (CRI has no noise schedule).
 
@@ -483,8 +507,10 @@ def cri(
         k: cluster_centroids(prior, cfg.n_clusters, cfg.n_samples, k, cfg.cluster_seed, cfg.cache_dir)
         for k in keys
     }
-    start, _, _ = select_centroids(prior, operator, y, centroids, labels, dist)
-    offset_prior = OffsetPrior(prior, start, cfg.regularizer, cfg.space, cfg.optimize_noise)
+    degrade = cfg.centroid_view == "degraded" or y.dim() != 4
+    start, _, _ = select_centroids(prior, operator, y, centroids, labels, dist, degrade=degrade)
+    space = cfg.space or default_space(prior)
+    offset_prior = OffsetPrior(prior, start, cfg.regularizer, space, cfg.optimize_noise)
     size = tuple(prior.image_shape[-2:])
     terms = {"perceptual": perceptual_term(dist, y, size), **dict(loss_terms or {})}
     w_off0 = torch.zeros(y.shape[0], *offset_prior.latent_shape, device=y.device, dtype=start.dtype)

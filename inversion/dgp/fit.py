@@ -1,11 +1,23 @@
-"""The DGP fit (Pan et al. 2020) on the stage engine: best-of-N start, then progressive fine-tuning of
-per-image generator copies under the critic feature + MSE loss (DGP eqs. 2-3). ``restore(method="dgp")``
-runs it through :mod:`inversion.methods.dgp`.
+"""The DGP fit (Pan et al. 2020; ``restore(method="dgp")`` runs it through :mod:`inversion.methods.dgp`):
+best-of-N start, then progressive fine-tuning of a per-image generator copy
+under the critic feature + MSE loss (DGP eqs. 2-3).
 
-Each stage of a DGP schedule is one mapping: ``blocks`` (DGP's "Blocks num.": how many leading
-generator blocks fine-tune), ``iterations``, ``latent_lr`` ("z lr"), ``generator_lr`` ("G lr") and
-``weights: {critic: <D loss weight>, mse: <MSE loss weight>}``. Ready-made schedules for DGP Tables
-6-11 live in ``configs/inversion/dgp/`` (``preset: sr_mse`` etc.).
+Two variants (``variant``):
+
+* ``faithful`` (default): DGP's released ``run()`` step by step (:mod:`inversion.dgp.faithful`): one
+  persistent Adam pair with betas (0, 0.999), per-group learning rates with ``lr_ratio``, every group's
+  gradient computed (frozen groups at learning rate 0 still accumulate Adam moments), the critic loss as
+  its code reduces it, frozen IN affine.
+* ``fast``: the stage engine (:func:`inversion.engine.run_stages`): frozen groups get no gradient and each
+  stage builds a fresh Adam (0.9, 0.999). Faster, not DGP; see ``benchmarks/dgp_step.py``.
+
+Each stage of a DGP schedule is one mapping, one column of a DGP script: ``blocks`` (DGP's ``ft_num``:
+how many parameter groups train, group 0 = the latent-side layer, then one per block, the output layer
+last), ``iterations``, ``latent_lr`` (``z_lrs``), ``generator_lr`` (``G_lrs``), ``lr_ratio``,
+``weights: {critic: w_D_loss, mse: w_mse}`` (``mse`` weighs DGP's MSE of [-1, 1] images in both variants),
+``critic_features`` (``ftr_num``), ``instance_norm`` (``use_in``). :func:`script_stages` turns a script's
+arguments into these options; ``configs/inversion/dgp/`` holds one preset per released script
+(``preset: imagenet1k_128/SR/D_biased`` etc.) and our scaled small-prior presets.
 """
 
 from __future__ import annotations
@@ -14,61 +26,42 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from torch import nn
 
 from callbacks import BatchNormToInstanceNorm, ProgressiveUnfreezing
-from inversion.dgp.init import CandidateInit, select_latents
+from inversion.dgp.faithful import parse_stages, run_faithful, score_candidates
+from inversion.dgp.init import CandidateInit, candidate_pool, select_latents
 from inversion.dgp.losses import CriticFeatureLoss, MeasurementMSE, PerceptualLoss
+from inversion.dgp.operators import MODES
 from inversion.dgp.schedule import schedule_to_stages
 from inversion.engine import FitResult, LossTerm, run_stages
 from inversion.methods.common import PriorConfig
 from lcm.configs import config_dir, load_options
 from lcm.prior import Prior
 
-__all__ = ["DEFAULT_STAGES", "DGPConfig", "DGPFit", "PRESET_DIR", "fit_dgp", "load_preset"]
+__all__ = [
+    "DEFAULT_STAGES",
+    "DGPConfig",
+    "DGPFit",
+    "PRESET_DIR",
+    "fit_dgp",
+    "load_preset",
+    "scaled_options",
+    "script_stages",
+]
 
 PRESET_DIR = config_dir() / "inversion" / "dgp"
 
-# DGP Table 9 (SR, balanced critic/MSE), iterations scaled 200 -> 40 for 32x32 priors on a CPU; MSE weight
-# x4 because our MSE is on [0, 1] images and DGP's on [-1, 1] (same balance against the critic term).
+# DGP's imagenet1k_128/SR/D_biased/train.sh (Table 9 balances critic and MSE), iterations scaled 200 -> 40
+# for small priors on a CPU; ft_num 2..6 as the script (DGP's groups: the latent-side layer is group 0).
 DEFAULT_STAGES = [
-    {
-        "blocks": 1,
-        "iterations": 40,
-        "generator_lr": 5e-5,
-        "latent_lr": 2e-3,
-        "weights": {"critic": 1, "mse": 4},
-    },
-    {
-        "blocks": 2,
-        "iterations": 40,
-        "generator_lr": 5e-5,
-        "latent_lr": 1e-3,
-        "weights": {"critic": 1, "mse": 4},
-    },
-    {
-        "blocks": 3,
-        "iterations": 40,
-        "generator_lr": 2e-5,
-        "latent_lr": 2e-5,
-        "weights": {"critic": 1, "mse": 4},
-    },
-    {
-        "blocks": 4,
-        "iterations": 40,
-        "generator_lr": 1e-5,
-        "latent_lr": 1e-5,
-        "weights": {"critic": 1, "mse": 4},
-    },
-    {
-        "blocks": 5,
-        "iterations": 40,
-        "generator_lr": 1e-5,
-        "latent_lr": 1e-5,
-        "weights": {"critic": 1, "mse": 4},
-    },
+    {"blocks": b, "iterations": 40, "generator_lr": g, "latent_lr": z, "weights": {"critic": 1, "mse": 1}}
+    for b, g, z in zip(
+        [2, 3, 4, 5, 6], [5e-5, 5e-5, 2e-5, 1e-5, 1e-5], [2e-3, 1e-3, 2e-5, 1e-5, 1e-5], strict=True
+    )
 ]
 
 
@@ -78,7 +71,7 @@ class DGPConfig(PriorConfig):
 
     Args (beyond :class:`~inversion.methods.PriorConfig`'s ``space`` and ``optimize_noise``):
         stages: the DGP schedule (see the module docstring; None: :data:`DEFAULT_STAGES`).
-        batching: the per-image generator copies run ``sequential`` or stacked (``vmap``).
+        batching: the fast variant's per-image generator copies run ``sequential`` or stacked (``vmap``).
         preset: a schedule from ``configs/inversion/dgp/<preset>.yaml`` (its ``options``) or a YAML path;
             its values fill every option left at its default here.
             Without a preset and without ``stages``, a prior with no critic runs preset ``mse`` (DGP
@@ -95,8 +88,9 @@ class DGPConfig(PriorConfig):
         stop_mse: end the current stage for an image once its measurement MSE (on [0, 1] images) is
             <= this; it resumes in the next stage from the iterate that met it (DGP's ``run()`` breaks
             out of the stage only). DGP's defence uses 5e-3 on [-1, 1] images, i.e. 1.25e-3 here.
-        critic_reduction: ``paper`` (DGP eq. 3: summed L1 norms of the block features) or
-            ``block_mean`` (the released code: per-block mean absolute difference); see
+        critic_reduction: ``block_mean`` (default: DGP's released code, ``F.l1_loss`` per feature, summed)
+            or ``paper`` (eq. 3's summed L1 norms over the mean feature size; kept because it is the loss the
+            paper writes and the one our earlier small-prior results used); see
             :class:`~inversion.dgp.losses.CriticFeatureLoss`.
         keep: the iterate returned, ``last`` (DGP's ``run()`` returns its final ``x``) or ``best``
             (least objective, as CSGM / IAGAN).
@@ -104,15 +98,23 @@ class DGPConfig(PriorConfig):
             the predicted chroma (DGP Sec. 4.1, Lab via kornia).
         finetune_embedding: also fine-tune the generator's class embedding with its first block (DGP
             Table 7, inpainting; no effect on an unconditional prior).
-        w_nll: weight of DGP's latent term ``mean(z**2 / 2)`` (its examples: 0.02; added to every stage
-            as ``latent_prior`` weight ``w_nll / 2``, since ``latent_prior`` is ``mean(z**2)``).
-        candidate_std: std of the Gaussian candidates of the start (DGP's ``sample_std``; its BigGAN
-            scripts use 0.3, 0.5 for category transfer; 1 = the prior's own distribution).
+        w_nll: weight of DGP's latent term ``mean(z**2 / 2)`` (its scripts: 0.02; manipulation 0.2).
+        candidate_std: std of the Gaussian candidates of the start (DGP's ``sample_std``; its scripts use
+            0.3 for SR / inpainting, 0.5 for colorization and manipulation; 1 = the prior's own distribution).
+        candidate_features: the start scores candidates on the last this many critic features (DGP's
+            ``select_z``: 3; faithful variant).
+        variant: ``faithful`` (DGP's ``run()``) or ``fast`` (see the module docstring).
+        init_latent: ``(B, *latent_shape)`` start latents given by the user (no candidate search); labels
+            must then be known for a class-conditional prior.
+        stop_ftr: DGP's ``--stop_ftr``: a stage ends once the critic loss is below it (faithful variant).
+        scale: multiply every stage's ``iterations`` by this (rounded, at least 1): shortens any preset,
+            e.g. ``scale: 0.05`` for a CPU run of a released script's 200-400 steps per stage.
 
-    A stage's ``blocks`` larger than the generator's depth fine-tunes every block (DGP's counts refer to
-    BigGAN; our 32x32 generators have 4-5 blocks). On a BigGAN prior ``blocks`` is DGP's ``ft_num``:
-    its parameter groups (first linear, then one per residual block; 6 at 128 px = all DGP trains);
-    ``'all'`` (7 at 128 px) also trains the output layer, which DGP's optimizer leaves out.
+    A stage's ``blocks`` (DGP's ``ft_num``) counts parameter groups: on BigGAN group 0 is the first linear
+    layer (+ the class embedding with ``finetune_embedding``), groups 1..5 the residual blocks, group 6 the
+    output layer, which DGP's optimizer never holds (the faithful variant leaves it out too, so ``ft_num``
+    7 or 8 of the 256-px scripts means every residual block); on our generators group 0 is the latent-side
+    layer, then each block, the output layer last. A count above the depth trains every group.
     """
 
     stages: list[dict] | None = None
@@ -127,11 +129,16 @@ class DGPConfig(PriorConfig):
     bn_to_in: bool = False
     stop_mse: float | None = None
     colorize_output: bool = True
-    critic_reduction: str = "paper"
+    critic_reduction: str = "block_mean"
     keep: str = "last"
     finetune_embedding: bool = False
     w_nll: float = 0.0
     candidate_std: float = 1.0
+    candidate_features: int | None = 3
+    variant: str = "faithful"
+    init_latent: torch.Tensor | None = None
+    stop_ftr: float | None = None
+    scale: float | None = None
 
     def check(self) -> None:
         if self.batching not in ("sequential", "vmap"):
@@ -139,24 +146,127 @@ class DGPConfig(PriorConfig):
 
 
 def load_preset(name: str) -> dict:
-    """The ``options`` mapping of a DGP preset (name in ``configs/inversion/dgp/`` or a YAML path)."""
+    """The ``options`` mapping of a DGP preset: a name under ``configs/inversion/dgp/`` (our scaled presets
+    ``sr_mse`` ..., DGP's scripts ``imagenet1k_128/SR/D_biased`` ..., ``examples/run_SR`` ...) or a path."""
     path = Path(name)
     if not path.is_file():
         path = PRESET_DIR / f"{name}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in PRESET_DIR.glob("*.yaml")) if PRESET_DIR.is_dir() else []
+        known = (
+            sorted(str(p.relative_to(PRESET_DIR).with_suffix("")) for p in PRESET_DIR.rglob("*.yaml"))
+            if PRESET_DIR.is_dir()
+            else []
+        )
         raise FileNotFoundError(f"DGP preset {name!r} not found: give a YAML path or one of {known}")
     return load_options(path)
 
 
 def _resolve(cfg: DGPConfig) -> DGPConfig:
-    if cfg.preset is None:
-        return cfg
-    opts = load_preset(cfg.preset)
-    opts.pop("preset", None)
-    defaults = DGPConfig()
-    keep = {f.name for f in fields(cfg) if getattr(cfg, f.name) != getattr(defaults, f.name)}
-    return cfg.updated({k: v for k, v in opts.items() if k not in keep} | {"preset": None})
+    if cfg.preset is not None:
+        opts = load_preset(cfg.preset)
+        opts.pop("preset", None)
+        defaults = DGPConfig()
+        keep = {
+            f.name
+            for f in fields(cfg)
+            if getattr(cfg, f.name) is not getattr(defaults, f.name)
+            and not (
+                not isinstance(getattr(cfg, f.name), torch.Tensor)
+                and getattr(cfg, f.name) == getattr(defaults, f.name)
+            )
+        }
+        cfg = cfg.updated({k: v for k, v in opts.items() if k not in keep} | {"preset": None})
+    if cfg.init_metric not in (None, "critic", "mse"):
+        raise ValueError(f"init_metric must be 'critic', 'mse' or None, got {cfg.init_metric!r}")
+    if cfg.variant not in ("faithful", "fast"):
+        raise ValueError(f"variant must be 'faithful' (DGP's run()) or 'fast', got {cfg.variant!r}")
+    if cfg.scale is not None:
+        if not (isinstance(cfg.scale, (int, float)) and cfg.scale > 0):
+            raise ValueError(f"scale must be a number > 0, got {cfg.scale!r}")
+        cfg = cfg.updated({"stages": scaled_options(cfg.stages or DEFAULT_STAGES, cfg.scale), "scale": None})
+    return cfg
+
+
+def scaled_options(stages: Sequence[Mapping], scale: float) -> list[dict]:
+    """``stages`` with every ``iterations`` multiplied by ``scale`` (rounded, at least 1)."""
+    return [{**s, "iterations": max(1, round(int(s["iterations"]) * float(scale)))} for s in stages]
+
+
+def _per_stage(name: str, value, n: int) -> list:
+    if isinstance(value, (list, tuple)):
+        if len(value) < n:
+            raise ValueError(f"{name} has {len(value)} entries for {n} stages: give one per stage")
+        return list(value)[:n]
+    return [value] * n
+
+
+def script_stages(
+    ft_num: Sequence[int],
+    ftr_num: Sequence[int],
+    lr_ratio: Sequence[float],
+    w_D_loss: Sequence[float],
+    w_mse: Sequence[float],
+    w_nll: float,
+    G_lrs: Sequence[float],
+    z_lrs: Sequence[float],
+    use_in: Sequence[bool],
+    update_embed: bool = False,
+    iterations: Sequence[int] = (200, 200, 200, 200),
+    sample_std: float = 1.0,
+    select_num: int = 500,
+    mode: str | None = None,
+    stop_mse: float = 0.0,
+) -> dict:
+    """The arguments of one of DGP's scripts (``main.py`` flags, ``utils/common_utils.py``
+    ``add_dgp_parser``) as the keyword options of ``restore(..., method="dgp", **opts)``.
+
+    Per-stage lists have one entry per ``iterations`` entry (longer lists are cut, as DGP indexes them by
+    stage). ``mode`` (DGP's ``--dgp_mode``) is checked but chooses nothing here: pass
+    ``inversion.dgp.dgp_operator(mode, resolution)`` as the operator. ``stop_mse`` is DGP's threshold
+    on its [-1, 1] MSE (0: never).
+    """
+    if mode is not None and mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES} (DGP's --dgp_mode) or None, got {mode!r}")
+    n = len(iterations)
+    cols = {
+        k: _per_stage(k, v, n)
+        for k, v in (
+            ("ft_num", ft_num),
+            ("ftr_num", ftr_num),
+            ("lr_ratio", lr_ratio),
+            ("w_D_loss", w_D_loss),
+            ("w_mse", w_mse),
+            ("G_lrs", G_lrs),
+            ("z_lrs", z_lrs),
+            ("use_in", use_in),
+        )
+    }
+    stages = []
+    for k in range(n):
+        stage = {
+            "blocks": int(cols["ft_num"][k]),
+            "iterations": int(iterations[k]),
+            "generator_lr": float(cols["G_lrs"][k]),
+            "latent_lr": float(cols["z_lrs"][k]),
+            "lr_ratio": float(cols["lr_ratio"][k]),
+            "weights": {"critic": float(cols["w_D_loss"][k]), "mse": float(cols["w_mse"][k])},
+            "critic_features": int(cols["ftr_num"][k]),
+            "instance_norm": bool(cols["use_in"][k]),
+        }
+        if stop_mse:
+            stage["stop_mse"] = float(stop_mse)
+        stages.append(stage)
+    return {
+        "variant": "faithful",
+        "stages": stages,
+        "w_nll": float(w_nll),
+        "candidate_std": float(sample_std),
+        "n_candidates": int(select_num),
+        "candidate_features": 3,
+        "finetune_embedding": bool(update_embed),
+        "critic_reduction": "block_mean",
+        "keep": "last",
+    }
 
 
 @dataclass
@@ -167,6 +277,159 @@ class DGPFit:
     fit: FitResult
     labels: torch.Tensor | None
     init: CandidateInit
+
+
+def _faithful_start(prior, operator, y, seeds, labels, cfg: DGPConfig) -> CandidateInit:
+    """DGP's ``select_z``: per image the best of ``n_candidates`` latents drawn at ``candidate_std``
+    under the critic loss on the last ``candidate_features`` features (MSE without a critic)."""
+    if cfg.init_latent is not None:
+        z = torch.as_tensor(cfg.init_latent)
+        if tuple(z.shape) != (y.shape[0], *prior.latent_shape):
+            raise ValueError(
+                f"init_latent must be (B, *latent_shape) = {(y.shape[0], *prior.latent_shape)}, "
+                f"got {tuple(z.shape)}"
+            )
+        if prior.num_classes and (labels is None or bool((labels < 0).any())):
+            raise ValueError(
+                "init_latent on a class-conditional prior needs known labels (>= 0) for every image"
+            )
+        ref = next(prior.generator.parameters())
+        n = y.shape[0]
+        return CandidateInit(
+            z.to(ref), labels, torch.full((n,), float("nan")), torch.full((n,), -1, dtype=torch.long)
+        )
+    if prior.critic is None or cfg.init_metric == "mse":
+        return select_latents(
+            prior,
+            operator,
+            y,
+            MeasurementMSE(),
+            seeds,
+            labels,
+            cfg.n_candidates,
+            cfg.candidate_batch,
+            cfg.candidate_seed,
+            cfg.candidate_std,
+        )
+    n = y.shape[0]
+    zs, labs, scores, idx = [], [], [], []
+    for i in range(n):
+        known = prior.num_classes and labels is not None and int(labels[i]) >= 0
+        seed = int(cfg.candidate_seed) if cfg.candidate_seed is not None else int(seeds[i])
+        z, zl = candidate_pool(
+            prior, cfg.n_candidates, seed, int(labels[i]) if known else None, cfg.candidate_std
+        )
+        d = score_candidates(
+            prior,
+            operator,
+            y[i : i + 1],
+            z,
+            zl,
+            cfg.candidate_features,
+            cfg.critic_reduction,
+            cfg.candidate_batch,
+        )
+        j = int(d.argmin())
+        zs.append(z[j : j + 1])
+        labs.append(None if zl is None else zl[j : j + 1])
+        scores.append(d[j])
+        idx.append(j)
+    out_labels = torch.cat(labs).to(y.device) if prior.num_classes else None
+    return CandidateInit(torch.cat(zs), out_labels, torch.stack(scores), torch.tensor(idx))
+
+
+def _report_stages(observers: Sequence, stages: Sequence, rows: int) -> None:
+    """Tell stage observers (``on_train_start`` / ``on_stage_start(trainer, module, k, stage)``, e.g.
+    :class:`callbacks.StageMarks`) where each stage began in the ``rows``-row history, after the run."""
+    if not observers:
+        return
+    handle = SimpleNamespace(history=[])
+    for cb in observers:
+        if callable(getattr(cb, "on_train_start", None)):
+            cb.on_train_start(None, handle)
+    offset = 0
+    for k, stage in enumerate(stages):
+        handle.history = [None] * offset
+        for cb in observers:
+            if callable(getattr(cb, "on_stage_start", None)):
+                cb.on_stage_start(None, handle, k, stage)
+        offset += stage.iterations
+    handle.history = [None] * rows
+
+
+def _fit_faithful(prior, operator, y, seeds, labels, cfg: DGPConfig, callbacks, loss_terms) -> DGPFit:
+    observers = [cb for cb in callbacks if getattr(cb, "reads_metrics", True) is False]
+    if len(observers) != len(callbacks):
+        raise ValueError(
+            "the faithful DGP run takes no Lightning callbacks (only stage observers such as "
+            "callbacks.StageMarks): pass variant='fast' to run DGP's schedule on the stage engine"
+        )
+    if cfg.batching != "sequential":
+        raise ValueError(
+            "the faithful DGP run fits one image at a time (batching='sequential'); batching='vmap' needs "
+            "variant='fast'"
+        )
+    if cfg.keep != "last":
+        raise ValueError("DGP's run() returns its last iterate: keep='best' needs variant='fast'")
+    stages = parse_stages(cfg.stages if cfg.stages is not None else DEFAULT_STAGES)
+    for s in stages:
+        if cfg.bn_to_in:
+            s.instance_norm = True
+        if cfg.stop_mse is not None and s.stop_mse is None:
+            s.stop_mse = 4.0 * float(cfg.stop_mse)  # ours on [0, 1] images, DGP's on [-1, 1]
+    if any(s.extra.get("perceptual", 0.0) for s in stages) and "perceptual" not in (loss_terms or {}):
+        # DGP Table 4's perceptual variant
+        loss_terms = {**(loss_terms or {}), "perceptual": PerceptualLoss(prior.image_shape, lift=cfg.lift)}
+    if prior.num_classes and labels is None:
+        labels = torch.full((y.shape[0],), -1, dtype=torch.long, device=y.device)
+    init = _faithful_start(prior, operator, y, seeds, labels, cfg)
+    run = run_faithful(
+        prior,
+        operator,
+        y,
+        init.latent,
+        init.labels,
+        stages,
+        cfg.w_nll,
+        cfg.finetune_embedding and bool(prior.num_classes),
+        cfg.critic_reduction,
+        cfg.stop_ftr,
+        loss_terms,
+    )
+    _report_stages(observers, stages, run.loss.shape[0])
+    with torch.no_grad():
+        mse = (operator.A(run.images) - y).pow(2).flatten(1).mean(1)
+    last = torch.stack([run.loss[int(k) - 1, i] for i, k in enumerate(run.steps)])
+    fit = FitResult(
+        images=run.images,
+        latent=run.latent,
+        objective=last,
+        mse=mse,
+        history=run.loss,
+        steps=run.steps,
+        generators=run.generators,
+        losses={"critic": run.critic, "mse": run.mse},
+    )
+    return DGPFit(fit, init.labels, init)
+
+
+def _fast_schedule(schedule: Sequence[Mapping]) -> tuple[list[dict], bool, int | None]:
+    """DGP stage mappings -> the stage engine's (``mse`` weight x4: the engine's MSE is on [0, 1] images);
+    whether any stage uses IN, and the first stage's ``critic_features``."""
+    out, use_in, nf = [], False, None
+    for i, s in enumerate(schedule):
+        s = dict(s)
+        if float(s.pop("lr_ratio", 1.0)) != 1.0:
+            raise ValueError(f"DGP stage {i}: lr_ratio != 1 needs variant='faithful'")
+        use_in = bool(s.pop("instance_norm", False)) or use_in
+        f = s.pop("critic_features", None)
+        nf = f if i == 0 else nf
+        w = dict(s.get("weights", {"mse": 1.0}))
+        if "mse" in w:
+            w["mse"] = 4.0 * float(w["mse"])
+        s["weights"] = w
+        out.append(s)
+    return out, use_in, nf
 
 
 def fit_dgp(
@@ -195,8 +458,14 @@ def fit_dgp(
         )
         cfg = cfg.updated({"preset": "mse"})
     cfg = _resolve(cfg)
-    schedule = cfg.stages if cfg.stages is not None else DEFAULT_STAGES
+    if cfg.variant == "faithful":
+        return _fit_faithful(prior, operator, y, seeds, labels, cfg, callbacks, loss_terms)
+    schedule, use_in, nf = _fast_schedule(cfg.stages if cfg.stages is not None else DEFAULT_STAGES)
     blocks, stages = schedule_to_stages(schedule)
+    bn_to_in = cfg.bn_to_in or use_in
+    critic_blocks = cfg.critic_blocks
+    if critic_blocks is None and nf is not None:
+        critic_blocks = list(range(-int(nf), 0))
     if cfg.w_nll:
         for s in stages:  # DGP: loss += w_nll * mean(z**2 / 2)
             s.weights = {**s.weights, "latent_prior": s.weights.get("latent_prior", 0.0) + cfg.w_nll / 2}
@@ -205,7 +474,7 @@ def fit_dgp(
     critic = None
     if prior.critic is not None:
         critic = CriticFeatureLoss(
-            prior.critic, prior.image_shape, cfg.critic_blocks, cfg.lift, cfg.critic_reduction
+            prior.critic, prior.image_shape, critic_blocks, cfg.lift, cfg.critic_reduction
         )
         terms.setdefault("critic", critic)
     elif uses_critic:
@@ -227,24 +496,27 @@ def fit_dgp(
     metric = critic if init_metric == "critic" else MeasurementMSE()
     if prior.num_classes and labels is None:
         labels = torch.full((y.shape[0],), -1, dtype=torch.long, device=y.device)
-    init = select_latents(
-        prior,
-        operator,
-        y,
-        metric,
-        seeds,
-        labels if prior.num_classes else None,
-        cfg.n_candidates,
-        cfg.candidate_batch,
-        cfg.candidate_seed,
-        cfg.candidate_std,
-    )
+    if cfg.init_latent is not None:
+        init = _faithful_start(prior, operator, y, seeds, labels, cfg)
+    else:
+        init = select_latents(
+            prior,
+            operator,
+            y,
+            metric,
+            seeds,
+            labels if prior.num_classes else None,
+            cfg.n_candidates,
+            cfg.candidate_batch,
+            cfg.candidate_seed,
+            cfg.candidate_std,
+        )
     if cfg.stop_mse is not None:
         for s in stages:
             s.stop_mse = float(cfg.stop_mse)
     # (an unconditional prior has no class embedding: the option is a no-op there, so presets stay shared)
     cbs = [ProgressiveUnfreezing(blocks, embedding=cfg.finetune_embedding and bool(prior.num_classes))]
-    if cfg.bn_to_in:
+    if bn_to_in:
         if cfg.batching != "sequential":
             raise ValueError("bn_to_in needs batching='sequential' (per-image generator copies)")
         cbs.append(BatchNormToInstanceNorm())

@@ -7,6 +7,7 @@ Each function takes a fitted per-image generator (``DGPFit.fit.generators[i]``) 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -32,6 +33,12 @@ def _labels(prior: Prior, label: int | None, n: int, device) -> torch.Tensor | N
             f"this prior is class-conditional: pass label in [0, {prior.num_classes}), got {label!r}"
         )
     return torch.full((n,), int(label), dtype=torch.long, device=device)
+
+
+def _tensors(generator: nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters and buffers under the module's own attribute names (what ``functional_call`` takes;
+    a ``state_dict`` may rename them, as BigGAN's does to DGP's key names)."""
+    return {**dict(generator.named_parameters()), **dict(generator.named_buffers())}
 
 
 @torch.no_grad()
@@ -86,19 +93,22 @@ def morph(
     latent_b: torch.Tensor,
     lambdas: Sequence[float],
     label: int | None = None,
+    label_b: int | None = None,
 ) -> torch.Tensor:
     """Image morphing (DGP Sec. 4.2): ``z = l z_A + (1 - l) z_B`` and ``theta = l theta_A + (1 - l)
     theta_B`` (parameters and floating-point buffers), so ``l = 1`` gives image A and ``l = 0`` image B.
 
-    A class-conditional prior morphs between two images of the same class ``label`` (use
-    :func:`category_transfer` to change the class).
+    A class-conditional prior morphs between two images of class ``label``; with ``label_b`` (image B's
+    class) between two classes, as DGP's ``example.py`` (morphing) does: the class embeddings are
+    interpolated too, ``l G_A.shared(label) + (1 - l) G_B.shared(label_b)``, which needs a generator
+    that takes embeddings (``synthesize_embedded``, BigGAN).
 
     Shape:
         - latent_a, latent_b: ``latent_shape``; output ``(len(lambdas), C, H, W)``.
     """
     _check_latent(prior, latent_a, "latent_a")
     _check_latent(prior, latent_b, "latent_b")
-    sa, sb = generator_a.state_dict(), generator_b.state_dict()
+    sa, sb = _tensors(generator_a), _tensors(generator_b)
     if sa.keys() != sb.keys() or any(sa[k].shape != sb[k].shape for k in sa):
         raise ValueError(
             "the two generators differ in structure (e.g. one had its BatchNorm swapped for InstanceNorm): "
@@ -107,11 +117,41 @@ def morph(
     lambdas = [float(v) for v in lambdas]
     if not lambdas:
         raise ValueError("lambdas must hold at least one value (1 = image A, 0 = image B)")
+    if label_b is not None:
+        return _morph_two_classes(
+            prior, generator_a, latent_a, generator_b, latent_b, lambdas, label, label_b
+        )
     out = []
     for lam in lambdas:
         params = {k: (lam * a + (1 - lam) * sb[k]) if a.is_floating_point() else a for k, a in sa.items()}
         z = prior.project_latent((lam * latent_a + (1 - lam) * latent_b)[None])
         out.append(render(prior, generator_a, z, _labels(prior, label, 1, z.device), params))
+    return torch.cat(out)
+
+
+def _morph_two_classes(prior, generator_a, latent_a, generator_b, latent_b, lambdas, label, label_b):
+    """DGP ``example.py`` (morphing): weights, latents and class embeddings interpolated."""
+    if not prior.num_classes:
+        raise ValueError("label_b (a second class) needs a class-conditional prior")
+    if not all(callable(getattr(g, "synthesize_embedded", None)) for g in (generator_a, generator_b)):
+        raise ValueError(
+            "two-class morphing interpolates class embeddings: it needs generators with synthesize_embedded "
+            f"(BigGAN), got {type(generator_a).__name__}"
+        )
+    la = _labels(prior, label, 1, latent_a.device)
+    lb = _labels(prior, label_b, 1, latent_b.device)
+    emb_a, emb_b = generator_a.embedding(la), generator_b.embedding(lb)
+    sa, sb = _tensors(generator_a), _tensors(generator_b)
+    mixed = copy.deepcopy(generator_a)
+    own = _tensors(mixed)
+    out = []
+    for lam in lambdas:
+        for k, a in sa.items():
+            if a.is_floating_point():
+                own[k].copy_(lam * a + (1 - lam) * sb[k])
+        z = prior.project_latent((lam * latent_a + (1 - lam) * latent_b)[None])
+        emb = lam * emb_a + (1 - lam) * emb_b
+        out.append(to_unit(mixed.synthesize_embedded(prior.code(z, la), emb)))
     return torch.cat(out)
 
 

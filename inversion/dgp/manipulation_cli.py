@@ -138,21 +138,27 @@ def morph(
 ) -> Path:
     """Fit images ``index_a`` and ``index_b`` and write A | lambda = 1 ... 0 (``steps`` values) | B.
 
-    For a class-conditional prior both images must have the same class.
+    For a class-conditional prior with two classes the class embeddings are interpolated too (DGP's
+    ``example.py`` morphing; BigGAN), otherwise both images must have the same class.
     """
     from inversion.dgp.manipulation import morph as morph_fn
 
     if steps < 2:
         raise ValueError(f"steps must be >= 2 (lambda = 1 and 0 at least), got {steps}")
     pri, x, out = _fit(prior, input, [index_a, index_b], options, seed, num_threads, "morph", critic, labels)
-    lab = None
+    lab = lab_b = None
     if out.labels is not None:
-        if int(out.labels[0]) != int(out.labels[1]):
-            raise ValueError("morphing a conditional prior needs two images of the same class")
         lab = int(out.labels[0])
+        if int(out.labels[1]) != lab:
+            if not callable(getattr(pri.generator, "synthesize_embedded", None)):
+                raise ValueError(
+                    "morphing two classes interpolates class embeddings (a BigGAN prior); this prior needs "
+                    "two images of the same class"
+                )
+            lab_b = int(out.labels[1])
     g, z = out.fit.generators, out.fit.latent
     lambdas = torch.linspace(1.0, 0.0, steps).tolist()
-    imgs = morph_fn(pri, g[0], z[0], g[1], z[1], lambdas, lab)
+    imgs = morph_fn(pri, g[0], z[0], g[1], z[1], lambdas, lab, lab_b)
     legend = f"morph: image {index_a} | lambda = 1 ... 0 ({steps} steps) | image {index_b}"
     info = {"prior": prior, "input": input, "indices": [index_a, index_b], "seed": seed, "options": options}
     return _write(torch.cat([x[:1], imgs, x[1:]]), steps + 2, output, legend, info)

@@ -169,6 +169,26 @@ class ExplorationResult:
         return save_correlation_plot(panels, path, title=title, labels=("v^K", "d"))
 
 
+def resolve_perceptual(perceptual):
+    """e-GLASS's ``H_X`` distance: ``"auto"`` -> LPIPS (e-GLASS Sec. 3: ``H_X`` from 1/2 the Hessian of
+    LPIPS) when its trunk weights are on disk, else ``"mse"`` with a warning naming the missing file;
+    ``"lpips"`` -> :class:`inversion.metrics.LPIPS` (which raises naming the file when they are missing)."""
+    if perceptual not in ("auto", "lpips"):
+        return perceptual
+    from inversion.metrics import LPIPS
+
+    lpips_distance = LPIPS()
+    if perceptual == "auto" and not lpips_distance.weight_file().is_file():
+        warnings.warn(
+            f"e-GLASS H_X: LPIPS trunk weights {str(lpips_distance.weight_file())!r} not found, so H_X is "
+            "built from pixel MSE instead of the paper's LPIPS; copy that file there for the paper's H_X "
+            "(or pass perceptual='mse' to choose pixels and silence this)",
+            stacklevel=3,
+        )
+        return "mse"
+    return lpips_distance
+
+
 class EGlass:
     """e-GLASS explorer (config object; ``run`` explores around one solution latent).
 
@@ -194,9 +214,10 @@ class EGlass:
         num_solutions: stop once this many distinct feasible solutions exist (directions in the order of
             ``ks``); ``None``: try every direction. Fewer found than asked: a warning.
         compare_raw: also measure the same steps along the raw ``v^K`` (Fig. 2's middle row).
-        perceptual: ``"mse"``, ``"lpips"`` (the paper's choice: :class:`inversion.metrics.LPIPS`, which
-            raises FileNotFoundError naming the file when its trunk weights are not on disk) or a
-            distance ``d_X(x, x0) -> (B,)`` for ``H_X``.
+        perceptual: ``"auto"`` (default: the paper's ``H_X = 1/2 Hessian of LPIPS``,
+            :class:`inversion.metrics.LPIPS`, when its trunk weights are on disk, else pixel MSE with a
+            warning naming the missing file), ``"lpips"`` (raises FileNotFoundError naming the file when
+            the weights are missing), ``"mse"`` or a distance ``d_X(x, x0) -> (B,)`` for ``H_X``.
         method, dense_max_dim, num_eig, num_blocks, chunk_size, seed, hvp_backend: see
             :func:`latent_geometry`.
         eval_batch: candidates per forward pass when evaluating.
@@ -215,7 +236,7 @@ class EGlass:
         distinct: Distinctness | None = None,
         num_solutions: int | None = None,
         compare_raw: bool = True,
-        perceptual: Literal["mse", "lpips"] | Callable[[Tensor, Tensor], Tensor] = "mse",
+        perceptual: Literal["auto", "mse", "lpips"] | Callable[[Tensor, Tensor], Tensor] = "auto",
         method: EigMethod = "auto",
         dense_max_dim: int = 512,
         num_eig: int = 64,
@@ -250,11 +271,7 @@ class EGlass:
         self.distinct = distinct or Distinctness()
         self.num_solutions = num_solutions
         self.compare_raw = bool(compare_raw)
-        if perceptual == "lpips":  # the paper's H_X distance (needs the LPIPS trunk weights on disk)
-            from inversion.metrics import LPIPS
-
-            perceptual = LPIPS()
-        self.perceptual = perceptual
+        self.perceptual = resolve_perceptual(perceptual)
         self.method = method
         self.dense_max_dim = int(dense_max_dim)
         self.num_eig = int(num_eig)

@@ -173,13 +173,21 @@ def restore(
         callbacks: Lightning callbacks for the fits.
         loss_terms: extra per-image loss terms for custom ``stages``.
         **overrides: fields of the method's config (``get_method(method).config``), e.g.
-            ``csgm_steps=200, restarts=3`` for CSGM; an unknown one fails naming the valid ones.
+            ``csgm_steps=200, restarts=3`` for CSGM; an unknown one fails naming the valid ones. A ``_bp``
+            method also takes ``bp``: ``paper`` (default; IAGAN's A-dagger, bicubic up-sampling for
+            super-resolution) or ``exact`` (the exact pseudo-inverse, CGLS).
 
     Shape:
         - y: ``(B, ...)``; x_true and ``result.images``: ``(B, C, H, W)``.
     """
     spec = get_method(method)
     _check_inputs(y, operator, prior, labels, x_true)
+    bp = "paper"
+    if spec.back_projection:  # the back-projection step's own option, for every ``_bp`` method
+        overrides = dict(overrides)
+        bp = overrides.pop("bp", "paper")
+        if bp not in ("paper", "exact"):
+            raise ValueError(f"bp must be 'paper' (IAGAN's bicubic A-dagger for SR) or 'exact', got {bp!r}")
     cfg = spec.make_config(overrides)
     if noisy is None:
         noisy = float(getattr(operator, "sigma", 0.0)) > 0
@@ -198,7 +206,7 @@ def restore(
     with torch.no_grad():
         raw = fit.images
         if spec.back_projection:
-            raw = back_project(raw, y, operator)
+            raw = back_project(raw, y, operator, bp)
         images = raw.clamp(0.0, 1.0)
         measurement_mse = (operator.A(raw) - y).pow(2).flatten(1).mean(dim=1)
     seconds = time.perf_counter() - t0

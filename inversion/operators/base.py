@@ -173,17 +173,28 @@ class LinearOperator(Operator):
         return float((lhs - rhs).abs() / (ax.norm() * y.norm()).clamp_min(torch.finfo(x.dtype).tiny))
 
 
-def back_project(x: torch.Tensor, y: torch.Tensor, operator: LinearOperator) -> torch.Tensor:
+def back_project(
+    x: torch.Tensor, y: torch.Tensor, operator: LinearOperator, bp: str = "exact"
+) -> torch.Tensor:
     """Back-projection onto the measurements: ``x + A^+ (y - A x)`` (IAGAN eq. 10).
 
-    Enforces ``A x_bp = y`` for ``y`` in the range of ``A`` while keeping the null-space part of ``x``.
+    ``bp="exact"``: the exact pseudo-inverse (``operator.A_dagger``), which enforces ``A x_bp = y`` for ``y``
+    in the range of ``A`` while keeping the null-space part of ``x``. ``bp="paper"``: IAGAN's A-dagger,
+    for super-resolution bicubic up-sampling (IAGAN Sec. 4.2, "A-dagger can be implemented by bicubic
+    upsampling": an operator's ``A_dagger_bicubic``), the exact one for every other operator.
 
     Shape:
         x: (B, C, H, W); y: shaped like ``operator.A(x)`` -> (B, C, H, W)
     """
+    if bp not in ("paper", "exact"):
+        raise ValueError(f"bp must be 'paper' (IAGAN's bicubic A-dagger for SR) or 'exact', got {bp!r}")
     if not getattr(operator, "linear", False):
         raise ValueError(f"`operator` must be linear for back-projection, got {type(operator).__name__}")
-    return x + operator.A_dagger(y - operator.A(x))
+    residual = y - operator.A(x)
+    paper = getattr(operator, "A_dagger_bicubic", None)
+    if bp == "paper" and callable(paper):
+        return x + paper(residual)
+    return x + operator.A_dagger(residual)
 
 
 def forward_operator(operator: object, check: bool = True) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -27,6 +27,7 @@ __all__ = [
     "resize_kernel_1d",
     "downsample",
     "downsample_adjoint",
+    "bicubic_upsample",
     "filter2d",
     "filter2d_adjoint",
     "uniform_kernel",
@@ -173,6 +174,31 @@ def resize_kernel_1d(factor: int, kernel: Literal["bicubic", "lanczos", "box"]) 
     t = offsets / factor
     w = _cubic(t) if kernel == "bicubic" else _lanczos(t)
     return w / w.sum()
+
+
+def bicubic_upsample(y: torch.Tensor, factor: int) -> torch.Tensor:
+    """Bicubic up-sampling by ``factor`` as Matlab's ``imresize`` does it (Keys a = -0.5, output pixel ``i``
+    at input coordinate ``(i + 0.5) / factor - 0.5``, symmetric border): IAGAN's A-dagger for SR ("A-dagger
+    can be implemented by bicubic upsampling", IAGAN Sec. 4.2).
+
+    Shape:
+        - y: ``(B, C, h, w)`` -> ``(B, C, h * factor, w * factor)``.
+    """
+
+    def matrix(n: int) -> torch.Tensor:
+        u = (torch.arange(n * factor, dtype=torch.float64) + 0.5) / factor - 0.5
+        left = torch.floor(u).long() - 1
+        m = torch.zeros(n * factor, n, dtype=torch.float64)
+        for t in range(4):
+            idx = left + t
+            w = _cubic(u - idx.to(torch.float64))
+            idx = torch.where(idx < 0, -idx - 1, idx)  # symmetric: -1 -> 0, -2 -> 1
+            idx = torch.where(idx >= n, 2 * n - 1 - idx, idx)
+            m.index_put_((torch.arange(n * factor), idx.clamp(0, n - 1)), w, accumulate=True)
+        return m.to(y.dtype).to(y.device)
+
+    h, w = y.shape[-2:]
+    return torch.einsum("ih,bchw,jw->bcij", matrix(h), y, matrix(w))
 
 
 def _sr_pad(length: int, factor: int) -> tuple[int, int, int, int]:

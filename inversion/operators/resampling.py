@@ -75,6 +75,11 @@ class SuperResolution(LinearOperator):
             y, self.k1d, self.factor, self.padding, (h * self.factor, w * self.factor)
         )
 
+    def A_dagger_bicubic(self, y: torch.Tensor) -> torch.Tensor:
+        """IAGAN's A-dagger for SR: bicubic up-sampling (Matlab ``imresize``; IAGAN Sec. 4.2), not the exact
+        pseudo-inverse (:meth:`A_dagger`)."""
+        return Fn.bicubic_upsample(y, self.factor)
+
     def _dagger(self, y: torch.Tensor) -> torch.Tensor:
         if self.kernel == "box":  # rows of A are disjoint with squared norm 1/f^2
             return self._adjoint(y) * self.factor**2

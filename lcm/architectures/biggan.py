@@ -11,7 +11,7 @@ Parameter and buffer names follow the authors' code, so their state dicts load s
   linear layer and one per residual block (concatenated to the class embedding); class-conditional
   BatchNorm (``bn1``/``bn2`` with ``stored_mean``/``stored_var`` and spectrally normed linear
   gains/biases, gain = 1 + linear(y)); self-attention after the block at 64 px; output BN-ReLU-conv-tanh;
-  each block also carries DGP's (unused here) ``in1``/``in2`` InstanceNorm parameters;
+  each block also carries DGP's ``in1``/``in2`` InstanceNorm twins (``use_in``, see :class:`GBlock`);
 * discriminator: pre-activation residual blocks with average pooling, attention at 64 px, global sum
   pooling, linear output plus class projection (``embed``); DGP's loss reads the list of every block's
   output and the pooled features (8 tensors at 128 px).
@@ -230,7 +230,13 @@ class Attention(nn.Module):
 
 
 class GBlock(nn.Module):
-    """Generator residual block: ccbn-ReLU-up-conv-ccbn-ReLU-conv, plus up-1x1-conv shortcut."""
+    """Generator residual block: ccbn-ReLU-up-conv-ccbn-ReLU-conv, plus up-1x1-conv shortcut.
+
+    ``use_in`` (DGP's ``GBlock.forward(x, y, use_in)``, ``models/layers.py``) replaces ``bn1``/``bn2`` by
+    the InstanceNorm twins ``in1``/``in2``, whose frozen affine is set once, at the first call that uses
+    them, to the per-channel mean and (unbiased) std of the BN output on that input (one image); a call
+    without ``use_in`` marks them for re-initialisation, as DGP's does.
+    """
 
     def __init__(self, cin: int, cout: int, cond_dim: int):
         super().__init__()
@@ -239,18 +245,42 @@ class GBlock(nn.Module):
         self.conv_sc = SNConv2d(cin, cout, 1, padding=0)  # every block upsamples: learnable shortcut
         self.bn1 = ClassConditionalBN(cin, cond_dim)
         self.bn2 = ClassConditionalBN(cout, cond_dim)
-        # DGP's InstanceNorm twins (part of its state dicts; our BN->IN swap builds its own)
+        # DGP's InstanceNorm twins (part of its state dicts), frozen as in DGP
         self.in1 = nn.InstanceNorm2d(cin, affine=True)
         self.in2 = nn.InstanceNorm2d(cout, affine=True)
         self.in1.requires_grad_(False)
         self.in2.requires_grad_(False)
+        self.use_in = False
+        self.in_initialized = False
+
+    @staticmethod
+    def _init_in(bn: nn.Module, inorm: nn.Module, x: torch.Tensor, c: torch.Tensor) -> None:
+        if x.shape[0] != 1:
+            raise ValueError(f"DGP's BN->IN initialises from one image, got a batch of {x.shape[0]}")
+        with torch.no_grad():
+            h = bn(x, c)
+            inorm.weight.copy_(h.flatten(2).std(2, unbiased=True)[0])
+            inorm.bias.copy_(h.mean((2, 3))[0])
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.bn1(x, c))
-        h = F.interpolate(h, scale_factor=2)
+        if self.use_in:
+            if not self.in_initialized:
+                self._init_in(self.bn1, self.in1, x, c)
+            h = self.in1(x)
+        else:
+            h = self.bn1(x, c)
+            self.in_initialized = False
+        h = F.interpolate(F.relu(h), scale_factor=2)
         x = F.interpolate(x, scale_factor=2)
         h = self.conv1(h)
-        h = self.conv2(F.relu(self.bn2(h, c)))
+        if self.use_in:
+            if not self.in_initialized:
+                self._init_in(self.bn2, self.in2, h, c)
+                self.in_initialized = True
+            h = self.in2(h)
+        else:
+            h = self.bn2(h, c)
+        h = self.conv2(F.relu(h))
         return h + self.conv_sc(x)
 
 
@@ -431,6 +461,14 @@ class BigGANDiscriminator(nn.Module):
         out.append(F.relu(h).sum(dim=(2, 3)))
         return out
 
+    def dgp_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The feature list DGP's loss reads when run by its scripts: ``main.py`` builds D with
+        ``--D_nl inplace_relu`` (the default of ``utils/biggan_utils.py``), so the in-place ReLU before the
+        global sum pooling (``models/biggan.py`` ``Discriminator.forward``) also rectifies the last block's
+        output, which is the list's second-to-last entry. (``features`` is the out-of-place default.)"""
+        feats = self.features(x)
+        return [*feats[:-2], F.relu(feats[-2]), feats[-1]]
+
     def logits(
         self, x: torch.Tensor, y: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -453,7 +491,9 @@ class BigGANPriorGenerator(nn.Module):
     128 px, 8 at 256). The class embedding is ``embedding`` (DGP adds it to group 0 when Table 7
     fine-tunes it; see :class:`callbacks.ProgressiveUnfreezing`).
 
-    It shares its modules with ``net`` (the BigGAN-named network, kept for ``state_dict`` round trips).
+    It shares its modules with ``net``. Its ``state_dict()`` uses BigGAN-PyTorch's (DGP's) key names
+    (``shared``, ``linear``, ``blocks.<i>``, ``output_layer``) and ``load_state_dict`` accepts them, so a
+    fine-tuned per-image copy saves as DGP's ``G_<image>.pth`` does.
     """
 
     def __init__(self, net: BigGANGenerator):
@@ -464,6 +504,24 @@ class BigGANPriorGenerator(nn.Module):
         self.embedding = net.shared
         self.z_chunk_size, self.bottom_width = net.z_chunk_size, net.bottom_width
         self.dim_z, self.num_classes = net.dim_z, net.n_classes
+        # DGP's G.optim holds get_params(i) for i in range(len(G.blocks) + 1): never the output layer
+        self.dgp_optimized_groups = len(self.blocks) - 1
+        self.register_state_dict_post_hook(_to_biggan_names)
+        self.register_load_state_dict_pre_hook(_from_biggan_names)
+
+    def gblocks(self) -> list[GBlock]:
+        return [m for m in self.modules() if isinstance(m, GBlock)]
+
+    def set_instance_norm(self, flag: bool) -> None:
+        """DGP's per-stage ``use_in``: run every residual block with its InstanceNorm twins (see
+        :class:`GBlock`)."""
+        for b in self.gblocks():
+            b.use_in = bool(flag)
+
+    def reset_instance_norm(self) -> None:
+        """DGP's ``reset_in_init``: the next ``use_in`` call re-initialises the IN affine."""
+        for b in self.gblocks():
+            b.in_initialized = False
 
     def biggan_state_dict(self) -> dict[str, torch.Tensor]:
         """The state dict under BigGAN-PyTorch's names (loads into DGP's ``Generator``)."""
@@ -498,6 +556,46 @@ class BigGANPriorGenerator(nn.Module):
         if labels is None:
             raise ValueError(f"BigGAN is class-conditional ({self.num_classes} classes): pass labels")
         return self.synthesize_embedded(z, self.embedding(labels))
+
+
+def _internal_to_biggan(key: str, n: int) -> str:
+    head, _, rest = key.partition(".")
+    if head == "embedding":
+        return f"shared.{rest}"
+    i, _, tail = rest.partition(".")
+    if int(i) == 0:
+        return f"linear.{tail.partition('.')[2]}"
+    if int(i) == n - 1:
+        return f"output_layer.{tail.partition('.')[2]}"
+    return f"blocks.{int(i) - 1}.{tail}"
+
+
+def _biggan_to_internal(key: str, n: int) -> str:
+    head, _, rest = key.partition(".")
+    if head == "shared":
+        return f"embedding.{rest}"
+    if head == "linear":
+        return f"blocks.0.0.{rest}"
+    if head == "output_layer":
+        return f"blocks.{n - 1}.0.{rest}"
+    i, _, tail = rest.partition(".")
+    return f"blocks.{int(i) + 1}.{tail}"
+
+
+def _to_biggan_names(module, state_dict, prefix, local_metadata) -> None:
+    n = len(module.blocks)
+    own = {prefix + _internal_to_biggan(k[len(prefix) :], n): k for k in state_dict if k.startswith(prefix)}
+    values = {new: state_dict.pop(old) for new, old in own.items()}
+    state_dict.update(values)
+
+
+def _from_biggan_names(module, state_dict, prefix, *args) -> None:
+    own = [k for k in state_dict if k.startswith(prefix)]
+    if not any(k[len(prefix) :].split(".")[0] in ("shared", "linear", "output_layer") for k in own):
+        return  # already under the internal names
+    n = len(module.blocks)
+    values = {prefix + _biggan_to_internal(k[len(prefix) :], n): state_dict.pop(k) for k in own}
+    state_dict.update(values)
 
 
 # -- configuration from a state dict, strict loading ----------------------------------------------

@@ -3,6 +3,8 @@ class inference and bad-input errors. Tiny networks, CPU, one thread."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -85,7 +87,7 @@ def test_chosen_centroid_is_nearest_degraded(task):
     feat = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU())
     dist = FeatureDistance(lambda img: [feat(img), img])
     with torch.no_grad():
-        start, index, d = select_centroids(prior, op, y, cents, labels, dist)
+        start, index, d = select_centroids(prior, op, y, cents, labels, dist, degrade=True)
         # brute force: image i's own operator row, each centroid of its class, one at a time
         masks = op.mask_for(x) if task != "sr" else None
         for i in range(4):
@@ -111,8 +113,45 @@ def test_centroid_choice_uses_degraded_candidates():
     mask = op.mask_for(imgs[:1])
     # target: centroid 0 outside the hole, centroid 1 inside it
     x = imgs[:1] * mask + imgs[1:2] * (1 - mask)
-    _, index, _ = select_centroids(prior, op, op.A(x), cents, None, make_distance("mse", prior))
+    _, index, _ = select_centroids(prior, op, op.A(x), cents, None, make_distance("mse", prior), degrade=True)
     assert int(index[0]) == 0
+
+
+@pytest.mark.parametrize("task", ["inpaint", "sr"])
+def test_default_centroid_choice_compares_the_input_with_clean_centre_images(task):
+    """CRI Algorithm 1: ``VGG(G.synthesis(centroids))`` against ``VGG(Id)``, the centre images undegraded."""
+    prior = cond_prior()
+    labels = torch.tensor([0, 2])
+    cents = {c: cluster_centroids(prior, 6, 300, c, seed=1) for c in (0, 2)}
+    x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    op = (
+        SuperResolution(factor=2, kernel="box")
+        if task == "sr"
+        else Inpainting(mask_kind="center", box_size=0.5)
+    )
+    y = op.A(x)
+    dist = make_distance("mse", prior)
+    with torch.no_grad():
+        _, index, d = select_centroids(prior, op, y, cents, labels, dist)
+        _, _, d_deg = select_centroids(prior, op, y, cents, labels, dist, degrade=True)
+        for i in range(2):
+            c = int(labels[i])
+            clean = prior.synthesize(cents[c], labels[i : i + 1].expand(6))
+            brute = torch.stack(
+                [dist(clean[j : j + 1], measurement_view(y[i : i + 1], (8, 8)))[0] for j in range(6)]
+            )
+            assert torch.allclose(d[i], brute, rtol=1e-4, atol=1e-6)
+            assert int(index[i]) == int(brute.argmin())
+    assert not torch.allclose(d, d_deg)  # the two views differ
+
+
+def test_cri_space_defaults_to_w_plus_for_mapping_network_priors():
+    import lcm
+    from inversion.cri.fit import default_space
+
+    data = Path(__file__).resolve().parents[1] / "data"
+    assert default_space(lcm.load_prior(data / "stylegan2ada_tiny.pkl")) == "w+"
+    assert default_space(tiny_prior()) == "w"
 
 
 # -- regularised offset --------------------------------------------------------------------------

@@ -277,10 +277,14 @@ def test_dgp_restores_through_the_registry_and_stops_at_the_mse_threshold():
     long = [
         {"blocks": "all", "iterations": 60, "latent_lr": 0.05, "generator_lr": 3e-3, "weights": {"mse": 1.0}}
     ]
-    full = restore(x, op, prior, "dgp", seed=0, x_true=x, stages=long, n_candidates=16, bn_to_in=True)
+    # the engine's stop (an image's best iterate frozen, the fit ends when all stopped): the fast variant
+    fast = {"variant": "fast"}
+    full = restore(x, op, prior, "dgp", seed=0, x_true=x, stages=long, n_candidates=16, bn_to_in=True, **fast)
     assert full.history.shape[0] == 61
     thr = float(full.history[15].max())  # every image is at or below this by step 15
-    stopped = restore(x, op, prior, "dgp", seed=0, stages=long, n_candidates=16, bn_to_in=True, stop_mse=thr)
+    stopped = restore(
+        x, op, prior, "dgp", seed=0, stages=long, n_candidates=16, bn_to_in=True, stop_mse=thr, **fast
+    )
     assert stopped.history.shape[0] < 30  # the threshold ended the fit
     assert (stopped.measurement_mse <= thr + 1e-7).all()
     assert full.metrics["psnr"].mean() > 15 and len(full.generators) == 2
@@ -358,15 +362,25 @@ def test_manipulation_and_folder_clis_write_their_outputs(tmp_path):
 # -- presets and errors ------------------------------------------------------------------------------
 def test_every_dgp_preset_loads_and_builds_its_schedule():
     from inversion import cli
+    from inversion.dgp.faithful import parse_stages
+    from inversion.dgp.fit import _fast_schedule
 
-    files = sorted((ROOT / "configs" / "inversion" / "dgp").glob("*.yaml"))
-    assert {f.stem for f in files} >= {
+    top = ROOT / "configs" / "inversion" / "dgp"
+    files = sorted(top.rglob("*.yaml"))
+    names = {str(f.relative_to(top).with_suffix("")) for f in files}
+    assert names >= {
         "colorization", "inpainting", "sr_mse", "sr_critic", "defence", "jitter", "morph", "transfer",
+        "imagenet1k_128/SR/D_biased", "imagenet1k_128/SR/MSE_biased", "imagenet1k_128/inpainting",
+        "imagenet1k_128/colorization", "examples/run_SR", "examples/run_morphing",
     }  # fmt: skip
     parser = cli.build_parser()
     for f in files:
-        opts = dgp.load_preset(f.stem)
-        blocks, stages = schedule_to_stages(opts["stages"])
+        opts = dgp.load_preset(str(f.relative_to(top).with_suffix("")))
+        assert len(parse_stages(opts["stages"])) == len(opts["stages"])  # the faithful variant's reading
+        if all(s.get("lr_ratio", 1) == 1 for s in opts["stages"]):  # the fast variant's (no lr_ratio)
+            blocks, stages = schedule_to_stages(_fast_schedule(opts["stages"])[0])
+        else:
+            blocks = stages = opts["stages"]
         cfg = dgp.DGPConfig().updated(opts)
         assert len(blocks) == len(stages) >= 2 and cfg.n_candidates == 500
         if "method" in f.read_text():  # restoration presets are `python -m inversion` configs
@@ -380,7 +394,9 @@ def test_preset_fills_options_left_at_their_defaults():
     from inversion.dgp.fit import _resolve
 
     cfg = _resolve(dgp.DGPConfig(preset="sr_mse", n_candidates=7))
-    assert cfg.n_candidates == 7 and cfg.bn_to_in and cfg.stages[-1]["weights"]["mse"] == 400.0
+    # DGP's SR/MSE_biased script's last MSE weight, on DGP's [-1, 1] MSE (the preset held 4 x 100 = 400 when
+    # the weight was on our [0, 1] MSE)
+    assert cfg.n_candidates == 7 and cfg.bn_to_in and cfg.stages[-1]["weights"]["mse"] == 100.0
 
 
 def test_dgp_bad_inputs_raise_clear_errors():
@@ -429,7 +445,7 @@ def test_dgp_returns_the_last_iterate_and_the_mse_stop_ends_only_its_stage():
         # a last stage with far too large steps: the objective rises, so the best iterate is earlier
         {"blocks": "all", "iterations": 6, "latent_lr": 1.0, "generator_lr": 0.3, "weights": {"mse": 1.0}},
     ]
-    cfg = dgp.DGPConfig(stages=two, n_candidates=8, candidate_batch=8)
+    cfg = dgp.DGPConfig(stages=two, n_candidates=8, candidate_batch=8, variant="fast")  # keep: best
     out = dgp.fit_dgp(prior, op, x, [0, 1], cfg=cfg).fit
     last = out.history[-1]
     assert (_nanmin(out.history) < last).all()  # the final iterate is not the best one here

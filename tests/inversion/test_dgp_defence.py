@@ -98,10 +98,12 @@ def test_perceptual_loss_is_zero_on_the_target_and_drives_dgp():
             "weights": {"perceptual": 1.0},
         }
     ]
-    res = restore(
-        y, op, prior, "dgp", loss_terms={"perceptual": term}, stages=stages, init_metric="mse", n_candidates=4
-    )
-    assert (res.history[-1] < res.history[0]).all()
+    for variant in ("faithful", "fast"):  # both variants take extra loss terms
+        res = restore(
+            y, op, prior, "dgp", loss_terms={"perceptual": term}, stages=stages, init_metric="mse",
+            n_candidates=4, variant=variant,
+        )  # fmt: skip
+        assert (res.history[-1] < res.history[0]).all()
 
 
 class _Wrap(nn.Module):

@@ -609,3 +609,20 @@ def test_automatic_chunks_give_the_same_geometry(monkeypatch):
     assert seen == [3]
     torch.testing.assert_close(auto.h_y, whole.h_y)
     torch.testing.assert_close(auto.h_x, whole.h_x)
+
+
+def test_eglass_h_x_is_lpips_when_its_weights_are_present(monkeypatch, tmp_path):
+    """e-GLASS builds H_X from LPIPS; without the LPIPS trunk weights it falls back to pixel MSE and says
+    which file is missing."""
+    from inversion.exploration.eglass import EGlass
+    from inversion.metrics import LPIPS
+
+    missing = tmp_path / "absent" / "alexnet-owt-7be5be79.pth"
+    monkeypatch.setattr(LPIPS, "weight_file", lambda self: missing)
+    with pytest.warns(UserWarning, match="alexnet-owt-7be5be79.pth"):
+        assert EGlass().perceptual == "mse"
+    present = tmp_path / "alexnet-owt-7be5be79.pth"
+    present.write_bytes(b"")  # only its presence is checked when the explorer is built
+    monkeypatch.setattr(LPIPS, "weight_file", lambda self: present)
+    assert isinstance(EGlass().perceptual, LPIPS)
+    assert EGlass(perceptual="mse").perceptual == "mse"

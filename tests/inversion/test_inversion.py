@@ -63,7 +63,7 @@ def test_back_projection_makes_measurements_hold(toy, sr_runs, task):
         op = Inpainting("center", box_size=0.5)
         y = op.A(x)
         csgm = methods.restore(y, op, prior, "csgm", seed=0, csgm_steps=30, restarts=1)
-    bp = back_project(csgm.raw, y, op)
+    bp = back_project(csgm.raw, y, op)  # the exact A-dagger (restore's _bp default for SR is bicubic)
     assert torch.allclose(op.A(bp), y, atol=1e-4)
     assert not torch.allclose(op.A(csgm.raw), y, atol=1e-4)
     if task == "inpaint":

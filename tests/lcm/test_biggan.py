@@ -163,7 +163,8 @@ def test_dgp_on_biggan_keeps_frozen_groups_bit_identical(finetune_embedding):
             self.copies = [copy.deepcopy(c) for c in module.copies]
 
     last = LastIterate()
-    cfg = dgp.DGPConfig(**FAST, finetune_embedding=finetune_embedding)
+    # the engine's Lightning callback sees its copies: the fast variant
+    cfg = dgp.DGPConfig(**FAST, finetune_embedding=finetune_embedding, variant="fast")
     out = dgp.fit_dgp(prior, op, y, [0, 1], torch.tensor([3, 7]), cfg, callbacks=[last])
     shared = prior.generator
     for g, final in zip(out.fit.generators, last.copies, strict=True):

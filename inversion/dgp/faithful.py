@@ -1,0 +1,376 @@
+"""DGP's optimisation exactly as its released code runs it (``DGP.run`` and ``DGP.select_z`` of
+``models/dgp.py`` in XingangPan/deep-generative-prior), on any prior with a critic.
+
+Per image (DGP fits one image at a time):
+
+* one Adam for ``z`` and one for the generator copy, built once for the whole run with betas
+  ``(0, 0.999)`` and eps 1e-8 (``DGP.__init__`` / ``_prepare_latent``; BigGAN's ``G_B1 = 0``);
+* the generator's parameter groups as DGP's ``G.get_params(i, update_embed)`` counts them: group 0 = the
+  latent-side layer (BigGAN: the first linear layer, plus the class embedding with ``update_embed``), then
+  one group per block, the output layer last (``prior.generator.blocks`` in order);
+* at every step DGP's ``LRScheduler.update``: group ``i`` gets ``G_lr * lr_ratio**i`` if ``i < ft_num``,
+  else learning rate 0 -- its parameters still get gradients, so Adam's moments keep accumulating, and
+  they move once a later stage raises ``ft_num``;
+* loss (in [-1, 1] image space, on the degraded images lifted onto the image grid, as ``pre_process``
+  does): ``w_D * sum_{last ftr_num features} F.l1_loss(D_i(A x), D_i(y)) + w_mse * MSE + w_nll *
+  mean(z**2 / 2)`` (``utils/losses.py`` ``DiscriminatorLoss``);
+* ``use_in`` per stage: BigGAN's InstanceNorm twins, their frozen affine initialised once from the BN
+  output at the first step that uses them (``models/layers.py`` ``GBlock``); other generators get the
+  BN -> IN swap of :func:`callbacks.swap_batchnorm_for_instancenorm` at that step, affine frozen;
+* a stage ends early once the [-1, 1] MSE < ``stop_mse`` or the feature loss < ``stop_ftr`` (DGP's
+  ``break`` out of the stage loop).
+
+The image returned is ``G(z)`` after the last update (DGP saves the ``x`` of the last step, computed
+before that step's update; its saved ``G`` and ``z`` are those after it).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from inversion.dgp.operators import lift_to_grid, measure
+from lcm.prior import Prior, to_unit
+
+__all__ = [
+    "DGPStage",
+    "critic_distance",
+    "generator_groups",
+    "parse_stages",
+    "run_faithful",
+    "score_candidates",
+]
+
+_STAGE_KEYS = {
+    "blocks",
+    "iterations",
+    "latent_lr",
+    "generator_lr",
+    "lr_ratio",
+    "weights",
+    "critic_features",
+    "instance_norm",
+    "latent",
+    "stop_mse",
+    "name",
+}
+
+
+@dataclass
+class DGPStage:
+    """One stage of DGP's script arguments (one column of ``--ft_num ... --use_in``).
+
+    Args:
+        blocks: DGP's ``ft_num``: parameter groups that train (see module docstring; ``'all'`` = every group).
+        iterations: steps (``--iterations``).
+        latent_lr, generator_lr: ``--z_lrs``, ``--G_lrs``.
+        lr_ratio: ``--lr_ratio`` (group ``i`` trains at ``generator_lr * lr_ratio**i``).
+        critic: ``--w_D_loss``; mse: ``--w_mse`` (on DGP's [-1, 1] MSE).
+        critic_features: ``--ftr_num`` (the last n critic features; None: all).
+        instance_norm: ``--use_in``.
+        latent: whether z moves (False: its learning rate is 0).
+        stop_mse: DGP's ``--stop_mse`` on the [-1, 1] MSE (None: never).
+        extra: weights of extra per-image loss terms (``loss_terms`` of :func:`run_faithful`, e.g. the
+            VGG perceptual loss of DGP's ``--ftr_type VGG``), each summed over the image.
+    """
+
+    blocks: int | str
+    iterations: int
+    latent_lr: float
+    generator_lr: float
+    lr_ratio: float = 1.0
+    critic: float = 0.0
+    mse: float = 1.0
+    critic_features: int | None = None
+    instance_norm: bool = False
+    latent: bool = True
+    stop_mse: float | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def parse_stages(schedule: Sequence[Mapping]) -> list[DGPStage]:
+    """DGP stage mappings (``blocks``, ``iterations``, ``latent_lr``, ``generator_lr``, ``lr_ratio``,
+    ``weights: {critic, mse}``, ``critic_features``, ``instance_norm``) -> :class:`DGPStage` list."""
+    if isinstance(schedule, Mapping) or not len(schedule):
+        raise ValueError("the DGP schedule must be a non-empty list of stage mappings")
+    out = []
+    for i, s in enumerate(schedule):
+        if not isinstance(s, Mapping) or "blocks" not in s or "iterations" not in s:
+            raise ValueError(f"DGP stage {i} needs 'blocks' (DGP's ft_num) and 'iterations'")
+        unknown = set(s) - _STAGE_KEYS
+        if unknown:
+            raise ValueError(
+                f"DGP stage {i} has unknown keys {sorted(unknown)}; valid: {sorted(_STAGE_KEYS)}"
+            )
+        w = dict(s.get("weights", {"mse": 1.0}))
+        extra = {k: float(v) for k, v in w.items() if k not in ("critic", "mse")}
+        blocks = s["blocks"]
+        if not (
+            blocks == "all" or (isinstance(blocks, int) and not isinstance(blocks, bool) and blocks >= 0)
+        ):
+            raise ValueError(f"DGP stage {i}: blocks must be a count >= 0 or 'all', got {blocks!r}")
+        it = s["iterations"]
+        if isinstance(it, bool) or not isinstance(it, int) or it < 1:
+            raise ValueError(f"DGP stage {i}: iterations must be a positive integer, got {it!r}")
+        nf = s.get("critic_features")
+        if nf is not None and (isinstance(nf, bool) or not isinstance(nf, int) or nf < 1):
+            raise ValueError(f"DGP stage {i}: critic_features must be None or >= 1, got {nf!r}")
+        out.append(
+            DGPStage(
+                blocks=blocks,
+                iterations=it,
+                latent_lr=float(s.get("latent_lr", 0.1)),
+                generator_lr=float(s.get("generator_lr", 0.0)),
+                lr_ratio=float(s.get("lr_ratio", 1.0)),
+                critic=float(w.get("critic", 0.0)),
+                mse=float(w.get("mse", 0.0)),
+                critic_features=nf,
+                instance_norm=bool(s.get("instance_norm", False)),
+                latent=bool(s.get("latent", True)),
+                stop_mse=None if s.get("stop_mse") is None else float(s["stop_mse"]),
+                extra=extra,
+            )
+        )
+    return out
+
+
+def generator_groups(generator: nn.Module, update_embed: bool = False) -> list[list[nn.Parameter]]:
+    """DGP's parameter groups of ``generator`` (``G.get_params(i, update_embed)``): one per entry of
+    ``generator.blocks`` (latent side first; for BigGAN the first linear layer, the residual blocks, the
+    output layer), the class embedding (``generator.embedding``) added to group 0 with ``update_embed``.
+    InstanceNorm affines are left out (frozen in DGP)."""
+    frozen = {id(p) for m in generator.modules() if isinstance(m, nn.InstanceNorm2d) for p in m.parameters()}
+    # BigGAN: DGP's optimizer holds range(len(G.blocks) + 1) groups, never the output layer
+    n = int(getattr(generator, "dgp_optimized_groups", len(generator.blocks)))
+    groups = [[p for p in b.parameters() if id(p) not in frozen] for b in list(generator.blocks)[:n]]
+    emb = getattr(generator, "embedding", None)
+    if update_embed and isinstance(emb, nn.Module):
+        groups[0] = groups[0] + list(emb.parameters())
+    return groups
+
+
+def critic_distance(
+    fa: Sequence[torch.Tensor], fb: Sequence[torch.Tensor], n: int | None, reduction: str = "block_mean"
+) -> torch.Tensor:
+    """DGP's ``DiscriminatorLoss``: ``sum_{i < n} F.l1_loss(fa[-i-1], fb[-i-1])`` (``block_mean``, the
+    released code), or DGP eq. 3's summed L1 norms divided by the mean feature size (``paper``); ``fb``
+    rows broadcast. -> ``(B,)``."""
+    n = len(fa) if n is None else min(int(n), len(fa))
+    pairs = [(fa[-i - 1], fb[-i - 1]) for i in range(n)]
+    if reduction == "block_mean":
+        return sum((a - b).abs().flatten(1).mean(1) for a, b in pairs)
+    if reduction == "paper":
+        mean_size = sum(a[0].numel() for a, _ in pairs) / len(pairs)
+        return sum((a - b).abs().flatten(1).sum(1) for a, b in pairs) / mean_size
+    raise ValueError(
+        f"critic_reduction must be 'block_mean' (DGP's code) or 'paper' (eq. 3), got {reduction!r}"
+    )
+
+
+def _features(prior: Prior, x_pm: torch.Tensor) -> list[torch.Tensor]:
+    """Critic features of [-1, 1] images, as DGP's scripts compute them (BigGAN: ``dgp_features``)."""
+    fn = getattr(getattr(prior.critic, "net", None), "dgp_features", None)
+    if callable(fn):
+        return fn(x_pm)
+    return prior.critic.features(to_unit(x_pm))
+
+
+def _generate(prior: Prior, gen: nn.Module, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    """[-1, 1] images of ``gen`` (a copy of ``prior.generator``) at latents ``z``."""
+    w = prior.code(z, labels)
+    return gen(w, labels) if prior.num_classes else gen(w)
+
+
+@torch.no_grad()
+def score_candidates(
+    prior: Prior,
+    operator: nn.Module,
+    y: torch.Tensor,
+    candidates: torch.Tensor,
+    labels: torch.Tensor | int | None = None,
+    critic_features: int = 3,
+    reduction: str = "block_mean",
+    batch_size: int = 100,
+) -> torch.Tensor:
+    """DGP's start score of each candidate latent (``DGP.select_z``): the critic loss on the last
+    ``critic_features`` (3) features between the candidate's degraded image and the target ``y``. As in
+    DGP the candidate is degraded along the *target* path (``pre_process(x)``: for SR the uint8 PIL
+    Lanczos, not the DIP down-sampler of the fit), i.e. ``operator.measure`` where the operator has one.
+
+    Shape:
+        - y: ``(1, ...)`` in [0, 1]; candidates ``(K, *latent_shape)``; labels ``(K,)``, ``(1,)``, an int or
+          None; output ``(K,)``.
+    """
+    if prior.critic is None:
+        raise ValueError("DGP's candidate score needs a prior with a critic (discriminator)")
+    if y.shape[0] != 1:
+        raise ValueError(
+            f"score_candidates scores against one target: y must be (1, ...), got {tuple(y.shape)}"
+        )
+    k = candidates.shape[0]
+    if prior.num_classes:
+        if labels is None:
+            raise ValueError("a class-conditional prior needs labels for the candidates")
+        labels = torch.as_tensor(labels, dtype=torch.long, device=candidates.device).reshape(-1)
+        labels = labels.expand(k) if labels.numel() == 1 else labels
+    target = _features(prior, lift_to_grid(operator, y, prior.image_shape))
+    out = []
+    for s in range(0, k, batch_size):
+        lab = None if not prior.num_classes else labels[s : s + batch_size]
+        x = prior(candidates[s : s + batch_size], lab)
+        feats = _features(prior, lift_to_grid(operator, measure(operator, x), prior.image_shape))
+        out.append(critic_distance(feats, target, critic_features, reduction))
+    return torch.cat(out)
+
+
+def _set_instance_norm(gen: nn.Module, flag: bool, prior: Prior, z, lab, state: dict) -> None:
+    if callable(getattr(gen, "set_instance_norm", None)):
+        gen.set_instance_norm(flag)  # BigGAN: DGP's own lazily initialised twins
+        return
+    if flag and not state.get("swapped"):
+        from callbacks import swap_batchnorm_for_instancenorm
+
+        with torch.no_grad():
+            swap_batchnorm_for_instancenorm(gen, prior.code(z, lab), lab)
+        for m in gen.modules():
+            if isinstance(m, nn.InstanceNorm2d):
+                m.requires_grad_(False)
+        state["swapped"] = True
+    elif not flag and state.get("swapped"):
+        raise ValueError(
+            "this generator has no DGP InstanceNorm twins: once a stage swaps BN for IN, later stages must "
+            "keep instance_norm: true"
+        )
+
+
+@dataclass
+class FaithfulFit:
+    """Per-image outcome of :func:`run_faithful`."""
+
+    images: torch.Tensor
+    latent: torch.Tensor
+    generators: list[nn.Module]
+    loss: torch.Tensor  # (T, B) total loss per step (NaN after a stage stop)
+    critic: torch.Tensor  # (T, B) feature loss per step, before that step's update
+    mse: torch.Tensor  # (T, B) [-1, 1] MSE per step
+    steps: torch.Tensor  # (B,)
+
+
+def run_faithful(
+    prior: Prior,
+    operator: nn.Module,
+    y: torch.Tensor,
+    z0: torch.Tensor,
+    labels: torch.Tensor | None,
+    stages: Sequence[DGPStage],
+    w_nll: float = 0.0,
+    update_embed: bool = False,
+    reduction: str = "block_mean",
+    stop_ftr: float | None = None,
+    loss_terms: Mapping | None = None,
+) -> FaithfulFit:
+    """DGP's ``run()`` for each image from ``z0`` (see module docstring).
+
+    Shape:
+        - y: ``(B, ...)`` in [0, 1]; z0: ``(B, *latent_shape)``; labels ``(B,)`` or None.
+    """
+    if not stages:
+        raise ValueError("DGP needs at least one stage")
+    terms = dict(loss_terms or {})
+    missing = sorted({k for s in stages for k, w in s.extra.items() if w} - set(terms))
+    if missing:
+        raise ValueError(f"the DGP stages weight loss terms {missing} that no loss_terms entry provides")
+    uses_critic = any(s.critic for s in stages)
+    if uses_critic and prior.critic is None:
+        raise ValueError(
+            f"this {prior.kind} prior has no critic, but the DGP stages weight the critic loss: use the "
+            "critic-less presets of DGP Table 4 (options: {preset: mse} or {preset: perceptual}), pass the "
+            "generator's discriminator (critic=...), or set every stage's weights.critic to 0"
+        )
+    total = sum(s.iterations for s in stages)
+    n = y.shape[0]
+    nan = float("nan")
+    hist = {k: torch.full((total, n), nan) for k in ("loss", "critic", "mse")}
+    images, latents, gens, steps = [], [], [], []
+    for i in range(n):
+        lab = labels[i : i + 1] if prior.num_classes else None
+        gen = copy.deepcopy(prior.generator).eval()
+        if callable(getattr(gen, "reset_instance_norm", None)):
+            gen.reset_instance_norm()
+        gen.requires_grad_(False)
+        groups = generator_groups(gen, update_embed)
+        for g in groups:
+            for p in g:
+                p.requires_grad_(True)
+        n_groups = len(groups)
+        # DGP: one Adam per network for the whole run, betas (G_B1, G_B2) = (0, 0.999), eps 1e-8
+        g_opt = torch.optim.Adam([{"params": g} for g in groups if g], lr=0.0, betas=(0.0, 0.999), eps=1e-8)
+        group_index = [j for j, g in enumerate(groups) if g]
+        z = z0[i : i + 1].detach().clone().requires_grad_(True)
+        z_opt = torch.optim.Adam([z], lr=0.0, betas=(0.0, 0.999), eps=1e-8)
+        with torch.no_grad():
+            target = lift_to_grid(operator, y[i : i + 1], prior.image_shape)
+            target_feats = [f.detach() for f in _features(prior, target)] if uses_critic else None
+        norm_state: dict = {}
+        step = 0
+        for stage in stages:
+            ft_num = n_groups if stage.blocks == "all" else int(stage.blocks)
+            for _ in range(stage.iterations):
+                # DGP's LRScheduler.update(step, G_lr, ft_num, lr_ratio) and z_scheduler.update(step, z_lr)
+                for pg, j in zip(g_opt.param_groups, group_index, strict=True):
+                    pg["lr"] = stage.generator_lr * stage.lr_ratio**j if j < ft_num else 0.0
+                z_opt.param_groups[0]["lr"] = stage.latent_lr if stage.latent else 0.0
+                z_opt.zero_grad()
+                g_opt.zero_grad()
+                _set_instance_norm(gen, stage.instance_norm, prior, z.detach(), lab, norm_state)
+                x = _generate(prior, gen, z, lab)
+                x_map = lift_to_grid(operator, operator.A(to_unit(x)), prior.image_shape)
+                mse = F.mse_loss(x_map, target)
+                loss = stage.mse * mse
+                ftr = x.new_zeros(())
+                if uses_critic:
+                    ftr = critic_distance(
+                        _features(prior, x_map), target_feats, stage.critic_features, reduction
+                    )[0]
+                    loss = loss + stage.critic * ftr
+                loss = loss + w_nll * (z**2 / 2).mean()
+                if any(stage.extra.values()):
+                    from inversion.engine import LossContext
+
+                    x01 = to_unit(x)
+                    ctx = LossContext(x01, operator.A(x01), y[i : i + 1], z, lab, prior, operator, None)
+                    for name, weight in stage.extra.items():
+                        if weight:
+                            loss = loss + weight * terms[name](ctx).sum()
+                loss.backward()
+                z_opt.step()
+                g_opt.step()
+                hist["loss"][step, i] = float(loss.detach())
+                hist["critic"][step, i] = float(ftr.detach())
+                hist["mse"][step, i] = float(mse.detach())
+                step += 1
+                if (stage.stop_mse is not None and float(mse) < stage.stop_mse) or (
+                    stop_ftr is not None and float(ftr) < stop_ftr
+                ):
+                    break
+        gen.requires_grad_(False)
+        with torch.no_grad():
+            x = _generate(prior, gen, z.detach(), lab)
+        images.append(to_unit(x))
+        latents.append(z.detach())
+        gens.append(gen)
+        steps.append(step)
+    return FaithfulFit(
+        images=torch.cat(images),
+        latent=torch.cat(latents),
+        generators=gens,
+        loss=hist["loss"],
+        critic=hist["critic"],
+        mse=hist["mse"],
+        steps=torch.tensor(steps),
+    )
