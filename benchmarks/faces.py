@@ -26,6 +26,7 @@ The claims (IAGAN, Abu Hussein et al. 2020), separately for each set:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -181,7 +182,7 @@ def claims(rows: list[dict]) -> list[dict]:
             if a and b:
                 gains.append((r, mean(a) - mean(b)))
         if len(gains) >= 2:
-            grows = all(g2 >= g1 for (_, g1), (_, g2) in zip(gains, gains[1:], strict=False))
+            grows = all(g2 >= g1 for (_, g1), (_, g2) in itertools.pairwise(gains))
             txt = ", ".join(f"{r:g}: {g:+.2f}" for r, g in gains)
             out.append({"set": s, "claim": "CS over m/n: IAGAN's gain over CSGM grows with m/n", "task": "cs",
                         "measured": txt, "holds": grows})  # fmt: skip

@@ -22,11 +22,9 @@ item  test                                                    bad input
 from __future__ import annotations
 
 import io
-import pickle
 import signal
 import sys
 import time
-import types
 import warnings
 import zipfile
 from collections import OrderedDict
@@ -62,36 +60,10 @@ def _with_alarm(seconds, fn):
 # -- hand-built snapshot pickles -----------------------------------------------------------------
 def _snapshot(tmp_path: Path, g_state: dict, init_kwargs: dict, name: str = "snap.pkl") -> Path:
     """A StyleGAN2-ADA-format pickle: ``{"G_ema": persistence record(init_kwargs, g_state)}``."""
-    mod = types.ModuleType("torch_utils.persistence")
+    from tests.lcm.test_stylegan2 import snapshot_pickle
 
-    def _reconstruct_persistent_obj(meta):  # pragma: no cover - never called by the safe loader
-        return meta
-
-    _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
-    _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
-    mod._reconstruct_persistent_obj = _reconstruct_persistent_obj
-    pkg = types.ModuleType("torch_utils")
-    pkg.persistence = mod
-
-    class Record:
-        def __reduce__(self):
-            state = {"_parameters": g_state, "_buffers": {}, "_modules": {}, "_init_kwargs": init_kwargs}
-            meta = dict(type="class", version=6, module_src="", class_name="Generator", state=state)
-            return (_reconstruct_persistent_obj, (meta,))
-
-    saved = {k: sys.modules.get(k) for k in ("torch_utils", "torch_utils.persistence")}
-    sys.modules["torch_utils"], sys.modules["torch_utils.persistence"] = pkg, mod
-    try:
-        data = pickle.dumps({"G_ema": Record()}, protocol=4)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                sys.modules.pop(k, None)
-            else:
-                sys.modules[k] = v
-    path = tmp_path / name
-    path.write_bytes(data)
-    return path
+    state = {"_parameters": g_state, "_buffers": {}, "_modules": {}, "_init_kwargs": init_kwargs}
+    return snapshot_pickle(tmp_path / name, state)
 
 
 def _storage_bytes(numel: int = 4) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 
 import pytest
 import torch
@@ -21,7 +22,7 @@ def tutorial_generator(nz: int, ngf: int, nc: int, res: int) -> nn.Sequential:
         nn.BatchNorm2d(widths[0]),
         nn.ReLU(True),
     ]
-    for a, b in zip(widths, widths[1:], strict=False):
+    for a, b in itertools.pairwise(widths):
         layers += [nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False), nn.BatchNorm2d(b), nn.ReLU(True)]
     layers += [nn.ConvTranspose2d(widths[-1], nc, 4, 2, 1, bias=False), nn.Tanh()]
     return _randomised(nn.Sequential(*layers))
@@ -31,7 +32,7 @@ def tutorial_discriminator(ndf: int, nc: int, res: int) -> nn.Sequential:
     depth = {32: 4, 64: 5}[res]
     widths = [ndf * 2**i for i in range(depth - 1)]
     layers = [nn.Conv2d(nc, widths[0], 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)]
-    for a, b in zip(widths, widths[1:], strict=False):
+    for a, b in itertools.pairwise(widths):
         layers += [nn.Conv2d(a, b, 4, 2, 1, bias=False), nn.BatchNorm2d(b), nn.LeakyReLU(0.2, inplace=True)]
     layers += [nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False), nn.Sigmoid()]
     return _randomised(nn.Sequential(*layers))

@@ -87,8 +87,9 @@ def test_meta_networks_match_released_ffhq_keys_and_shapes(res):
         assert got == man[key]
 
 
-def _fake_persistence_pickle(payload, tmp_path: Path) -> Path:
-    """A snapshot-format pickle (a persistence record for G_ema) whose state carries ``payload``."""
+def snapshot_pickle(path: Path, state: dict, **entries) -> Path:
+    """A StyleGAN2-ADA-format pickle ``{"G_ema": <persistence record with state>, **entries}`` at ``path``,
+    made with a stand-in ``torch_utils.persistence`` module (never needed to read it back)."""
     mod = types.ModuleType("torch_utils.persistence")
 
     def _reconstruct_persistent_obj(meta):  # pragma: no cover - never called by the safe loader
@@ -102,28 +103,27 @@ def _fake_persistence_pickle(payload, tmp_path: Path) -> Path:
 
     class Record:
         def __reduce__(self):
-            meta = dict(
-                type="class",
-                version=6,
-                module_src="",
-                class_name="Generator",
-                state={"_parameters": {}, "_buffers": {}, "_modules": {}, "evil": payload},
-            )
+            meta = dict(type="class", version=6, module_src="", class_name="Generator", state=state)
             return (_reconstruct_persistent_obj, (meta,))
 
     saved = {k: sys.modules.get(k) for k in ("torch_utils", "torch_utils.persistence")}
     sys.modules["torch_utils"], sys.modules["torch_utils.persistence"] = pkg, mod
     try:
-        data = pickle.dumps({"G_ema": Record(), "D": None}, protocol=4)
+        data = pickle.dumps({"G_ema": Record(), **entries}, protocol=4)
     finally:
         for k, v in saved.items():
             if v is None:
                 sys.modules.pop(k, None)
             else:
                 sys.modules[k] = v
-    path = tmp_path / "network-snapshot-000000.pkl"
     path.write_bytes(data)
     return path
+
+
+def _fake_persistence_pickle(payload, tmp_path: Path) -> Path:
+    """A snapshot-format pickle (a persistence record for G_ema) whose state carries ``payload``."""
+    state = {"_parameters": {}, "_buffers": {}, "_modules": {}, "evil": payload}
+    return snapshot_pickle(tmp_path / "network-snapshot-000000.pkl", state, D=None)
 
 
 @pytest.mark.parametrize("kind", ["os.system", "builtins.eval"])
