@@ -57,7 +57,6 @@ def measure(r: Runner) -> dict[str, dict[str, list[float]]]:
     from inversion.dgp.losses import PerceptualLoss
 
     base = _dgp_preset(r, "sr_critic")
-    ncand = base["n_candidates"]
     variants = {
         "MSE": ([{**s, "blocks": "all", "weights": {"mse": 1.0}} for s in base["stages"]], "mse", None),
         "perceptual": (
@@ -79,7 +78,7 @@ def measure(r: Runner) -> dict[str, dict[str, list[float]]]:
         "D + progressive": (base["stages"], "critic", None),
     }
     for label, (stages, init, extra) in variants.items():
-        opts = {"stages": stages, "init_metric": init, "n_candidates": ncand}
+        opts = {**base, "stages": stages, "init_metric": init}  # the preset's other options (w_nll, ...)
         if extra:
             shape = r.prior("wgangp").image_shape
             opts["loss_terms"] = {"perceptual": PerceptualLoss(shape)}
