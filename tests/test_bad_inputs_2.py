@@ -428,35 +428,27 @@ def test_errors_point_the_right_way_mask_without_hole_and_zero_sizes(make_task_f
         "  class_path: inversion.operators.Inpainting\n"
         f"  init_args: {{mask_kind: file, mask_path: {str(tmp_path / 'black.png')!r}}}\n"
     )
-    src, cfg = make_task_folder(2, 0, op, "{csgm_steps: 1, restarts: 1}")
-    argv = [
-        "--config",
-        str(cfg),
-        "--prior",
-        "lcm.toy:tiny_prior",
-        "--input",
-        str(src),
-        "--progress",
-        "false",
-    ]
+
+    def argv(op: str) -> list[str]:
+        src, cfg = make_task_folder(2, 0, op, "{csgm_steps: 1, restarts: 1}")
+        return [
+            "--config",
+            str(cfg),
+            "--prior",
+            "lcm.toy:tiny_prior",
+            "--input",
+            str(src),
+            "--progress",
+            "false",
+        ]
+
     with pytest.raises(ValueError, match="has no hole"):
-        cli.main([*argv, "--output", str(tmp_path / "o1")])
+        cli.main([*argv(op), "--output", str(tmp_path / "o1")])
     assert not (tmp_path / "o1" / "rows").exists()  # refused up front, before any image's fit
-    op = "  class_path: inversion.operators.Denoising\n  init_args: {sigma: 0.0}\n"
-    src, cfg = make_task_folder(2, 0, op, "{csgm_steps: 1, restarts: 1}")
-    argv = [
-        "--config",
-        str(cfg),
-        "--prior",
-        "lcm.toy:tiny_prior",
-        "--input",
-        str(src),
-        "--progress",
-        "false",
-    ]
+    denoise = argv("  class_path: inversion.operators.Denoising\n  init_args: {sigma: 0.0}\n")
     for flag in ("--batch_size", "--num_threads"):
         with pytest.raises(ValueError, match=flag):
-            cli.main([*argv, "--output", str(tmp_path / "o2"), flag, "0"])
+            cli.main([*denoise, "--output", str(tmp_path / "o2"), flag, "0"])
 
 
 def test_errors_point_the_right_way_bool_labels():
