@@ -21,11 +21,14 @@ a ``DIR/DONE-<name>`` marker, where present, or a ``training.json`` saying done 
 waits for priors still training there) or are trained into ``OUTPUT/priors`` with
 ``configs/lcm/<name>.yaml`` (resumed from ``last.ckpt``); see :mod:`benchmarks.claims.priors`. Every
 method run is cached per image chunk under ``OUTPUT/cache`` (a rerun resumes); the table goes to
-``OUTPUT/claims.md`` and ``claims.json`` atomically. ``--smoke``: tiny priors trained on the fly,
-2 images per task, all step counts scaled down -- the same rows, in minutes::
+``OUTPUT/claims.md`` and ``claims.json`` atomically; ``--rows KEY ...`` measures only those claim rows
+(and only the method runs and priors behind them) into ``OUTPUT/claims-<KEY>+<KEY>.md`` / ``.json``.
+``--smoke``: tiny priors trained on the fly, 2 images per task, all step counts scaled down -- the same
+rows, in minutes::
 
     python -m benchmarks.claims --smoke --output outputs/claims_smoke
     python -m benchmarks.claims --priors /work/priors runs --images 64 --scale 0.5 --wait --eglass-images 16
+    python -m benchmarks.claims --images 64 --scale 0.5 --threads 1 --rows dgp_t5 cri_f5 cri_t4
 
 Modules: :mod:`~benchmarks.claims.papers` (each paper's claims), :mod:`~benchmarks.claims.measure` (the
 method runs behind each row), :mod:`~benchmarks.claims.runner` (priors, data, metrics, the cache),

@@ -8,7 +8,7 @@ from benchmarks.claims.papers import CLAIMS
 from benchmarks.claims.runner import Runner
 from lcm.configs import config_dir, load_options
 
-__all__ = ["defence", "eglass", "measure"]
+__all__ = ["ROW_GROUPS", "defence", "eglass", "measure"]
 
 
 def _scaled_stages(stages: list[dict], runner: Runner) -> list[dict]:
@@ -32,30 +32,58 @@ def _dgp_preset(r: Runner, name: str) -> dict:
     return opts
 
 
-def measure(r: Runner) -> dict[str, dict[str, list[float]]]:
-    """Per claim key: label -> per-image values of the claim's metric."""
-    from inversion.operators import Colorization, Inpainting, SuperResolution
+#: the claim rows each group of method runs measures (a group runs when one of its rows is asked for)
+ROW_GROUPS = {
+    "iagan": ("iagan_t2", "iagan_bp"),
+    "dgp_t4": ("dgp_t4",),
+    "inpainting": ("dgp_t2", "tv"),
+    "cri": ("cri_f5", "cri_t4"),
+    "dgp_t5": ("dgp_t5",),
+    "eglass": ("eglass", "eglass_div"),
+    "lcm": ("lcm_s3", "lcm_s3_ae", "lcm_s3_dip"),
+}
 
-    fm = "fashion_mnist"
+
+def measure(r: Runner, rows: list[str] | None = None) -> dict[str, dict[str, list[float]]]:
+    """Per claim key: label -> per-image values of the claim's metric; ``rows``: only these claim keys
+    (and the runs behind them), default every claim."""
+    keys = [c.key for c in CLAIMS]
+    wanted = set(keys if rows is None else rows)
+    if not wanted or wanted - set(keys):
+        raise ValueError(f"unknown claim rows {sorted(wanted - set(keys))}; choose from {keys}")
+    res: dict[str, dict[str, list[float]]] = {}
+    inp: dict[str, dict] = {}  # the one inpainting task shared by DGP Table 2, TV and LCM Sec. 3
+    # in the full table's order: the priors that finish training last (LCM Sec. 3) are measured last
+    for group, measured in ROW_GROUPS.items():
+        if wanted & set(measured):
+            res.update(_GROUP_RUNS[group](r, inp, wanted))
+    return {k: v for k, v in res.items() if k in wanted}
+
+
+def _iagan_rows(r: Runner, inp: dict, wanted: set) -> dict:
+    from inversion.operators import SuperResolution
+
     sr_bic = SuperResolution(factor=4, kernel="bicubic")
-    sr_lan = SuperResolution(factor=4, kernel="lanczos")
-    hole = Inpainting("center", box_size=50 / 128)
-    res: dict[str, dict[str, list[float]]] = {c.key: {} for c in CLAIMS}
-
-    # IAGAN Table 2
+    fm = "fashion_mnist"
     cs = r.restore_run("sr4_csgm", "wgangp", fm, sr_bic, "csgm", _csgm_opts(r), bp_label="BP")
     ia = r.restore_run("sr4_iagan", "wgangp", fm, sr_bic, "iagan", _iagan_opts(r), bp_label="BP")
-    res["iagan_t2"] = {
-        "CSGM": cs["psnr"],
-        "CSGM-BP": cs["BP:psnr"],
-        "IAGAN": ia["psnr"],
-        "IAGAN-BP": ia["BP:psnr"],
+    return {
+        "iagan_t2": {
+            "CSGM": cs["psnr"],
+            "CSGM-BP": cs["BP:psnr"],
+            "IAGAN": ia["psnr"],
+            "IAGAN-BP": ia["BP:psnr"],
+        },
+        "iagan_bp": {"CSGM": cs["psnr"], "CSGM-BP": cs["BP:psnr"]},
     }
-    res["iagan_bp"] = {"CSGM": cs["psnr"], "CSGM-BP": cs["BP:psnr"]}
 
-    # DGP Table 4 (variants as in benchmarks.dgp, plus the perceptual loss)
+
+def _dgp_t4_rows(r: Runner, inp: dict, wanted: set) -> dict:
+    """DGP Table 4: the variants as in benchmarks.dgp, plus the perceptual loss."""
     from inversion.dgp.losses import PerceptualLoss
+    from inversion.operators import SuperResolution
 
+    sr_lan = SuperResolution(factor=4, kernel="lanczos")
     base = _dgp_preset(r, "sr_critic")
     variants = {
         "MSE": ([{**s, "blocks": "all", "weights": {"mse": 1.0}} for s in base["stages"]], "mse", None),
@@ -77,17 +105,21 @@ def measure(r: Runner) -> dict[str, dict[str, list[float]]]:
         "D": ([{**s, "blocks": "all"} for s in base["stages"]], "critic", None),
         "D + progressive": (base["stages"], "critic", None),
     }
+    out: dict[str, list[float]] = {}
     for label, (stages, init, extra) in variants.items():
         opts = {**base, "stages": stages, "init_metric": init}  # the preset's other options (w_nll, ...)
         if extra:
             shape = r.prior("wgangp").image_shape
             opts["loss_terms"] = {"perceptual": PerceptualLoss(shape)}
         key = "sr4_dgp_" + label.replace(" + ", "_").lower()
-        out = r.restore_run(key, "wgangp", fm, sr_lan, "dgp", opts)
-        res["dgp_t4"][label] = out["psnr"]
+        out[label] = r.restore_run(key, "wgangp", "fashion_mnist", sr_lan, "dgp", opts)["psnr"]
+    return {"dgp_t4": out}
 
-    # DGP Table 2 + TV + LCM Sec. 3 (one inpainting task)
-    runs = {
+
+def _inpainting_runs(r: Runner) -> dict:
+    """The one centre-hole inpainting task of DGP Table 2, TV and LCM Sec. 3: label -> (prior, method,
+    opts)."""
+    return {
         "CSGM": ("wgangp", "csgm", _csgm_opts(r)),
         "IAGAN": ("wgangp", "iagan", _iagan_opts(r)),
         "DGP": ("wgangp", "dgp", _dgp_preset(r, "inpainting")),
@@ -98,54 +130,85 @@ def measure(r: Runner) -> dict[str, dict[str, list[float]]]:
         "GLO (64-d)": ("glo", "latent", {"latent_steps": r.steps(500), "restarts": 5}),
         "AE": ("ae", "latent", {"latent_steps": r.steps(500), "restarts": 5}),
     }
-    late = ("LCM", "GLO (1024-d)", "GLO (64-d)", "AE")  # priors that finish training last: measured last
-    inp = {}
 
-    def inpaint(labels):
-        for label in labels:
+
+def _inpaint(r: Runner, inp: dict, labels) -> None:
+    from inversion.operators import Inpainting
+
+    hole = Inpainting("center", box_size=50 / 128)
+    runs = _inpainting_runs(r)
+    for label in labels:
+        if label not in inp:
             prior, method, opts = runs[label]
             key = "inpaint_" + label.split(" ")[0].lower() + ("_hd" if "1024" in label else "")
-            inp[label] = r.restore_run(key, prior, fm, hole, method, opts)
+            inp[label] = r.restore_run(key, prior, "fashion_mnist", hole, method, opts)
 
-    inpaint([k for k in runs if k not in late])
-    res["dgp_t2"] = {k: inp[k]["masked_psnr"] for k in ("DGP", "IAGAN", "CSGM", "DIP", "TV")}
-    res["tv"] = {k: inp[k]["psnr"] for k in ("TV", "IAGAN", "CSGM")}
 
-    # CRI Fig. 5 / Table 4 (emoji colorization)
+def _inpainting_rows(r: Runner, inp: dict, wanted: set) -> dict:
+    rows = {"dgp_t2": ("DGP", "IAGAN", "CSGM", "DIP", "TV"), "tv": ("TV", "IAGAN", "CSGM")}
+    rows = {k: v for k, v in rows.items() if k in wanted}
+    _inpaint(r, inp, dict.fromkeys(label for labels in rows.values() for label in labels))
+    metric = {"dgp_t2": "masked_psnr", "tv": "psnr"}
+    return {key: {k: inp[k][metric[key]] for k in labels} for key, labels in rows.items()}
+
+
+def _lcm_rows(r: Runner, inp: dict, wanted: set) -> dict:
+    _inpaint(r, inp, ("CSGM", "DIP", "LCM", "GLO (1024-d)", "GLO (64-d)", "AE"))
+    rows = {"WGAN-GP": inp["CSGM"]["feature"]}  # eq. 5 on the GAN's z (CSGM, no Gaussian prior)
+    rows.update({k: inp[k]["feature"] for k in ("LCM", "GLO (1024-d)", "GLO (64-d)", "AE", "DIP")})
+    return {
+        "lcm_s3": rows,
+        "lcm_s3_ae": {k: rows[k] for k in ("GLO (1024-d)", "AE")},
+        "lcm_s3_dip": {k: rows[k] for k in ("GLO (1024-d)", "DIP")},
+    }
+
+
+def _cri_rows(r: Runner, inp: dict, wanted: set) -> dict:
+    """CRI Fig. 5 / Table 4: emoji colorization with the colorization preset's weights, steps scaled."""
+    from inversion.operators import Colorization
+
     color = Colorization()
     preset = load_options(config_dir() / "inversion" / "cri" / "colorize.yaml")
-    cri = {  # the colorization preset's weights, steps scaled
+    cri = {
         **{k: v for k, v in preset.items() if k.startswith("lambda_")},
         "n_samples": max(64, round(10_000 * r.scale)),
         "offset_steps": r.steps(200),
         "tune_steps": r.steps(100),
         "cache_dir": str(r.out / "cache" / "cri"),
     }
+    f5: dict[str, list[float]] = {}
+    t4: dict[str, list[float]] = {}
     for k in (1, 5, 10):
         opts = {**cri, "n_clusters": k, "regularizer": "l2"}
         out = r.restore_run(f"color_cri_k{k}", "wgangp_emoji", "emoji", color, "cri", opts)
-        res["cri_f5"][f"{k} cluster" + ("s" if k > 1 else "")] = out["perceptual"]
+        f5[f"{k} cluster" + ("s" if k > 1 else "")] = out["perceptual"]
     for reg, label in (("l2", "L2"), ("l1", "L1"), ("none", "none")):
         opts = {**cri, "n_clusters": 10, "regularizer": reg}
-        out = r.restore_run(
-            f"color_cri_k10{'' if reg == 'l2' else '_' + reg}", "wgangp_emoji", "emoji", color, "cri", opts
-        )
-        res["cri_t4"][label] = out["perceptual"]
+        key = f"color_cri_k10{'' if reg == 'l2' else '_' + reg}"
+        t4[label] = r.restore_run(key, "wgangp_emoji", "emoji", color, "cri", opts)["perceptual"]
+    return {"cri_f5": f5, "cri_t4": t4}
 
-    # DGP Table 5 (defence)
-    res["dgp_t5"] = defence(r)
 
-    # e-GLASS (speed, diversity)
-    res["eglass"], res["eglass_div"] = eglass(r, sr_bic)
+def _dgp_t5_rows(r: Runner, inp: dict, wanted: set) -> dict:
+    return {"dgp_t5": defence(r)}
 
-    # LCM Sec. 3 (same inpainting task)
-    inpaint(late)
-    lcm_rows = {"WGAN-GP": inp["CSGM"]["feature"]}  # eq. 5 on the GAN's z (CSGM, no Gaussian prior)
-    lcm_rows.update({k: inp[k]["feature"] for k in ("LCM", "GLO (1024-d)", "GLO (64-d)", "AE", "DIP")})
-    res["lcm_s3"] = lcm_rows
-    res["lcm_s3_ae"] = {k: lcm_rows[k] for k in ("GLO (1024-d)", "AE")}
-    res["lcm_s3_dip"] = {k: lcm_rows[k] for k in ("GLO (1024-d)", "DIP")}
-    return res
+
+def _eglass_rows(r: Runner, inp: dict, wanted: set) -> dict:
+    from inversion.operators import SuperResolution
+
+    speed, div = eglass(r, SuperResolution(factor=4, kernel="bicubic"))
+    return {"eglass": speed, "eglass_div": div}
+
+
+_GROUP_RUNS = {
+    "iagan": _iagan_rows,
+    "dgp_t4": _dgp_t4_rows,
+    "inpainting": _inpainting_rows,
+    "cri": _cri_rows,
+    "dgp_t5": _dgp_t5_rows,
+    "eglass": _eglass_rows,
+    "lcm": _lcm_rows,
+}
 
 
 def defence(r: Runner) -> dict[str, list[float]]:

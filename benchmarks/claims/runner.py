@@ -55,6 +55,10 @@ class Runner:
         found = shared_checkpoint(self.prior_dirs, name)
         return found if found is not None else train_prior(name, self.out / "priors" / name, self.smoke)
 
+    def loaded_priors(self) -> list[str]:
+        """The names of the priors this run has loaded so far."""
+        return list(self._priors)
+
     def prior(self, name: str):
         if name not in self._priors:
             from lcm import load_prior

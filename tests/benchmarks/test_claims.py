@@ -91,3 +91,31 @@ def test_smoke_runs_every_claim_and_resumes(tmp_path):
     main(["--smoke", "--output", str(out)])  # everything cached: no training, no fitting
     assert time.perf_counter() - t0 < 0.5 * first
     assert json.loads((out / "claims.json").read_text())["claims"] == data["claims"]
+
+
+def test_unknown_rows_are_refused_with_the_keys(tmp_path):
+    from benchmarks.claims.measure import measure
+    from benchmarks.claims.runner import Runner
+
+    r = Runner(tmp_path, 2, True, [], 0.01)
+    with pytest.raises(ValueError, match="dgp_t5"):  # the message lists the valid keys
+        measure(r, ["dgp_t55"])
+    with pytest.raises(SystemExit):  # argparse refuses it before anything runs
+        main(["--smoke", "--output", str(tmp_path), "--rows", "nope"])
+    assert not (tmp_path / "priors").exists()
+
+
+@pytest.mark.skipif(not FASHION.exists(), reason="needs Fashion-MNIST")
+def test_rows_measure_only_their_runs_and_keep_the_full_table(tmp_path):
+    out = tmp_path / "claims"
+    out.mkdir()
+    (out / "claims.md").write_text("the full table\n")  # an earlier full run's table
+    main(["--smoke", "--output", str(out), "--rows", "tv"])
+    data = json.loads((out / "claims-tv.json").read_text())
+    assert list(data["claims"]) == ["tv"] and data["meta"]["rows"] == ["tv"]
+    assert set(data["claims"]["tv"]["ours"]) == {"TV", "IAGAN", "CSGM"}
+    assert list(data["meta"]["priors"]) == ["wgangp"]  # only the prior the row needs
+    assert [p.name for p in (out / "priors").iterdir()] == ["wgangp"]  # nothing else was trained
+    runs = sorted(p.name.split("-")[0] for p in (out / "cache").glob("*.json"))
+    assert runs == ["inpaint_csgm", "inpaint_iagan", "inpaint_tv"]
+    assert (out / "claims.md").read_text() == "the full table\n" and not (out / "report.html").exists()
