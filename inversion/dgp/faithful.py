@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from inversion.dgp.losses import dgp_critic_features
 from inversion.dgp.operators import lift_to_grid, measure
 from lcm.prior import Prior, to_unit
 
@@ -173,11 +174,8 @@ def critic_distance(
 
 
 def _features(prior: Prior, x_pm: torch.Tensor) -> list[torch.Tensor]:
-    """Critic features of [-1, 1] images, as DGP's scripts compute them (BigGAN: ``dgp_features``)."""
-    fn = getattr(getattr(prior.critic, "net", None), "dgp_features", None)
-    if callable(fn):
-        return fn(x_pm)
-    return prior.critic.features(to_unit(x_pm))
+    """Critic features of [-1, 1] images, as DGP's scripts compute them (:func:`dgp_critic_features`)."""
+    return dgp_critic_features(prior.critic, to_unit(x_pm))
 
 
 def _generate(prior: Prior, gen: nn.Module, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:

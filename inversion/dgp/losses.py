@@ -23,7 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["CriticFeatureLoss", "MeasurementMSE", "PerceptualLoss", "to_image_grid"]
+from lcm.prior import from_unit
+
+__all__ = ["CriticFeatureLoss", "MeasurementMSE", "PerceptualLoss", "dgp_critic_features", "to_image_grid"]
 
 Lift = Literal["resize", "pseudo_inverse"]
 
@@ -58,6 +60,14 @@ def to_image_grid(
     return m
 
 
+def dgp_critic_features(critic: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """The critic's features of images ``x`` in [0, 1] as DGP's scripts read them: a BigGAN critic gives
+    :meth:`~lcm.architectures.biggan.BigGANDiscriminator.dgp_features` (``--D_nl inplace_relu`` rectifies
+    the last block's output), any other critic its ``features``. Both DGP variants read them here."""
+    fn = getattr(getattr(critic, "net", None), "dgp_features", None)
+    return fn(from_unit(x)) if callable(fn) else critic.features(x)
+
+
 class MeasurementMSE:
     """Per-image MSE in measurement space, with the interface of :class:`CriticFeatureLoss` (candidate
     scoring for the MSE ablation and for priors without a critic).
@@ -78,7 +88,7 @@ class MeasurementMSE:
 class CriticFeatureLoss:
     """DGP eq. 3 as a loss term: ``sum_{i in I} ||D_i(lift(A x)) - D_i(lift(y))||_1 / N`` per image.
 
-    ``D_i`` is the output of critic block ``i`` (``prior.critic.features``), ``I`` = ``blocks`` (None:
+    ``D_i`` is the output of critic block ``i`` (:func:`dgp_critic_features`), ``I`` = ``blocks`` (None:
     all blocks; negative indices count from the end). ``reduction="paper"`` (default) is eq. 3: the L1
     norms of the blocks summed, so each block weighs by its size; it is divided by one constant, ``N`` =
     the mean element count of the used blocks, which keeps the magnitude of the released code's sum of
@@ -127,7 +137,7 @@ class CriticFeatureLoss:
 
     def features(self, m: torch.Tensor, operator: nn.Module | None = None) -> list[torch.Tensor]:
         """Selected critic features of lifted measurements ``m``."""
-        feats = self.critic.features(to_image_grid(m, self.image_shape, operator, self.lift))
+        feats = dgp_critic_features(self.critic, to_image_grid(m, self.image_shape, operator, self.lift))
         if self.blocks is None:
             return feats
         try:

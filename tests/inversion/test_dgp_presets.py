@@ -112,3 +112,25 @@ def test_dgp_operators_measure_as_dgp():
     assert torch.allclose(gray[:, 0], want, atol=1e-6)
     with pytest.raises(ValueError, match="DGP mode"):
         dgp_operator("deblur", 32)
+
+
+def test_both_variants_read_the_critic_features_as_dgps_scripts_do():
+    """``--D_nl inplace_relu``: the ReLU before D's sum pooling rectifies the last block's output in place,
+    so DGP's loss sees it rectified; the fast variant's loss must read the same list as the faithful one."""
+    from inversion.dgp.faithful import _features
+    from inversion.dgp.losses import CriticFeatureLoss
+    from lcm.prior import from_unit
+
+    ref = torch.load(DATA / "biggan_dgp_128_tiny.pt", weights_only=True)
+    prior = biggan_prior(build_generator(ref["G"]), build_discriminator(ref["D"]))
+    x = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        plain = prior.critic.features(x)  # the out-of-place list
+        assert plain[-2].min() < 0  # so the check below can tell the two apart
+        fast = CriticFeatureLoss(
+            prior.critic, prior.image_shape, [-3, -2, -1], reduction="block_mean"
+        ).features(x)
+        faithful = _features(prior, from_unit(x))[-3:]
+    assert fast[1].min() >= 0
+    for a, b in zip(fast, faithful, strict=True):
+        torch.testing.assert_close(a, b)
