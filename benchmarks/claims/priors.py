@@ -66,7 +66,12 @@ def shared_checkpoint(folders: list[Path], name: str) -> Path | None:
 
 def train_prior(name: str, folder: Path, smoke: bool = False) -> Path:
     """Train ``configs/lcm/<name>.yaml`` into ``folder`` (resumed from its ``last.ckpt``) unless an earlier
-    call finished (``folder/DONE``); ``smoke``: a tiny network for 20 steps on 64 images."""
+    call finished (``folder/DONE``); ``smoke``: a tiny network for 20 steps on 64 images.
+
+    ``folder/DONE`` is written only once the run's ``training.json`` says it reached ``max_steps``: a run
+    that the config's ``max_time`` safety stop ended early is resumed from ``last.ckpt`` without it
+    (Lightning counts ``max_time`` over all sessions, so a resumed run would stop at once), as
+    ``make demo`` does."""
     from lcm.cli import cli_main
 
     done = folder / "DONE"
@@ -95,9 +100,14 @@ def train_prior(name: str, folder: Path, smoke: bool = False) -> Path:
             args += ["--model.init_args.critic_width=4", "--model.init_args.latent_dim=8"]
         if name == "lcm":
             args += ["--model.init_args.hidden=[4,4]"]
-    if last.is_file():
-        args += ["--ckpt_path", str(last)]
-    print(f"[claims] training prior {name} -> {folder}", flush=True)
-    cli_main(args)
-    done.touch()
-    return last
+    for _ in range(2):  # a first run, then at most one resume without the safety stop
+        resume = ["--ckpt_path", str(last), "--trainer.max_time=null"] if last.is_file() else []
+        print(f"[claims] training prior {name} -> {folder}" + (" (resumed)" if resume else ""), flush=True)
+        cli_main(args + resume)
+        if training_finished(folder.parent, folder.name) and last.is_file():
+            done.touch()
+            return last
+    raise RuntimeError(
+        f"training prior {name} in {folder} stopped before max_steps twice (see its training.json); "
+        "rerun to resume it from last.ckpt"
+    )

@@ -119,3 +119,40 @@ def test_rows_measure_only_their_runs_and_keep_the_full_table(tmp_path):
     runs = sorted(p.name.split("-")[0] for p in (out / "cache").glob("*.json"))
     assert runs == ["inpaint_csgm", "inpaint_iagan", "inpaint_tv"]
     assert (out / "claims.md").read_text() == "the full table\n" and not (out / "report.html").exists()
+
+
+def test_a_prior_stopped_by_its_safety_stop_is_resumed_not_marked_done(tmp_path, monkeypatch):
+    """``max_time`` ended the first run early: the claims must not use that prior as if finished."""
+    import lcm.cli
+    from benchmarks.claims.priors import train_prior
+
+    folder = tmp_path / "glo"
+    calls = []
+
+    def fake_fit(args):  # the run writes last.ckpt and training.json as `lcm fit` does
+        calls.append(args)
+        folder.mkdir(exist_ok=True)
+        (folder / "last.ckpt").write_bytes(b"x")
+        reached = 2000 if len(calls) > 1 else 1234
+        status = {"global_step": reached, "max_steps": 2000, "done": reached == 2000}
+        (folder / "training.json").write_text(json.dumps(status))
+
+    monkeypatch.setattr(lcm.cli, "cli_main", fake_fit)
+    assert train_prior("glo", folder) == folder / "last.ckpt"
+    assert len(calls) == 2 and "--ckpt_path" not in calls[0]
+    assert calls[1][-3:] == ["--ckpt_path", str(folder / "last.ckpt"), "--trainer.max_time=null"]
+    assert (folder / "DONE").exists()
+    assert train_prior("glo", folder) == folder / "last.ckpt" and len(calls) == 2  # finished: not retrained
+
+    stuck = tmp_path / "ae"
+
+    def never_done(args):
+        calls.append(args)
+        stuck.mkdir(exist_ok=True)
+        (stuck / "last.ckpt").write_bytes(b"x")
+        (stuck / "training.json").write_text(json.dumps({"global_step": 5, "max_steps": 2000, "done": False}))
+
+    monkeypatch.setattr(lcm.cli, "cli_main", never_done)
+    with pytest.raises(RuntimeError, match="stopped before max_steps"):
+        train_prior("ae", stuck)
+    assert not (stuck / "DONE").exists()
