@@ -11,7 +11,6 @@ import torch
 
 from benchmarks.claims.measure import measure
 from benchmarks.claims.papers import CLAIMS
-from benchmarks.claims.priors import PRIOR_DATA
 from benchmarks.claims.runner import Runner
 from benchmarks.claims.table import judge, markdown
 from datamodules.io.atomic import atomic_write_bytes
@@ -50,7 +49,7 @@ def run(
         "smoke": smoke,
         "feature_metric": r.feature_metric()[0],
         "seconds": time.perf_counter() - t0,
-        "priors": {name: str(r.prior_path(name)) for name in PRIOR_DATA if name in r.loaded_priors()},
+        "priors": r.used_priors(),
         "rows": list(summary),
     }
     md = markdown(summary, meta)

@@ -212,6 +212,7 @@ _GROUP_RUNS = {
 
 
 def defence(r: Runner) -> dict[str, list[float]]:
+    r.uses("wgangp")
     from inversion.cri.classifier import load_classifier, save_classifier
     from inversion.dgp.defence import defence_accuracies, train_classifier
 
@@ -259,6 +260,7 @@ def eglass(r: Runner, op) -> tuple[dict, dict]:
     """e-GLASS from its IAGAN-style start against PULSE-style restarts, both to ``k`` distinct feasible
     solutions under one criterion and one distinctness rule, timed as the e-GLASS benchmark times them
     (:func:`benchmarks.eglass.race`: the start's fit is on e-GLASS's clock)."""
+    r.uses("wgangp")
     from benchmarks.eglass import race
     from inversion.exploration import Distinctness, Feasibility
 

@@ -39,6 +39,7 @@ class Runner:
         self.eglass_images = int(eglass_images)
         self.prior_dirs = [Path(p) for p in priors]
         self._priors: dict[str, object] = {}
+        self._used: dict[str, None] = {}  # insertion-ordered set of the priors the measured rows use
         self._data: dict[str, tuple] = {}
         self._metrics: dict[str, object] = {}
         self.chunk = 8
@@ -55,9 +56,14 @@ class Runner:
         found = shared_checkpoint(self.prior_dirs, name)
         return found if found is not None else train_prior(name, self.out / "priors" / name, self.smoke)
 
-    def loaded_priors(self) -> list[str]:
-        """The names of the priors this run has loaded so far."""
-        return list(self._priors)
+    def uses(self, name: str) -> None:
+        """Record that a row measured with prior ``name`` (its values may all come from the cache)."""
+        self._used.setdefault(name, None)
+
+    def used_priors(self) -> dict[str, str]:
+        """The priors behind the rows measured so far -> their checkpoints (none is trained for this)."""
+        found = {n: shared_checkpoint(self.prior_dirs, n) for n in self._used}
+        return {n: str(p or self.out / "priors" / n / "last.ckpt") for n, p in found.items()}
 
     def prior(self, name: str):
         if name not in self._priors:
@@ -141,6 +147,8 @@ class Runner:
         from inversion import restore
         from inversion.operators import back_project
 
+        if prior_name:
+            self.uses(prior_name)
         terms = opts.get("loss_terms") or {}
         plain = {k: v for k, v in opts.items() if k != "loss_terms"}
         spec = {"prior": prior_name, "op": repr(op), "method": method, "opts": plain, "bp": bp_label}

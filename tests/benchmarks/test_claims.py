@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.claims import CLAIMS, Claim, judge, main
-from benchmarks.claims.priors import shared_checkpoint, training_finished, wait_for
+from benchmarks.claims.priors import PRIOR_DATA, shared_checkpoint, training_finished, wait_for
 from inversion.report import mean_ci as interval  # the one Student-t interval, used by the claims' judge
 
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
@@ -90,7 +90,9 @@ def test_smoke_runs_every_claim_and_resumes(tmp_path):
     t0 = time.perf_counter()
     main(["--smoke", "--output", str(out)])  # everything cached: no training, no fitting
     assert time.perf_counter() - t0 < 0.5 * first
-    assert json.loads((out / "claims.json").read_text())["claims"] == data["claims"]
+    again = json.loads((out / "claims.json").read_text())
+    assert again["claims"] == data["claims"]
+    assert set(again["meta"]["priors"]) == set(PRIOR_DATA) == set(data["meta"]["priors"])  # cached rows too
 
 
 def test_unknown_rows_are_refused_with_the_keys(tmp_path):
