@@ -212,7 +212,6 @@ _GROUP_RUNS = {
 
 
 def defence(r: Runner) -> dict[str, list[float]]:
-    r.uses("wgangp")
     from inversion.cri.classifier import load_classifier, save_classifier
     from inversion.dgp.defence import defence_accuracies, train_classifier
 
@@ -252,7 +251,7 @@ def defence(r: Runner) -> dict[str, list[float]]:
         )
         return {k: [100.0 * float(v) for v in t] for k, t in out.items()}
 
-    vals = r.cached("defence", spec, r.n, compute)
+    vals = r.cached("defence", spec, r.n, compute, ("wgangp",))
     return {k: vals[k] for k in ("clean", "attacked", "DGP", "CSGM", "smoothing")}
 
 
@@ -260,7 +259,6 @@ def eglass(r: Runner, op) -> tuple[dict, dict]:
     """e-GLASS from its IAGAN-style start against PULSE-style restarts, both to ``k`` distinct feasible
     solutions under one criterion and one distinctness rule, timed as the e-GLASS benchmark times them
     (:func:`benchmarks.eglass.race`: the start's fit is on e-GLASS's clock)."""
-    r.uses("wgangp")
     from benchmarks.eglass import race
     from inversion.exploration import Distinctness, Feasibility
 
@@ -292,7 +290,7 @@ def eglass(r: Runner, op) -> tuple[dict, dict]:
                 out[f"{name}_div"].append(_diversity(r, imgs))
         return out
 
-    vals = r.cached("eglass", {"k": k, "scale": r.scale, "api": 3, "fit": fit_kw}, n, compute)
+    vals = r.cached("eglass", {"k": k, "scale": r.scale, "api": 3, "fit": fit_kw}, n, compute, ("wgangp",))
     speed = {"e-GLASS": vals["eglass_sps"], "restarts": vals["restarts_sps"]}
     div = {"e-GLASS": vals["eglass_div"], "restarts": vals["restarts_div"]}
     return speed, div
