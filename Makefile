@@ -37,8 +37,8 @@ demo: setup $(DEMO_DONE)
 	$(PY) -m inversion compare $(DEMO)/inpaint_csgm $(DEMO)/inpaint_iagan $(DEMO)/inpaint_dgp --output $(DEMO)/compare
 	@echo "demo: open $(DEMO)/compare/report.html (each run: $(DEMO)/inpaint_*/report.html; prior: $(DEMO)/prior/report.html)"
 
-# Real faces restored with a generator someone else trained (20 min, 1556 s CPU, on this 2-core machine
-# while other jobs ran: longer than the main demo, so a second target): the
+# Real faces restored with a generator someone else trained (20-35 min, 1556-2691 s CPU, on this 2-core
+# machine while other jobs ran: longer than the main demo, so a second target): the
 # face DCGAN dcgan-faces-64 (gan-face-generate's weights, installed by setup), the 3 face photos of the
 # `faces` input, CSGM, IAGAN, IAGAN-BP, DGP (DGP Table 4's MSE variant: this prior has no critic) and TV
 # for SR x4, centre inpainting and compressed sensing at 10%, one comparison report per task
