@@ -32,18 +32,6 @@ def _dgp_preset(r: Runner, name: str) -> dict:
     return opts
 
 
-#: the claim rows each group of method runs measures (a group runs when one of its rows is asked for)
-ROW_GROUPS = {
-    "iagan": ("iagan_t2", "iagan_bp"),
-    "dgp_t4": ("dgp_t4",),
-    "inpainting": ("dgp_t2", "tv"),
-    "cri": ("cri_f5", "cri_t4"),
-    "dgp_t5": ("dgp_t5",),
-    "eglass": ("eglass", "eglass_div"),
-    "lcm": ("lcm_s3", "lcm_s3_ae", "lcm_s3_dip"),
-}
-
-
 def measure(r: Runner, rows: list[str] | None = None) -> dict[str, dict[str, list[float]]]:
     """Per claim key: label -> per-image values of the claim's metric; ``rows``: only these claim keys
     (and the runs behind them), default every claim."""
@@ -54,9 +42,9 @@ def measure(r: Runner, rows: list[str] | None = None) -> dict[str, dict[str, lis
     res: dict[str, dict[str, list[float]]] = {}
     inp: dict[str, dict] = {}  # the one inpainting task shared by DGP Table 2, TV and LCM Sec. 3
     # in the full table's order: the priors that finish training last (LCM Sec. 3) are measured last
-    for group, measured in ROW_GROUPS.items():
+    for measured, run_group in ROW_GROUPS.values():
         if wanted & set(measured):
-            res.update(_GROUP_RUNS[group](r, inp, wanted))
+            res.update(run_group(r, inp, wanted))
     return {k: v for k, v in res.items() if k in wanted}
 
 
@@ -200,14 +188,16 @@ def _eglass_rows(r: Runner, inp: dict, wanted: set) -> dict:
     return {"eglass": speed, "eglass_div": div}
 
 
-_GROUP_RUNS = {
-    "iagan": _iagan_rows,
-    "dgp_t4": _dgp_t4_rows,
-    "inpainting": _inpainting_rows,
-    "cri": _cri_rows,
-    "dgp_t5": _dgp_t5_rows,
-    "eglass": _eglass_rows,
-    "lcm": _lcm_rows,
+#: each group of method runs: the claim rows it measures (it runs when one of them is asked for) and the
+#: function that measures them; in the full table's order
+ROW_GROUPS = {
+    "iagan": (("iagan_t2", "iagan_bp"), _iagan_rows),
+    "dgp_t4": (("dgp_t4",), _dgp_t4_rows),
+    "inpainting": (("dgp_t2", "tv"), _inpainting_rows),
+    "cri": (("cri_f5", "cri_t4"), _cri_rows),
+    "dgp_t5": (("dgp_t5",), _dgp_t5_rows),
+    "eglass": (("eglass", "eglass_div"), _eglass_rows),
+    "lcm": (("lcm_s3", "lcm_s3_ae", "lcm_s3_dip"), _lcm_rows),
 }
 
 
