@@ -9,6 +9,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module's tests, whatever an earlier test (a CLI run's ``--num_threads``)
+    left set; restored afterwards. Use as ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture()
 def make_task_folder(tmp_path):
     """``make_task_folder(n, seed, operator, options, task=None)`` -> ``(src, cfg)``: a folder of ``n``

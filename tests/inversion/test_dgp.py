@@ -27,12 +27,7 @@ from lcm.prior import Prior
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(channels: int = 1, num_classes: int = 0, seed: int = 0, dtype=torch.float32) -> Prior:

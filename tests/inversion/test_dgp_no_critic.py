@@ -9,13 +9,7 @@ from inversion import restore
 from inversion.operators import Inpainting, SuperResolution
 from lcm.architectures import dcgan
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def critic_less_prior():

@@ -18,12 +18,7 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 SCRIPTS = ["SR_D", "SR_MSE", "inpainting", "colorization"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
