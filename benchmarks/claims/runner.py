@@ -56,10 +56,6 @@ class Runner:
         found = shared_checkpoint(self.prior_dirs, name)
         return found if found is not None else train_prior(name, self.out / "priors" / name, self.smoke)
 
-    def uses(self, name: str) -> None:
-        """Record that a row measured with prior ``name`` (its values may all come from the cache)."""
-        self._used.setdefault(name, None)
-
     def used_priors(self) -> dict[str, str]:
         """The priors behind the rows measured so far -> their checkpoints (none is trained for this)."""
         found = {n: shared_checkpoint(self.prior_dirs, n) for n in self._used}
@@ -133,8 +129,7 @@ class Runner:
         """Per-image metrics of one run over images ``[0, n)``, computed chunk by chunk and cached; the
         ``priors`` it needs are loaded (waited for, trained) before the clock of ``seconds_per_image``
         starts, and only when some chunk is left to compute."""
-        for name in priors:
-            self.uses(name)
+        self._used.update(dict.fromkeys(priors))  # named in the run's meta even when all comes from the cache
         spec = {**spec, "code": CACHE_VERSION}  # bump CACHE_VERSION when a method's code changes
         digest = hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:10]
         path = self.out / "cache" / f"{key}-{digest}.json"
