@@ -12,6 +12,13 @@ preset ``mse``: this prior has no critic), TV and DIP.
 Step counts are the project's presets times ``--scale`` (CSGM 500 steps x 5 restarts, IAGAN + 300
 joint steps, DGP 5 x 40 steps after 500 candidates, TV 2000, DIP 500).
 
+``--variants code before`` runs CSGM and IAGAN (and their -BP rows) under both rule sets at the same
+step counts, images and threads: ``code`` (IAGAN's code, the default since issue 29: the [-1, 1] MSE, the
+last iterate and the code's restart pick, generator lr 1e-3, ``bp`` code, SR's A on a zero-padded image)
+and ``before`` (the rules before issue 29: [0, 1] MSE, best iterate, both lrs 1e-4, ``bp`` paper, SR
+reflect-padded); ``before`` rows are labelled ``<method>@before``. Task ``cs_iagan`` is IAGAN's own
+Fourier sampling (:class:`inversion.operators.IAGANFourier`, ``rand_mask(64, 8.5)``: 30%).
+
 The claims (IAGAN, Abu Hussein et al. 2020), separately for each set:
 
 * ``IAGAN > CSGM`` on every task (Fig. 2, Tables 1-3);
@@ -41,7 +48,7 @@ from datamodules.faces import FacesDataset
 from inversion import restore
 from inversion.dgp import load_preset
 from inversion.metrics import masked_psnr, psnr, ssim
-from inversion.operators import CompressedSensing, Inpainting, SuperResolution, back_project
+from inversion.operators import CompressedSensing, IAGANFourier, Inpainting, SuperResolution, back_project
 from inversion.samples import held_out_samples
 from lcm import load_prior
 
@@ -49,28 +56,36 @@ NOISE = 10 / 255
 ALL_METHODS = ("csgm", "csgm_bp", "iagan", "iagan_bp", "dgp", "tv", "dip")
 
 
+VARIANTS = {  # rule set -> (SR padding, restore options of CSGM / IAGAN, bp of the -BP rows)
+    "code": ("zeros", {"variant": "code"}, {"iagan_generator_lr": 1e-3}, "code"),
+    "before": ("reflect", {"variant": "paper"}, {"iagan_generator_lr": 1e-4}, "paper"),
+}
+
+
 def tasks(main: list[str], ratios: list[float]) -> dict[str, tuple]:
-    """name -> (operator factory, methods run on it)."""
+    """name -> (operator factory of an SR padding, methods run on it)."""
     out = {
-        "sr4": (lambda: SuperResolution(4, kernel="bicubic"), ALL_METHODS),
-        "inpaint_center": (lambda: Inpainting("center", box_size=0.390625), ALL_METHODS),
+        "sr4": (lambda pad: SuperResolution(4, kernel="bicubic", padding=pad), ALL_METHODS),
+        "inpaint_center": (lambda pad: Inpainting("center", box_size=0.390625), ALL_METHODS),
         "sr4_noisy": (
-            lambda: SuperResolution(4, kernel="bicubic", sigma=NOISE),
+            lambda pad: SuperResolution(4, kernel="bicubic", sigma=NOISE, padding=pad),
             ("csgm", "csgm_bp", "iagan", "iagan_bp"),
         ),
+        "cs_iagan": (lambda pad: IAGANFourier(8.5, seed=2), ("csgm", "csgm_bp", "iagan", "iagan_bp")),
     }
     for r in ratios:
         methods = ALL_METHODS if math.isclose(r, 0.1) else ("csgm", "csgm_bp", "iagan", "iagan_bp")
-        out[f"cs_{r:g}"] = (lambda r=r: CompressedSensing(ratio=r, kind="fourier"), methods)
-    return {k: v for k, v in out.items() if k in main or k.startswith("cs_")}
+        out[f"cs_{r:g}"] = (lambda pad, r=r: CompressedSensing(ratio=r, kind="fourier"), methods)
+    return {k: v for k, v in out.items() if k in main or (k.startswith("cs_") and k != "cs_iagan")}
 
 
-def options(method: str, scale: float) -> dict:
+def options(method: str, scale: float, variant: str = "code") -> dict:
     s = lambda n: max(1, round(n * scale))  # noqa: E731
-    csgm = {"csgm_steps": s(500), "restarts": 5 if scale >= 0.5 else 2, "csgm_lr": 0.1}
+    _, rules, iagan_lrs, _ = VARIANTS[variant]
+    csgm = {"csgm_steps": s(500), "restarts": 5 if scale >= 0.5 else 2, "csgm_lr": 0.1, **rules}
     return {
         "csgm": csgm,
-        "iagan": {**csgm, "iagan_steps": s(300), "iagan_latent_lr": 1e-4, "iagan_generator_lr": 1e-4},
+        "iagan": {**csgm, "iagan_steps": s(300), "iagan_latent_lr": 1e-4, **iagan_lrs},
         "dgp": {  # preset mse (DGP Table 4's MSE variant) with its iterations scaled
             "preset": "mse",
             "n_candidates": 500,
@@ -94,35 +109,39 @@ def run(args) -> list[dict]:
     real = torch.stack([d["image"] for d in FacesDataset(resolution=prior.image_shape[-1])])
     sets = {"real": real, "in-range": held_out_samples(prior, args.samples)}
     rows = []
+    variants = getattr(args, "variants", None) or ["code"]
     for task, (make_op, methods) in tasks(args.tasks, args.ratios).items():
-        op = make_op()
         for set_name, x in sets.items():
-            y = op(x, generator=torch.Generator().manual_seed(0)) if op.sigma else op.A(x)
             for method in [m for m in methods if not m.endswith("_bp") and m in args.methods]:
-                t = time.perf_counter()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    res = restore(y, op, prior, method, seed=0, **options(method, args.scale))
-                sec = (time.perf_counter() - t) / len(x)
-                raw = res.raw.detach()
-                out = {method: raw.clamp(0, 1)}
-                if f"{method}_bp" in methods and f"{method}_bp" in args.methods:
-                    out[f"{method}_bp"] = back_project(raw, y, op, args.bp).clamp(0, 1)
-                for name, img in out.items():
-                    row = {
-                        "set": set_name,
-                        "task": task,
-                        "method": name,
-                        "seconds": sec,
-                        **scores(img, x, op),
-                    }
-                    rows.append(row)
-                    print(
-                        f"[faces] {set_name:8s} {task:14s} {name:9s} PSNR {mean(row['psnr']):6.2f} "
-                        f"SSIM {mean(row['ssim']):.3f}  {sec:6.1f} s/image",
-                        flush=True,
-                    )
-                _save(rows, args)
+                for variant in variants if method in ("csgm", "iagan") else ["code"]:
+                    pad, _, _, bp = VARIANTS[variant]
+                    op = make_op(pad)
+                    y = op(x, generator=torch.Generator().manual_seed(0)) if op.sigma else op.A(x)
+                    suffix = "" if variant == "code" else f"@{variant}"
+                    t = time.perf_counter()
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        res = restore(y, op, prior, method, seed=0, **options(method, args.scale, variant))
+                    sec = (time.perf_counter() - t) / len(x)
+                    raw = res.raw.detach()
+                    out = {method + suffix: raw.clamp(0, 1)}
+                    if f"{method}_bp" in methods and f"{method}_bp" in args.methods:
+                        out[f"{method}_bp{suffix}"] = back_project(raw, y, op, args.bp or bp).clamp(0, 1)
+                    for name, img in out.items():
+                        row = {
+                            "set": set_name,
+                            "task": task,
+                            "method": name,
+                            "seconds": sec,
+                            **scores(img, x, op),
+                        }
+                        rows.append(row)
+                        print(
+                            f"[faces] {set_name:8s} {task:14s} {name:16s} PSNR {mean(row['psnr']):6.2f} "
+                            f"SSIM {mean(row['ssim']):.3f}  {sec:6.1f} s/image",
+                            flush=True,
+                        )
+                    _save(rows, args)
     return rows
 
 
@@ -229,9 +248,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--scale", type=float, default=1.0, help="multiplies every step count")
     p.add_argument(
         "--bp",
-        choices=("paper", "exact"),
-        default="paper",
-        help="A-dagger of the -BP rows: IAGAN's bicubic up-sampling for SR (restore's _bp default) or exact",
+        choices=("code", "paper", "exact"),
+        default=None,
+        help="A-dagger of the -BP rows (default: the variant's: code, IAGAN main.py's; before, the paper's)",
+    )
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        default=["code"],
+        choices=sorted(VARIANTS),
+        help="rule sets of the CSGM / IAGAN rows (code: IAGAN's code; before: before issue 29)",
     )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="outputs/bench_faces")
@@ -244,8 +270,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     else:
         rows = run(args)
     print(table(rows), claims_table(rows), sep="\n\n")
-    bp = getattr(args, "bp", "exact")  # (results.json of runs before --bp: the exact A-dagger)
-    what = f"{args.threads} thread(s), scale {args.scale}, {args.samples} in-range samples, bp {bp}"
+    bp = getattr(args, "bp", "exact") or "the variant's"  # (runs before --bp: the exact A-dagger)
+    variants = " / ".join(getattr(args, "variants", None) or ["before"])
+    what = (
+        f"{args.threads} thread(s), scale {args.scale}, {args.samples} in-range samples, bp {bp}, {variants}"
+    )
     print(f"\n[faces] {time.perf_counter() - t:.0f} s; {what}", file=sys.stderr)
     return rows
 

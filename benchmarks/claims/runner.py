@@ -151,14 +151,17 @@ class Runner:
             print(f"[claims] {key}: {hi}/{n} images ({secs:.1f} s)", flush=True)
         return {k: v[:n] for k, v in state["values"].items()}
 
-    def restore_run(self, key, prior_name, dataset, op, method, opts, bp_label=None):
-        """Metrics of ``restore(method, **opts)`` (and of its back-projection under ``bp_label``)."""
+    def restore_run(self, key, prior_name, dataset, op, method, opts, bp_label=None, bp="code"):
+        """Metrics of ``restore(method, **opts)`` (and of its back-projection with A-dagger ``bp`` under
+        ``bp_label``)."""
         from inversion import restore
         from inversion.operators import back_project
 
         terms = opts.get("loss_terms") or {}
         plain = {k: v for k, v in opts.items() if k != "loss_terms"}
         spec = {"prior": prior_name, "op": repr(op), "method": method, "opts": plain, "bp": bp_label}
+        if bp_label:  # (results cached before issue 29 used the paper's A-dagger and name no bp_mode)
+            spec["bp_mode"] = bp
         spec["loss_terms"] = sorted(terms)
 
         def compute(lo, hi):
@@ -172,8 +175,8 @@ class Runner:
             vals = self.score(res.images, x, o)
             if bp_label:
                 with torch.no_grad():
-                    bp = back_project(res.raw, y, o, "paper").clamp(0, 1)
-                vals.update({f"{bp_label}:{k}": v for k, v in self.score(bp, x, o).items()})
+                    x_bp = back_project(res.raw, y, o, bp).clamp(0, 1)
+                vals.update({f"{bp_label}:{k}": v for k, v in self.score(x_bp, x, o).items()})
             return vals
 
         return self.cached(key, spec, self.n, compute, (prior_name,) if prior_name else ())

@@ -58,9 +58,11 @@ def repeat_for_restarts(
     return op, y.repeat_interleave(r, dim=0), lab
 
 
-def best_restart(fit: FitResult, n: int, r: int) -> FitResult:
-    """The fit of ``n * r`` restart rows restricted to each image's best restart (least objective)."""
-    best = fit.objective.view(n, r).argmin(dim=1)
+def best_restart(fit: FitResult, n: int, r: int, score: torch.Tensor | None = None) -> FitResult:
+    """The fit of ``n * r`` restart rows restricted to each image's restart of least ``score`` ``(n * r,)``
+    (default: the kept objective)."""
+    score = fit.objective if score is None else score
+    best = score.view(n, r).argmin(dim=1)
     rows = torch.arange(n, device=best.device) * r + best
     gens = None if fit.generators is None else [fit.generators[i] for i in rows.tolist()]
     return FitResult(

@@ -17,7 +17,7 @@ from torch import nn
 from inversion.engine import LossTerm
 from inversion.methods.common import PriorConfig
 from inversion.methods.registry import get_method
-from inversion.operators.base import back_project
+from inversion.operators.base import BP_MODES, back_project
 from lcm.prior import Prior
 
 __all__ = ["RestoreResult", "restore"]
@@ -143,6 +143,11 @@ def _check_inputs(
         )
 
 
+def _plain_config(cfg) -> dict:
+    """The config as plain values (a tensor option, e.g. ``init_latent``, as its shape)."""
+    return {k: list(v.shape) if isinstance(v, torch.Tensor) else v for k, v in asdict(cfg).items()}
+
+
 def restore(
     y: torch.Tensor,
     operator: nn.Module,
@@ -174,20 +179,26 @@ def restore(
         loss_terms: extra per-image loss terms for custom ``stages``.
         **overrides: fields of the method's config (``get_method(method).config``), e.g.
             ``csgm_steps=200, restarts=3`` for CSGM; an unknown one fails naming the valid ones. A ``_bp``
-            method also takes ``bp``: ``paper`` (default; IAGAN's A-dagger, bicubic up-sampling for
-            super-resolution) or ``exact`` (the exact pseudo-inverse, CGLS).
+            method also takes ``bp``: ``code`` (default; the A-dagger of IAGAN's ``main.py``,
+            ``F.interpolate(mode='bicubic')`` for super-resolution), ``paper`` (its paper's bicubic
+            up-sampling) or ``exact`` (the exact pseudo-inverse, CGLS); see
+            :func:`inversion.operators.back_project`. CSGM / IAGAN take ``init_latent`` (their starts)
+            and ``keep`` (``last`` / ``best``).
 
     Shape:
         - y: ``(B, ...)``; x_true and ``result.images``: ``(B, C, H, W)``.
     """
     spec = get_method(method)
     _check_inputs(y, operator, prior, labels, x_true)
-    bp = "paper"
+    bp = "code"
     if spec.back_projection:  # the back-projection step's own option, for every ``_bp`` method
         overrides = dict(overrides)
-        bp = overrides.pop("bp", "paper")
-        if bp not in ("paper", "exact"):
-            raise ValueError(f"bp must be 'paper' (IAGAN's bicubic A-dagger for SR) or 'exact', got {bp!r}")
+        bp = overrides.pop("bp", "code")
+        if bp not in BP_MODES:
+            raise ValueError(
+                f"bp must be one of {BP_MODES} (IAGAN main.py's A-dagger, its paper's bicubic one for SR, or "
+                f"the exact pseudo-inverse), got {bp!r}"
+            )
     cfg = spec.make_config(overrides)
     if noisy is None:
         noisy = float(getattr(operator, "sigma", 0.0)) > 0
@@ -225,6 +236,6 @@ def restore(
         seconds=seconds,
         metrics=metrics,
         generators=fit.generators,
-        config=asdict(cfg),
+        config=_plain_config(cfg),
         prior=prior,
     )

@@ -7,7 +7,7 @@ operators holding buffers, a :class:`LinearOperator` base with ``A``, ``A_adjoin
 
 from inversion.operators.base import LinearOperator, Operator, back_project, forward_operator
 from inversion.operators.composite import Composite
-from inversion.operators.compressed_sensing import CompressedSensing
+from inversion.operators.compressed_sensing import CompressedSensing, IAGANFourier
 from inversion.operators.pointwise import Colorization, Denoising, Inpainting
 from inversion.operators.resampling import Blur, SuperResolution
 
@@ -22,5 +22,6 @@ __all__ = [
     "Colorization",
     "Blur",
     "CompressedSensing",
+    "IAGANFourier",
     "Composite",
 ]

@@ -11,7 +11,7 @@ from torch import nn
 
 from inversion.operators.functional import batch_dot, check_image, has_nan, least_squares
 
-__all__ = ["Operator", "LinearOperator", "back_project", "forward_operator"]
+__all__ = ["BP_MODES", "Operator", "LinearOperator", "back_project", "forward_operator"]
 
 
 class Operator(nn.Module):
@@ -173,27 +173,35 @@ class LinearOperator(Operator):
         return float((lhs - rhs).abs() / (ax.norm() * y.norm()).clamp_min(torch.finfo(x.dtype).tiny))
 
 
+BP_MODES = ("code", "paper", "exact")
+
+
 def back_project(
     x: torch.Tensor, y: torch.Tensor, operator: LinearOperator, bp: str = "exact"
 ) -> torch.Tensor:
     """Back-projection onto the measurements: ``x + A^+ (y - A x)`` (IAGAN eq. 10).
 
-    ``bp="exact"``: the exact pseudo-inverse (``operator.A_dagger``), which enforces ``A x_bp = y`` for ``y``
-    in the range of ``A`` while keeping the null-space part of ``x``. ``bp="paper"``: IAGAN's A-dagger,
-    for super-resolution bicubic up-sampling (IAGAN Sec. 4.2, "A-dagger can be implemented by bicubic
-    upsampling": an operator's ``A_dagger_bicubic``), the exact one for every other operator.
+    ``bp`` picks ``A^+``: ``"exact"``, the exact pseudo-inverse (``operator.A_dagger``), which enforces
+    ``A x_bp = y`` for ``y`` in the range of ``A`` while keeping the null-space part of ``x``; ``"code"``,
+    the A-dagger of IAGAN's ``main.py`` (an operator's ``A_dagger_code``: ``F.interpolate(mode='bicubic')``
+    for super-resolution, ``compress_FFT_t`` for :class:`IAGANFourier`; the exact one elsewhere);
+    ``"paper"``, IAGAN's paper (Sec. 4.2, "A-dagger can be implemented by bicubic upsampling": an
+    operator's ``A_dagger_bicubic``; the exact one elsewhere).
 
     Shape:
         x: (B, C, H, W); y: shaped like ``operator.A(x)`` -> (B, C, H, W)
     """
-    if bp not in ("paper", "exact"):
-        raise ValueError(f"bp must be 'paper' (IAGAN's bicubic A-dagger for SR) or 'exact', got {bp!r}")
+    if bp not in BP_MODES:
+        raise ValueError(
+            f"bp must be 'code' (IAGAN main.py's A-dagger), 'paper' (its paper's bicubic A-dagger for SR) or "
+            f"'exact', got {bp!r}"
+        )
     if not getattr(operator, "linear", False):
         raise ValueError(f"`operator` must be linear for back-projection, got {type(operator).__name__}")
     residual = y - operator.A(x)
-    paper = getattr(operator, "A_dagger_bicubic", None)
-    if bp == "paper" and callable(paper):
-        return x + paper(residual)
+    own = getattr(operator, {"code": "A_dagger_code", "paper": "A_dagger_bicubic"}.get(bp, ""), None)
+    if callable(own):
+        return x + own(residual)
     return x + operator.A_dagger(residual)
 
 

@@ -9,7 +9,7 @@ import torch
 from inversion.operators import functional as Fn
 from inversion.operators.base import LinearOperator
 
-__all__ = ["CompressedSensing"]
+__all__ = ["CompressedSensing", "IAGANFourier", "iagan_fourier_mask"]
 
 
 class CompressedSensing(LinearOperator):
@@ -148,3 +148,128 @@ class CompressedSensing(LinearOperator):
 
     def extra_repr(self) -> str:
         return f"ratio={self.ratio:g}, kind={self.kind!r}, seed={self.seed}, {super().extra_repr()}"
+
+
+def iagan_fourier_mask(size: int, thresh: float, seed: int) -> torch.Tensor:
+    """The frequency mask of IAGAN's ``rand_mask(size, thresh)`` (``IAGAN.py``) after ``np.random.seed``.
+
+    Two ``|randn| * thresh`` draws (x, then y indices, modulo ``size // 2``) mark frequencies of the
+    top-left quadrant; the other quadrants mirror it by index flips (``i -> size // 2 - 1 - i`` inside
+    each half), not by conjugate symmetry.
+
+    Shape:
+        - output: ``(size, size)`` float64 0/1.
+    """
+    import numpy as np  # IAGAN draws from numpy's legacy global generator (a RandomState)
+
+    half = size // 2
+    rs = np.random.RandomState(int(seed))
+    idx_x = np.mod(np.floor(np.abs(rs.randn(half, half)) * thresh), half).astype(np.int64)
+    idx_y = np.mod(np.floor(np.abs(rs.randn(half, half)) * thresh), half).astype(np.int64)
+    q = torch.zeros(half, half, dtype=torch.float64)
+    q[torch.from_numpy(idx_y), torch.from_numpy(idx_x)] = 1
+    top = torch.cat([q, q.flip(1)], dim=1)
+    return torch.cat([top, top.flip(0)], dim=0)
+
+
+class IAGANFourier(LinearOperator):
+    """IAGAN's Fourier compressed sensing (``IAGAN.py`` ``rand_mask`` + ``compress_FFT``; IAGAN Table 1).
+
+    Per channel, the real and the imaginary part of every masked frequency of the orthonormal two-sided
+    2-D DFT, row-major and interleaved (``Re, Im`` of each frequency in turn), as ``compress_FFT`` lays
+    them out: ``y`` is ``(B, C, 2 K)`` for ``K`` masked frequencies. The mask is given, or drawn as
+    ``rand_mask(size, thresh)`` draws it after ``np.random.seed(seed)``. Some measurements repeat others
+    (conjugate pairs) or are always 0 (the imaginary part at DC), so ``A`` has dependent rows:
+    :meth:`A_dagger` is the exact pseudo-inverse (CGLS), while :meth:`A_dagger_code` is the code's
+    ``compress_FFT_t`` (zero fill, then the inverse DFT of the half spectrum), which
+    ``back_project(bp="code")`` uses.
+
+    Args:
+        thresh: ``rand_mask``'s spread (IAGAN's ``main.py`` example: ``size * ratio / 2``; 8.5 at 64 px
+            keeps 30% of the frequencies).
+        seed: numpy seed of the mask draw.
+        mask: a given ``(H, W)`` 0/1 mask instead (square images of that size only).
+        sigma: measurement noise standard deviation (on [0, 1] images; IAGAN adds its noise to [-1, 1]
+            images, so its 10/255 is 5/255 here).
+
+    Shape:
+        x: (B, C, H, H), H even -> y: (B, C, 2 K)
+    """
+
+    def __init__(
+        self,
+        thresh: float = 8.5,
+        seed: int = 0,
+        mask: torch.Tensor | None = None,
+        sigma: float = 0.0,
+        cg_iters: int = 200,
+    ) -> None:
+        super().__init__(sigma=sigma, cg_iters=cg_iters)
+        if not (isinstance(thresh, int | float) and thresh > 0):
+            raise ValueError(f"`thresh` must be a number > 0, got {thresh!r}")
+        self.thresh, self.seed = float(thresh), int(seed)
+        self.register_buffer("mask", None, persistent=False)
+        self._size: int | None = None
+        if mask is not None:
+            mask = torch.as_tensor(mask)
+            if (
+                mask.dim() != 2
+                or mask.shape[0] != mask.shape[1]
+                or not bool(((mask == 0) | (mask == 1)).all())
+            ):
+                raise ValueError(f"`mask` must be a square (H, H) 0/1 tensor, got shape {tuple(mask.shape)}")
+            self._set_mask(mask.to(torch.float64))
+
+    def _set_mask(self, mask: torch.Tensor) -> None:
+        self.mask = mask
+        self._size = int(mask.shape[0])
+        # indices into the flattened (H, W, 2) spectrum of compress_FFT's layout
+        self.register_buffer("index", torch.nonzero(mask.flatten() > 0).flatten(), persistent=False)
+
+    def _build(self, x: torch.Tensor) -> None:
+        h, w = x.shape[-2:]
+        if h != w or h % 2:
+            raise ValueError(f"IAGANFourier needs square images of even side, got {h}x{w}")
+        if self._size is None:
+            self._set_mask(iagan_fourier_mask(h, self.thresh, self.seed).to(x.device))
+        elif self._size != h:
+            raise ValueError(f"`x` is {h}x{w} but this operator's mask is {self._size}x{self._size}")
+
+    def _measured(self, dev: torch.device) -> torch.Tensor:
+        i = self.index.to(dev)
+        return torch.stack([2 * i, 2 * i + 1], dim=1).flatten()
+
+    @property
+    def frequencies(self) -> int:
+        """K, the masked frequencies (known once the mask is)."""
+        if self._size is None:
+            raise ValueError("the mask is not drawn yet: pass `mask` or call A(x) first")
+        return int(self.index.numel())
+
+    def _forward_op(self, x: torch.Tensor) -> torch.Tensor:
+        self._build(x)
+        spec = torch.view_as_real(torch.fft.fft2(x, norm="ortho"))  # (B, C, H, W, 2)
+        return spec.flatten(2)[..., self._measured(x.device)]
+
+    def _fill(self, y: torch.Tensor) -> torch.Tensor:
+        if self._size is None:
+            raise ValueError("the mask is not drawn yet: pass `mask` or call A(x) first")
+        k2 = 2 * self.frequencies
+        if y.dim() != 3 or y.shape[-1] != k2:
+            raise ValueError(f"`y` must have shape (B, C, {k2}), got {tuple(y.shape)}")
+        n = self._size
+        full = y.new_zeros(*y.shape[:2], n * n * 2)
+        full[..., self._measured(y.device)] = y
+        return torch.view_as_complex(full.view(*y.shape[:2], n, n, 2).contiguous())
+
+    def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        return torch.fft.ifft2(self._fill(y), norm="ortho").real
+
+    def A_dagger_code(self, y: torch.Tensor) -> torch.Tensor:
+        """IAGAN's ``compress_FFT_t``: zero fill, then ``irfft`` (``onesided=False``, normalised), which as
+        torch 1.x read it is the inverse real DFT of the half spectrum's first ``W / 2 + 1`` columns."""
+        n = self._size or 0
+        return torch.fft.irfft2(self._fill(y)[..., : n // 2 + 1], s=(n, n), norm="ortho")
+
+    def extra_repr(self) -> str:
+        return f"thresh={self.thresh:g}, seed={self.seed}, {super().extra_repr()}"

@@ -80,6 +80,12 @@ class SuperResolution(LinearOperator):
         pseudo-inverse (:meth:`A_dagger`)."""
         return Fn.bicubic_upsample(y, self.factor)
 
+    def A_dagger_code(self, y: torch.Tensor) -> torch.Tensor:
+        """IAGAN's code's A-dagger for SR (``main.py``: ``F.interpolate(mode='bicubic')``: Keys a = -0.75,
+        clamped border), which neither its paper's bicubic (:meth:`A_dagger_bicubic`) nor the exact
+        pseudo-inverse is."""
+        return torch.nn.functional.interpolate(y, scale_factor=self.factor, mode="bicubic")
+
     def _dagger(self, y: torch.Tensor) -> torch.Tensor:
         if self.kernel == "box":  # rows of A are disjoint with squared norm 1/f^2
             return self._adjoint(y) * self.factor**2

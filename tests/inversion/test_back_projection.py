@@ -50,8 +50,15 @@ def test_csgm_bp_through_restore_uses_the_configured_a_dagger():
     opts = {"csgm_steps": 3, "restarts": 1}
     plain = restore(y, op, prior, "csgm", seed=0, **opts)
     bp = restore(y, op, prior, "csgm_bp", seed=0, **opts)
+    paper = restore(y, op, prior, "csgm_bp", seed=0, bp="paper", **opts)
     exact = restore(y, op, prior, "csgm_bp", seed=0, bp="exact", **opts)
-    assert torch.allclose(bp.raw, plain.raw + bicubic_upsample(y - op.A(plain.raw), 2), atol=1e-6)
+    residual = y - op.A(plain.raw)  # default: IAGAN main.py's A-dagger, PyTorch's bicubic interpolation
+    assert torch.allclose(
+        bp.raw,
+        plain.raw + torch.nn.functional.interpolate(residual, scale_factor=2, mode="bicubic"),
+        atol=1e-6,
+    )
+    assert torch.allclose(paper.raw, plain.raw + bicubic_upsample(residual, 2), atol=1e-6)
     assert (op.A(exact.raw) - y).abs().max() < 1e-4
     with pytest.raises(ValueError, match="unknown restore"):  # bp belongs to the _bp methods only
         restore(y, op, prior, "csgm", seed=0, bp="exact", **opts)

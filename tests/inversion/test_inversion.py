@@ -13,7 +13,7 @@ from inversion.stages import Stage, as_stages
 from lcm.prior import Prior
 from lcm.toy import TinyGenerator, blob_images, fit_toy_prior, tiny_prior
 
-FAST = {"csgm_steps": 120, "restarts": 3}
+FAST = {"csgm_steps": 120, "restarts": 3, "variant": "paper"}  # the paper's rules: best iterate
 IAGAN = {**FAST, "iagan_steps": 120, "iagan_latent_lr": 1e-3, "iagan_generator_lr": 1e-3}
 
 
@@ -183,12 +183,13 @@ def test_iagan_halves_its_steps_for_noisy_measurements(toy):
     prior, x = toy
     op = SuperResolution(factor=2, kernel="box", sigma=10 / 255)
     y = op(x[:1], generator=torch.Generator().manual_seed(0))
-    res = methods.restore(y, op, prior, "iagan", seed=0, csgm_steps=5, restarts=1, iagan_steps=10)
+    opts = {"seed": 0, "csgm_steps": 5, "restarts": 1, "iagan_steps": 10}
+    res = methods.restore(y, op, prior, "iagan", variant="paper", **opts)
     assert res.history.shape[0] == (5 + 1) + (5 + 1)
     clean = SuperResolution(factor=2, kernel="box")
-    res = methods.restore(
-        clean.A(x[:1]), clean, prior, "iagan", seed=0, csgm_steps=5, restarts=1, iagan_steps=10
-    )
+    res = methods.restore(clean.A(x[:1]), clean, prior, "iagan", variant="paper", **opts)
+    assert res.history.shape[0] == (5 + 1) + (10 + 1)
+    res = methods.restore(y, op, prior, "iagan", **opts)  # IAGAN's code runs every iteration, noisy or not
     assert res.history.shape[0] == (5 + 1) + (10 + 1)
 
 
@@ -226,8 +227,9 @@ def test_restarts_keep_each_images_own_mask(toy):
     op = Inpainting("boxes", box_size=0.3, per_image=True, seed=1)
     y = op.A(x[:3])
     res = methods.restore(y, op, prior, "csgm", seed=0, csgm_steps=10, restarts=3)
-    # the fit's objective (on repeated rows) equals the measurement error under each image's own mask
-    assert torch.allclose(res.objective, res.measurement_mse, rtol=1e-4, atol=1e-7)
+    # the fit's objective (on repeated rows) is the measurement error under each image's own mask, as the
+    # MSE of [-1, 1] images (IAGAN's code; 4x that of [0, 1] images), at the returned last iterate
+    assert torch.allclose(res.objective, 4 * res.measurement_mse, rtol=1e-4, atol=1e-7)
 
 
 def test_registered_method_runs_through_restore_and_rejects_unknown_options(toy):

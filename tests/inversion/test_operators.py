@@ -12,6 +12,7 @@ from inversion.operators import (
     Composite,
     CompressedSensing,
     Denoising,
+    IAGANFourier,
     Inpainting,
     LinearOperator,
     SuperResolution,
@@ -45,6 +46,8 @@ OPERATORS = {
     "cs_gaussian": (lambda: CompressedSensing(0.3, "gaussian", seed=1), ODD, True),
     "cs_fourier": (lambda: CompressedSensing(0.3, "fourier", seed=1), ODD, True),
     "cs_fourier_even": (lambda: CompressedSensing(0.5, "fourier", seed=2), EVEN, True),
+    # IAGAN's compress_FFT: conjugate pairs measured twice, Im at DC always 0 -> dependent rows
+    "cs_iagan_fourier": (lambda: IAGANFourier(3.0, seed=1), (3, 16, 16), False),
     "composite_sr_gray": (lambda: Composite([SuperResolution(2, "lanczos"), Colorization()]), EVEN, True),
     "composite_hybrid": (
         lambda: Composite([SuperResolution(2, "lanczos"), Colorization(), Inpainting(box_size=0.4)]),
@@ -226,6 +229,10 @@ def test_fourier_cs_is_exact_orthonormal_subsampling():
         (lambda: SuperResolution(2, kernel="nearest"), "kernel"),
         (lambda: CompressedSensing(0.5, image_shape=[3, 8, 8]).A(torch.rand(1, 3, 9, 8)), "image_shape"),
         (lambda: Denoising(0.1).A(torch.rand(3, 8, 8)), "x"),
+        (lambda: IAGANFourier().A(torch.rand(1, 3, 9, 9)), "even"),
+        (lambda: IAGANFourier(mask=torch.full((8, 8), 0.5)), "0/1"),
+        (lambda: IAGANFourier(mask=torch.ones(8, 8)).A(torch.rand(1, 3, 16, 16)), "mask is 8x8"),
+        (lambda: IAGANFourier(thresh=0), "thresh"),
     ],
 )
 def test_bad_input_raises(call, word):

@@ -71,7 +71,7 @@ def test_report_has_every_image_failure_curve_and_config(folder, tmp_path):
     assert "broken.png" in page and "cannot read image" in page  # the failure, with its reason
     assert "A†y" in page and "± " in page  # column legend, mean ± 95% interval
     run = json.loads((out / "run.json").read_text())
-    assert run["config"]["iagan_steps"] == 3 and run["config"]["iagan_generator_lr"] == 1e-4  # effective
+    assert run["config"]["iagan_steps"] == 3 and run["config"]["iagan_generator_lr"] == 1e-3  # effective
     row = json.loads((out / "rows" / "img0.json").read_text())
     assert len(row["history"]) > 5 + 3 and row["stage_starts"][0] == 0 and len(row["stage_starts"]) == 2
     assert row["stage_starts"][1] == 6  # IAGAN's joint stage starts after CSGM's 5 steps + its final row
