@@ -14,6 +14,10 @@ Not part of the installed package (``setup.py`` ships ``lcm``, ``inversion``, ``
   (full-size BigGAN-128, one thread)
 * ``python -m benchmarks.stylegan2``: CRI on a full-size StyleGAN2-ADA, s/step and memory, W vs W+
 * ``python -m benchmarks.claims``: every paper's claimed ordering, measured on our priors
+* ``python -m benchmarks.iagan_trace``: IAGAN's own code's trace replayed through the public API, every
+  figure against its bound
+* ``python -m benchmarks.iagan_speed``: IAGAN on the face DCGAN, ``restore`` against plain loops written as
+  IAGAN's code runs it (same steps, CPU seconds)
 * ``python -m benchmarks.faces``: CSGM / IAGAN (-BP) / DGP (MSE) / TV / DIP with the pretrained face DCGAN on
   real face photos and its own held-out samples, and the IAGAN claims rows on them
 
