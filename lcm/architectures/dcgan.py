@@ -136,11 +136,27 @@ class DCGANPriorGenerator(nn.Module):
         m = net.main
         self.blocks = nn.ModuleList([m[3 * i : 3 * i + 3] for i in range(net.depth - 1)] + [m[-2:]])
         self.nz = net.nz
+        # (a slice of nn.Sequential keeps the indices of ``main`` as its children's names)
+        self._block_of = {int(n): i for i, b in enumerate(self.blocks) for n, _ in b.named_children()}
+        # state dicts under the tutorial's ``main.N`` names (they load into its ``Generator`` and back)
+        self.register_state_dict_post_hook(self._to_main_names)
+        self.register_load_state_dict_pre_hook(self._from_main_names)
+
+    @staticmethod
+    def _to_main_names(module, state, prefix, local_metadata) -> None:
+        for key in [k for k in state if k.startswith(prefix + "blocks.")]:
+            rest = key[len(prefix) + len("blocks.") :].split(".", 1)[1]  # "<layer>.<name>"
+            state[f"{prefix}main.{rest}"] = state.pop(key)
+
+    def _from_main_names(self, module, state, prefix, *args) -> None:
+        for key in [k for k in state if k.startswith(prefix + "main.")]:
+            layer, name = key[len(prefix) + len("main.") :].split(".", 1)
+            if layer.isdigit() and int(layer) in self._block_of:
+                state[f"{prefix}blocks.{self._block_of[int(layer)]}.{layer}.{name}"] = state.pop(key)
 
     def dcgan_state_dict(self) -> dict[str, torch.Tensor]:
         """The state dict under the tutorial's ``main.N`` names (loads into its ``Generator``)."""
-        # (a slice of nn.Sequential keeps the indices of ``main`` as its children's names)
-        return {f"main.{k}": v for block in self.blocks for k, v in block.state_dict().items()}
+        return dict(self.state_dict())
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if z.dim() == 4 and z.shape[2:] == (1, 1):
