@@ -87,7 +87,7 @@ def test_generator_loads_strictly_and_matches_reference(tmp_path, res, wrap):
     back = prior.generator.dcgan_state_dict()
     assert back.keys() == _state(ref).keys()
     assert all(torch.equal(back[k], v) for k, v in _state(ref).items())
-    # its own state dict is under those names too, and loads back (e.g. an IAGAN-tuned copy into the tutorial's)
+    # its own state dict is under those names too and loads back (an IAGAN-tuned copy, say)
     assert prior.generator.state_dict().keys() == _state(ref).keys()
     copy = lcm.load_prior(path).generator
     with torch.no_grad():
