@@ -1,9 +1,17 @@
-"""``python -m inversion``: see :mod:`inversion.cli`."""
+"""``python -m inversion``: see :mod:`inversion.cli`; ``--help`` alone prints :func:`inversion.cli.help.overview`
+without importing torch (the parser's own help, with each flag's type, needs the operators)."""
+
+import sys
 
 from lcm.runtime import tune_allocator
 
 tune_allocator()  # lcm.runtime: freed memory stays in the process (GENPRIOR_ALLOCATOR=system: off)
 
-from inversion.cli import main  # noqa: E402
+if sys.argv[1:] in (["-h"], ["--help"]):
+    from inversion.cli.help import overview
 
-main()
+    print(overview())
+else:
+    from inversion.cli import main
+
+    main()

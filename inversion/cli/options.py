@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from inversion.operators import Operator
+if TYPE_CHECKING:  # resolved by the parser (jsonargparse reads this block); --help needs no torch
+    from inversion.operators import Operator
 
 __all__ = ["RestoreOptions"]
 
