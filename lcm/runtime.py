@@ -1,4 +1,5 @@
-"""Process-wide run-time settings that change speed, never results: the C allocator.
+"""Process-wide run-time settings that change speed, never results (the C allocator), and the free memory
+that sizes batches (:func:`free_memory`).
 
 With glibc's default ``malloc`` every training or inversion step hands its large activation buffers back to
 the system (each buffer above the mmap threshold is its own ``mmap``; the heap top is trimmed) and the
@@ -26,7 +27,7 @@ import ctypes
 import ctypes.util
 import os
 
-__all__ = ["ENV", "allocator_settings", "tune_allocator"]
+__all__ = ["ENV", "allocator_settings", "free_memory", "tune_allocator"]
 
 ENV = "GENPRIOR_ALLOCATOR"  # "system": the entry points leave the allocator alone
 # glibc <malloc.h>
@@ -80,3 +81,23 @@ def tune_allocator(respect_env: bool = True) -> dict | None:
 def allocator_settings() -> dict | None:
     """What :func:`tune_allocator` applied in this process (None: the system's defaults)."""
     return _applied
+
+
+def free_memory(device="cpu") -> int:
+    """Bytes free for tensors on ``device``: ``torch.cuda.mem_get_info`` on CUDA; on CPU ``MemAvailable``
+    of ``/proc/meminfo`` (psutil's ``available`` where there is no ``/proc``)."""
+    kind = str(device).split(":")[0]
+    if kind == "cuda":
+        import torch
+
+        return int(torch.cuda.mem_get_info(torch.device(device))[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import psutil  # not on Linux: psutil (pip install psutil) knows the platform's figure
+
+    return int(psutil.virtual_memory().available)
