@@ -1,5 +1,5 @@
-"""``python -m inversion``: see :mod:`inversion.cli`; ``--help`` alone prints :func:`inversion.cli.help.overview`
-without importing torch (the parser's own help, with each flag's type, needs the operators)."""
+"""``python -m inversion``: see :mod:`inversion.cli`; ``--help`` alone prints
+:func:`inversion.cli.help.overview` without importing torch (the parser's help needs the operators)."""
 
 import sys
 

@@ -27,7 +27,7 @@ import ctypes
 import ctypes.util
 import os
 
-__all__ = ["ENV", "allocator_settings", "free_memory", "tune_allocator"]
+__all__ = ["ENV", "activation_bytes", "allocator_settings", "free_memory", "tune_allocator"]
 
 ENV = "GENPRIOR_ALLOCATOR"  # "system": the entry points leave the allocator alone
 # glibc <malloc.h>
@@ -101,3 +101,25 @@ def free_memory(device="cpu") -> int:
     import psutil  # not on Linux: psutil (pip install psutil) knows the platform's figure
 
     return int(psutil.virtual_memory().available)
+
+
+def activation_bytes(modules, run) -> int:
+    """Bytes of every tensor that the leaf modules of ``modules`` output while ``run()`` runs: an upper bound
+    of what a forward keeps alive at once (and about what its backward keeps, with gradients enabled)."""
+    import torch
+
+    total = [0]
+
+    def hook(_m, _inp, out):
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                total[0] += t.numel() * t.element_size()
+
+    leaves = [m for mod in modules for m in mod.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    try:
+        run()
+    finally:
+        for h in handles:
+            h.remove()
+    return total[0]

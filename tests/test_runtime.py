@@ -97,7 +97,8 @@ prior = Prior(TinyGenerator(latent_dim=8, width=64).eval(), "gaussian", (8,), (1
 x = blob_images(32, generator=torch.Generator().manual_seed(1))
 op = SuperResolution(factor=2, kernel="bicubic")
 res = restore(op.A(x), op, prior, "iagan", seed=0, csgm_steps=15, restarts=2, iagan_steps=10)
-print(hashlib.sha256(torch.cat([res.raw.flatten(), res.latent.flatten()]).double().numpy().tobytes()).hexdigest())
+out = torch.cat([res.raw.flatten(), res.latent.flatten()])
+print(hashlib.sha256(out.double().numpy().tobytes()).hexdigest())
 """
 
 

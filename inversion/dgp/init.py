@@ -87,26 +87,6 @@ def operators_per_image(operator: nn.Module, n: int, image_shape: Sequence[int],
     return ops
 
 
-def _activation_bytes(modules: Sequence[nn.Module], run) -> int:
-    """Bytes of every tensor the leaf modules of ``modules`` output while ``run()`` runs (forward only: an
-    upper bound of what is alive at once)."""
-    total = [0]
-
-    def hook(_m, _inp, out):
-        for t in out if isinstance(out, (tuple, list)) else (out,):
-            if isinstance(t, torch.Tensor):
-                total[0] += t.numel() * t.element_size()
-
-    leaves = [m for mod in modules for m in mod.modules() if not list(m.children())]
-    handles = [m.register_forward_hook(hook) for m in leaves]
-    try:
-        run()
-    finally:
-        for h in handles:
-            h.remove()
-    return total[0]
-
-
 @torch.no_grad()
 def candidate_batch_for(
     prior: Prior,
@@ -119,7 +99,7 @@ def candidate_batch_for(
     """Candidates per generator / critic call that fit ``budget`` bytes (None: ``MEMORY_FRACTION`` of the
     device's free memory, :func:`lcm.runtime.free_memory`), from the activations of one probe candidate
     through the generator, the operator and ``metric`` (at most ``n_candidates``, at least 1)."""
-    from lcm.runtime import free_memory
+    from lcm.runtime import activation_bytes, free_memory
 
     ref = next(prior.generator.parameters())
     if budget is None:
@@ -131,7 +111,7 @@ def candidate_batch_for(
         with scoring_precision(bf16, ref.device):
             metric.candidates(operator.A(prior(z, lab)), operator)
 
-    per = max(1, _activation_bytes(modules, probe))
+    per = max(1, activation_bytes(modules, probe))
     return int(max(1, min(n_candidates, budget // per)))
 
 
