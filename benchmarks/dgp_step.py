@@ -18,6 +18,12 @@ script run as such. ``gd_*`` time one BigGAN G + D forward + backward (batch 1):
 run, ``gd_weight_sn_cpu_s`` with spectral norm applied to the weights as BigGAN-PyTorch does (the gain of the
 output scale) and ``gd_default_cpu_s`` in the child (the gain of the allocator).
 
+``--candidates N`` also times DGP's best-of-N start on the same networks
+(:func:`inversion.dgp.score_candidates`, DGP appendix B): ``bestof_fp32_*`` as DGP's config runs it
+(chunks of 100, fp32), ``bestof_bf16_*`` with the chunk sized to the memory budget
+(:func:`inversion.dgp.init.candidate_batch_for`) under bf16 autocast (``scoring_precision``), each with
+its seconds and its pick (the same pick is the condition for bf16).
+
 ``--device cuda`` runs everything on the GPU (wall seconds after ``torch.cuda.synchronize``; the ``cpu_s``
 keys then hold the same wall seconds), ``--tf32`` allows TF32 matmuls and convolutions there.
 """
@@ -157,6 +163,27 @@ def time_gd_weight_sn(prior, z, label, steps: int) -> tuple[float, float]:
             del m.sn_output_scale  # back to the class default
 
 
+def time_best_of(prior, op, y, label, n: int, seed: int) -> dict:
+    """DGP's best-of-``n`` start (``select_z``): fp32 in chunks of 100, then bf16 in budget-sized chunks."""
+    from inversion.dgp import candidate_pool, score_candidates
+    from inversion.dgp.init import candidate_batch_for, scoring_precision
+    from inversion.dgp.losses import CriticFeatureLoss
+
+    z, _ = candidate_pool(prior, n, seed, int(label[0]), std=0.3)
+    out = {"bestof_candidates": n}
+    metric = CriticFeatureLoss(prior.critic, prior.image_shape)
+    for name, bf16 in (("fp32", False), ("bf16", True)):
+        batch = 100 if not bf16 else candidate_batch_for(prior, op, metric, n, bf16=True)
+        t = _clocks()
+        with scoring_precision(bf16, y.device):
+            d = score_candidates(prior, op, y, z, label, batch_size=batch)
+        wall, cpu = _since(t)
+        out.update({f"bestof_{name}_s": wall, f"bestof_{name}_cpu_s": cpu, f"bestof_{name}_batch": batch,
+                    f"bestof_{name}_pick": int(d.float().argmin())})  # fmt: skip
+    out["bestof_same_pick"] = out["bestof_fp32_pick"] == out["bestof_bf16_pick"]
+    return out
+
+
 def _setup(args):
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
@@ -203,6 +230,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", default=None, help="also write the numbers to this file")
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:k]")
     ap.add_argument("--tf32", action="store_true", help="CUDA: allow TF32 matmuls and convolutions")
+    ap.add_argument("--candidates", type=int, default=0, help="also time DGP's best-of-N start (0: skip)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # plain loop + G+D step only
     args = ap.parse_args(argv)
     prior, op, y, z, label = _setup(args)
@@ -244,6 +272,8 @@ def main(argv: list[str] | None = None) -> dict:
         out[f"{name}_speedup_vs_plain_default"] = base / out[f"{name}_cpu_s_per_step"]
     out["gd_allocator_speedup"] = out["gd_default_cpu_s"] / out["gd_cpu_s"]
     out["gd_sn_output_scale_speedup"] = out["gd_weight_sn_cpu_s"] / out["gd_cpu_s"]
+    if args.candidates:
+        out.update(time_best_of(prior, op, y, label, args.candidates, args.seed))
     print(json.dumps(out, indent=2))
     if args.json:  # atomically: a temporary file renamed over the target
         tmp = Path(args.json).with_suffix(".tmp")
