@@ -1,6 +1,6 @@
 """Forward-only bulk scoring of DGP's starts (``inversion.dgp.init``): chunks sized to a memory budget, and
-bf16 autocast scoring, which must keep the decisions: the same pick on the candidates of DGP's own trace
-(``tests/data/dgp_trace_128_tiny.pt``) and the same class pick."""
+bf16 autocast scoring, which must keep the decisions: the same class pick here, the same pick on the
+candidates of DGP's own trace in tests/inversion/test_dgp_trace.py."""
 
 from __future__ import annotations
 
@@ -9,54 +9,37 @@ from pathlib import Path
 import pytest
 import torch
 
-from inversion.dgp import dgp_operator, sample_labels, score_candidates
-from inversion.dgp.init import candidate_batch_for, scoring_precision, select_latents
+from inversion.dgp import dgp_operator, sample_labels
+from inversion.dgp.init import candidate_batch_for, select_latents
 from inversion.dgp.losses import CriticFeatureLoss
 from lcm.architectures.biggan import biggan_prior, build_discriminator, build_generator
 from lcm.prior import to_unit
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-SCRIPTS = ["SR_D", "SR_MSE", "inpainting", "colorization"]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def trace():
-    return torch.load(DATA / "dgp_trace_128_tiny.pt", weights_only=True)
-
-
-@pytest.fixture(scope="module")
-def prior():
-    ref = torch.load(DATA / "biggan_dgp_128_tiny.pt", weights_only=True)
-    return biggan_prior(build_generator(ref["G"]), build_discriminator(ref["D"]))
-
-
-@pytest.mark.parametrize("name", SCRIPTS)
-def test_bf16_scoring_keeps_the_traces_pick(trace, prior, name):
-    t = trace[name]
-    op = dgp_operator(t["mode"], 128)
-    y = op(to_unit(trace["image_origin"]))
-    labels = torch.tensor([int(trace["class"])])
-    with scoring_precision(True, "cpu"):
-        scores = score_candidates(prior, op, y, t["candidates"], labels)
-    assert int(scores.float().argmin()) == int(t["pick"])
-    # and it did run in bf16: the scores moved by more than fp32 rounding
-    rel = ((scores.float() - t["candidate_scores"]).abs() / t["candidate_scores"].abs()).max()
-    assert rel > 1e-4
-
-
-def test_bf16_class_pick_is_the_fp32_pick(trace, prior):
+def tiny():
+    """The tiny BigGAN of the reference fixture and the image of DGP's trace on it, SR-degraded."""
+    nets = torch.load(DATA / "biggan_dgp_128_tiny.pt", weights_only=True)
+    image = torch.load(DATA / "dgp_trace_128_tiny.pt", weights_only=True)["image_origin"]
     op = dgp_operator("SR", 128)
-    y = op(to_unit(trace["image_origin"])).expand(3, -1, -1, -1)
+    return biggan_prior(build_generator(nets["G"]), build_discriminator(nets["D"])), op, op(to_unit(image))
+
+
+def test_bf16_class_pick_is_the_fp32_pick(tiny):
+    prior, op, y = tiny
+    y = y.expand(3, -1, -1, -1)
     seeds = [0, 1, 2]
     fp32 = sample_labels(prior, op, y, seeds, n_candidates=12, batch_size=4)
     bf16 = sample_labels(prior, op, y, seeds, n_candidates=12, batch_size=4, bf16=True)
     assert torch.equal(fp32, bf16)
 
 
-def test_candidate_chunks_fit_the_memory_budget(prior, monkeypatch):
-    op = dgp_operator("SR", 128)
+def test_candidate_chunks_fit_the_memory_budget(tiny, monkeypatch):
+    prior, op, _ = tiny
     metric = CriticFeatureLoss(prior.critic, prior.image_shape)
     per = candidate_batch_for(prior, op, metric, 500, budget=1)  # at least one, whatever the budget
     assert per == 1
@@ -69,9 +52,8 @@ def test_candidate_chunks_fit_the_memory_budget(prior, monkeypatch):
     assert candidate_batch_for(prior, op, metric, 500) == 5
 
 
-def test_auto_chunks_pick_what_fixed_chunks_pick(trace, prior, monkeypatch):
-    op = dgp_operator("SR", 128)
-    y = op(to_unit(trace["image_origin"]))
+def test_auto_chunks_pick_what_fixed_chunks_pick(tiny, monkeypatch):
+    prior, op, y = tiny
     metric = CriticFeatureLoss(prior.critic, prior.image_shape)
     one = 10**15 // candidate_batch_for(prior, op, metric, 10**12, budget=10**15)
     monkeypatch.setattr("lcm.runtime.free_memory", lambda device="cpu": 4 * (3 * one + 1))
