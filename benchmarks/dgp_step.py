@@ -10,6 +10,22 @@ init_latent=z)`` runs of ``1`` and ``1 + steps`` steps (their difference over ``
 excluded); the plain loop is timed per step after one warm-up step. The stage is the first of DGP's
 ``SR/D_biased`` script (``ft_num`` 2, ``ftr_num`` 8, ``w_mse`` 1, ``w_D_loss`` 1) unless ``--ft-num`` says
 otherwise.
+
+The allocator (``lcm.runtime.tune_allocator``): every number but ``plain_default_*`` runs with the tuned
+allocator; ``plain_default_*`` is the same plain loop in a child process with the system's default allocator
+(``GENPRIOR_ALLOCATOR=system``), so ``plain_default / faithful`` is what the framework gains over a DGP-style
+script run as such. ``gd_*`` time one BigGAN G + D forward + backward (batch 1): ``gd_cpu_s`` as the networks
+run, ``gd_weight_sn_cpu_s`` with spectral norm applied to the weights as BigGAN-PyTorch does (the gain of the
+output scale) and ``gd_default_cpu_s`` in the child (the gain of the allocator).
+
+``--candidates N`` also times DGP's best-of-N start on the same networks
+(:func:`inversion.dgp.score_candidates`, DGP appendix B): ``bestof_fp32_*`` as DGP's config runs it
+(chunks of 100, fp32), ``bestof_bf16_*`` with the chunk sized to the memory budget
+(:func:`inversion.dgp.init.candidate_batch_for`) under bf16 autocast (``scoring_precision``), each with
+its seconds and its pick (the same pick is the condition for bf16).
+
+``--device cuda`` runs everything on the GPU (wall seconds after ``torch.cuda.synchronize``; the ``cpu_s``
+keys then hold the same wall seconds), ``--tf32`` allows TF32 matmuls and convolutions there.
 """
 
 from __future__ import annotations
@@ -17,6 +33,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -27,6 +45,7 @@ from inversion import restore
 from inversion.dgp import dgp_operator, script_stages
 from lcm.architectures.biggan import RELEASED, BigGANDiscriminator, BigGANGenerator, biggan_prior
 from lcm.prior import to_unit
+from lcm.runtime import tune_allocator
 
 
 def build(resolution: int, seed: int):
@@ -55,8 +74,15 @@ def options(ft_num: int, steps: int) -> dict:
     )
 
 
+# on CUDA: synchronize before reading a clock (a step's time includes its kernels), and the wall clock
+# stands in for the process CPU time (which does not count the GPU's work)
+_SYNC = [lambda: None]
+_CPU = [time.process_time]
+
+
 def _clocks() -> tuple[float, float]:
-    return time.perf_counter(), time.process_time()
+    _SYNC[0]()
+    return time.perf_counter(), _CPU[0]()
 
 
 def _since(t0: tuple[float, float]) -> tuple[float, float]:
@@ -110,7 +136,91 @@ def time_plain(prior, op, y, z, label, ft_num: int, steps: int) -> tuple[float, 
     return sum(w for w, _ in times[1:]) / steps, sum(c for _, c in times[1:]) / steps
 
 
+def time_gd(prior, z, label, steps: int) -> tuple[float, float]:
+    """One G + D forward + backward (DGP's networks, batch 1) per step, after a warm-up step."""
+    gen, critic = prior.generator, prior.critic.net
+    times = []
+    for _ in range(1 + steps):
+        t = _clocks()
+        zz = z.clone().requires_grad_(True)
+        feats = critic.dgp_features(gen(zz, label))
+        sum(f.abs().mean() for f in feats).backward()
+        times.append(_since(t))
+    return sum(w for w, _ in times[1:]) / steps, sum(c for _, c in times[1:]) / steps
+
+
+def time_gd_weight_sn(prior, z, label, steps: int) -> tuple[float, float]:
+    """:func:`time_gd` with every spectral norm on the weight (``W / sigma``, BigGAN-PyTorch's way)."""
+    layers = [
+        m for net in (prior.generator, prior.critic) for m in net.modules() if hasattr(m, "sn_output_scale")
+    ]
+    for m in layers:
+        m.sn_output_scale = False
+    try:
+        return time_gd(prior, z, label, steps)
+    finally:
+        for m in layers:
+            del m.sn_output_scale  # back to the class default
+
+
+def time_best_of(prior, op, y, label, n: int, seed: int) -> dict:
+    """DGP's best-of-``n`` start (``select_z``): fp32 in chunks of 100, then bf16 in budget-sized chunks."""
+    from inversion.dgp import candidate_pool, score_candidates
+    from inversion.dgp.init import candidate_batch_for, scoring_precision
+    from inversion.dgp.losses import CriticFeatureLoss
+
+    z, _ = candidate_pool(prior, n, seed, int(label[0]), std=0.3)
+    out = {"bestof_candidates": n}
+    metric = CriticFeatureLoss(prior.critic, prior.image_shape)
+    for name, bf16 in (("fp32", False), ("bf16", True)):
+        batch = 100 if not bf16 else candidate_batch_for(prior, op, metric, n, bf16=True)
+        t = _clocks()
+        with scoring_precision(bf16, y.device):
+            d = score_candidates(prior, op, y, z, label, batch_size=batch)
+        wall, cpu = _since(t)
+        out.update({f"bestof_{name}_s": wall, f"bestof_{name}_cpu_s": cpu, f"bestof_{name}_batch": batch,
+                    f"bestof_{name}_pick": int(d.float().argmin())})  # fmt: skip
+    out["bestof_same_pick"] = out["bestof_fp32_pick"] == out["bestof_bf16_pick"]
+    return out
+
+
+def _setup(args):
+    torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("--device cuda: no CUDA device is visible to torch (torch.cuda.is_available())")
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32
+        _SYNC[0], _CPU[0] = (lambda: torch.cuda.synchronize(dev)), time.perf_counter
+    prior = build(args.resolution, args.seed).to(dev)
+    prior.critic.requires_grad_(False)
+    op = dgp_operator("SR", args.resolution).to(dev)
+    label = torch.tensor([3], device=dev)
+    g = torch.Generator().manual_seed(args.seed)
+    with torch.no_grad():
+        x = prior(0.3 * torch.randn(1, *prior.latent_shape, generator=g).to(dev), label)
+    y = op(x)
+    z = (0.3 * torch.randn(1, *prior.latent_shape, generator=g)).to(dev)
+    return prior, op, y, z, label
+
+
+def _default_allocator_child(args) -> dict:
+    """The plain loop and G + D step in a child process with the system's default allocator."""
+    argv = [
+        sys.executable, "-m", "benchmarks.dgp_step", "--child", "--threads", str(args.threads),
+        "--steps", str(args.steps), "--ft-num", str(args.ft_num), "--resolution", str(args.resolution),
+        "--seed", str(args.seed), "--device", args.device, *(["--tf32"] if args.tf32 else []),
+    ]  # fmt: skip
+    env = {**os.environ, "GENPRIOR_ALLOCATOR": "system"}
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run(argv, env=env, cwd=root, capture_output=True, text=True, check=False)
+    if run.returncode != 0:
+        raise RuntimeError(f"the default-allocator child failed:\n{run.stderr[-3000:]}")
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> dict:
+    tune_allocator()  # freed activations stay in the process (lcm.runtime; results bit-identical)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--steps", type=int, default=3, help="timed steps per variant")
@@ -118,19 +228,26 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--resolution", type=int, default=128, choices=sorted(RELEASED))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="also write the numbers to this file")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:k]")
+    ap.add_argument("--tf32", action="store_true", help="CUDA: allow TF32 matmuls and convolutions")
+    ap.add_argument("--candidates", type=int, default=0, help="also time DGP's best-of-N start (0: skip)")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # plain loop + G+D step only
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    prior = build(args.resolution, args.seed)
-    prior.critic.requires_grad_(False)
-    op = dgp_operator("SR", args.resolution)
-    label = torch.tensor([3])
-    g = torch.Generator().manual_seed(args.seed)
-    with torch.no_grad():
-        x = prior(0.3 * torch.randn(1, *prior.latent_shape, generator=g), label)
-    y = op(x)
-    z = 0.3 * torch.randn(1, *prior.latent_shape, generator=g)
+    prior, op, y, z, label = _setup(args)
+    if args.child:
+        from lcm.runtime import allocator_settings
+
+        plain = time_plain(prior, op, y, z, label, args.ft_num, args.steps)
+        gd = time_gd(prior, z, label, args.steps)
+        print(json.dumps({"plain": plain, "gd": gd, "allocator": allocator_settings()}))
+        return {}
+    default = _default_allocator_child(args)
+    assert default["allocator"] is None, default  # the child ran with the system's allocator
+    from lcm.runtime import allocator_settings
+
     out = {
-        "device": "cpu",
+        "device": str(y.device) + (" tf32" if args.tf32 and y.is_cuda else ""),
+        "allocator": allocator_settings(),
         "threads": args.threads,
         "resolution": args.resolution,
         "ft_num": args.ft_num,
@@ -140,12 +257,23 @@ def main(argv: list[str] | None = None) -> dict:
     }
     # wall-clock and process CPU seconds (one thread: the CPU time is the work, steadier on a shared machine)
     for name, (wall, cpu) in (
+        ("plain_default", default["plain"]),
         ("plain", time_plain(prior, op, y, z, label, args.ft_num, args.steps)),
         ("faithful", time_restore(prior, op, y, z, label, args.ft_num, args.steps, "faithful")),
         ("fast", time_restore(prior, op, y, z, label, args.ft_num, args.steps, "fast")),
     ):
         out[f"{name}_s_per_step"] = wall
         out[f"{name}_cpu_s_per_step"] = cpu
+    out["gd_default_cpu_s"] = default["gd"][1]
+    out["gd_cpu_s"] = time_gd(prior, z, label, args.steps)[1]
+    out["gd_weight_sn_cpu_s"] = time_gd_weight_sn(prior, z, label, args.steps)[1]
+    base = out["plain_default_cpu_s_per_step"]
+    for name in ("plain", "faithful", "fast"):
+        out[f"{name}_speedup_vs_plain_default"] = base / out[f"{name}_cpu_s_per_step"]
+    out["gd_allocator_speedup"] = out["gd_default_cpu_s"] / out["gd_cpu_s"]
+    out["gd_sn_output_scale_speedup"] = out["gd_weight_sn_cpu_s"] / out["gd_cpu_s"]
+    if args.candidates:
+        out.update(time_best_of(prior, op, y, label, args.candidates, args.seed))
     print(json.dumps(out, indent=2))
     if args.json:  # atomically: a temporary file renamed over the target
         tmp = Path(args.json).with_suffix(".tmp")

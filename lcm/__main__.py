@@ -45,6 +45,9 @@ def overview() -> str:
 
 
 def main() -> None:
+    from lcm.runtime import tune_allocator
+
+    tune_allocator()  # lcm.runtime: freed memory stays in the process (GENPRIOR_ALLOCATOR=system: off)
     if sys.argv[1:] in (["-h"], ["--help"]):
         print(overview())
         return

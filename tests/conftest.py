@@ -37,3 +37,22 @@ def make_task_folder(tmp_path):
         return src, cfg
 
     return make
+
+
+# every device torch can reach here: CPU always, CUDA where present (skipped with the reason elsewhere)
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=pytest.mark.skipif(
+            not torch.cuda.is_available(), reason="no CUDA device (torch.cuda.is_available() is False)"
+        ),
+    ),
+]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    """The device a device-dependent test runs on: once on CPU, once on CUDA where present (test ids end in
+    ``[cpu]`` / ``[cuda]``; ``pytest -k cuda`` runs the CUDA ones: ``python -m benchmarks.gpu``)."""
+    return torch.device(request.param)

@@ -27,6 +27,7 @@ else):
 
 * :mod:`~inversion.cli.options` -- :class:`RestoreOptions`, the user's options (the flags), and their checks;
 * :mod:`~inversion.cli.parser` -- the argument parser and ``main``;
+* :mod:`~inversion.cli.help` -- ``--help``: the flags' overview, without torch;
 * :mod:`~inversion.cli.run` -- one run from the options: placement, prior, items, manifest, runner, report;
 * :mod:`~inversion.cli.prior` -- ``--prior``: a checkpoint or a ``module:factory``;
 * :mod:`~inversion.cli.items` -- the inputs: a folder's files or a built-in split, their output names;
@@ -37,8 +38,9 @@ else):
 * :mod:`~inversion.cli.writer` -- writes a restored batch (images, then its records) atomically;
 * :mod:`~inversion.cli.report` -- ``metrics.csv``, ``failures.txt``, ``grid.png``, ``report.html``.
 
-Light on import: ``python -m inversion --help`` loads the options and the operators, nothing of the
-methods, priors, Lightning or the datasets.
+Light on import: ``python -m inversion --help`` prints :func:`~inversion.cli.help.overview` from the
+options alone, with no torch, operators, methods, priors, Lightning or datasets (``--operator.help NAME``
+and the parser's other flags load the operators).
 """
 
 from __future__ import annotations

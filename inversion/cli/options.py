@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-from inversion.operators import Operator
+if TYPE_CHECKING:  # resolved by the parser (jsonargparse reads this block); --help needs no torch
+    from inversion.operators import Operator
 
 __all__ = ["RestoreOptions"]
 
@@ -48,7 +50,9 @@ class RestoreOptions:
         device: ``auto`` (CUDA when available, one GPU per process), ``cpu``, or ``cuda:k``.
         num_threads: torch intra-op threads per process (None: torch's default).
         batch_size: images restored together (one batched fit; results do not depend on it, up to
-            floating-point rounding). Operators with per-image masks go one image at a time.
+            floating-point rounding), or ``auto``: picked from the model size and the free memory
+            (:mod:`inversion.cli.batch`; the pick is printed). Operators with per-image masks go one image
+            at a time.
         progress: show a progress bar.
         wait_timeout: seconds a rank waits for the others in a collective (torchrun / SLURM /
             ``--devices``), or shard 0 for the other shards' records (``--shard``).
@@ -72,7 +76,7 @@ class RestoreOptions:
     num_shards: int = 1
     device: str = "auto"
     num_threads: int | None = None
-    batch_size: int = 16
+    batch_size: int | Literal["auto"] = 16
     progress: bool = True
     wait_timeout: float = 3600.0
 
@@ -85,8 +89,9 @@ class RestoreOptions:
         method_config(self.method, self.options)  # a typo or a bad value fails here, not once per image
         if self.devices < 1 or self.num_shards < 1:
             raise ValueError("devices and num_shards must be >= 1")
-        if isinstance(self.batch_size, bool) or int(self.batch_size) < 1:
-            raise ValueError(f"--batch_size must be a positive number of images, got {self.batch_size}")
+        size = self.batch_size
+        if size != "auto" and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise ValueError(f"--batch_size must be a positive number of images or 'auto', got {size!r}")
         threads = self.num_threads
         if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
             raise ValueError(f"--num_threads must be >= 1 (or left out for torch's default), got {threads}")

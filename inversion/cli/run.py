@@ -50,6 +50,7 @@ def launch(opts: RestoreOptions, argv: list[str]) -> Path:
 def run_folder(opts: RestoreOptions) -> Path:
     """Restore the images of ``opts.input`` in this process (its share, in a torch.distributed world or
     as ``--shard``) and, on the process that summarises, write the run's summary and report."""
+    from inversion.cli.batch import resolve_batch_size
     from inversion.cli.items import list_items
     from inversion.cli.labels import apply_labels, read_labels, write_labels_used
     from inversion.cli.manifest import fail_path, pin, row_path
@@ -83,7 +84,8 @@ def run_folder(opts: RestoreOptions) -> Path:
     todo = [it for it in mine if not row_path(out, it).exists()]
     job = Job(prior, operator, opts.method, task, opts.seed, opts.noise_seed, opts.options or {},
               where.device, where.shard)  # fmt: skip
-    Runner(job, RunWriter(out), opts.batch_size, where.progress).run(todo)
+    batch = resolve_batch_size(opts.batch_size, prior, opts.method, where.device)
+    Runner(job, RunWriter(out), batch, where.progress).run(todo)
     if where.group is not None:  # torch.distributed: records gathered on rank 0, which writes the summary
         distributed.gather_records(where.group, out, mine, row_path, fail_path)
         if where.group.rank == 0:

@@ -19,7 +19,17 @@ from torch import nn
 
 from lcm.prior import Prior
 
-__all__ = ["CandidateInit", "candidate_pool", "operators_per_image", "sample_labels", "select_latents"]
+__all__ = [
+    "CandidateInit",
+    "candidate_batch_for",
+    "candidate_pool",
+    "operators_per_image",
+    "sample_labels",
+    "scoring_precision",
+    "select_latents",
+]
+
+MEMORY_FRACTION = 0.25  # of the free memory: what a forward-only candidate chunk may take ("auto")
 
 
 @dataclass
@@ -78,6 +88,44 @@ def operators_per_image(operator: nn.Module, n: int, image_shape: Sequence[int],
 
 
 @torch.no_grad()
+def candidate_batch_for(
+    prior: Prior,
+    operator: nn.Module,
+    metric,
+    n_candidates: int,
+    budget: int | None = None,
+    bf16: bool = False,
+) -> int:
+    """Candidates per generator / critic call that fit ``budget`` bytes (None: ``MEMORY_FRACTION`` of the
+    device's free memory, :func:`lcm.runtime.free_memory`), from the activations of one probe candidate
+    through the generator, the operator and ``metric`` (at most ``n_candidates``, at least 1)."""
+    from lcm.runtime import activation_bytes, free_memory
+
+    ref = next(prior.generator.parameters())
+    if budget is None:
+        budget = int(MEMORY_FRACTION * free_memory(ref.device))
+    z, lab = candidate_pool(prior, 1, 0)
+    modules = [prior.generator] + ([prior.critic] if isinstance(prior.critic, nn.Module) else [])
+
+    def probe():
+        with scoring_precision(bf16, ref.device):
+            metric.candidates(operator.A(prior(z, lab)), operator)
+
+    per = max(1, activation_bytes(modules, probe))
+    return int(max(1, min(n_candidates, budget // per)))
+
+
+def scoring_precision(bf16: bool, device):
+    """The context a forward-only scoring runs in: bf16 autocast when ``bf16`` (a named option; it must be
+    shown to keep the decisions, tests/inversion/test_dgp_bulk.py), else nothing (fp32)."""
+    import contextlib
+
+    if not bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
+
+@torch.no_grad()
 def select_latents(
     prior: Prior,
     operator: nn.Module,
@@ -86,9 +134,10 @@ def select_latents(
     seeds: Sequence[int],
     labels: torch.Tensor | None = None,
     n_candidates: int = 500,
-    batch_size: int = 100,
+    batch_size: int | str = 100,
     pool_seed: int | None = None,
     std: float = 1.0,
+    bf16: bool = False,
 ) -> CandidateInit:
     """For each image, the candidate whose degraded image is nearest to ``y`` under ``metric``.
 
@@ -102,9 +151,12 @@ def select_latents(
         seeds: one seed per image (its pool), ignored when ``pool_seed`` is given.
         labels: ``(B,)`` classes (-1 = unknown) for a conditional prior, else None.
         n_candidates: N (DGP: 500).
-        batch_size: candidates per generator / critic call (1 = the published one-at-a-time loop).
+        batch_size: candidates per generator / critic call (1 = the published one-at-a-time loop), or
+            ``"auto"``: as many as fit a quarter of the free memory (:func:`candidate_batch_for`).
         pool_seed: one pool shared by every image.
         std: scale of Gaussian candidates (DGP's ``sample_std``).
+        bf16: score under bf16 autocast (faster on CPUs and GPUs with bf16 units; scores move by
+            rounding, so the pick can change where two candidates are that close: off by default).
 
     Shape:
         - y: ``(B, ...)``; result latent ``(B, *prior.latent_shape)``.
@@ -112,12 +164,14 @@ def select_latents(
     n = y.shape[0]
     if len(seeds) != n:
         raise ValueError(f"seeds has {len(seeds)} entries for {n} images: give one seed per image")
-    if batch_size < 1:
-        raise ValueError(f"candidate batch_size must be >= 1, got {batch_size}")
     if labels is not None and labels.shape[0] != n:
         raise ValueError(f"labels has {labels.shape[0]} entries for {n} images")
     cond = bool(prior.num_classes)
     ops = operators_per_image(operator, n, prior.image_shape, y)
+    if batch_size == "auto":
+        batch_size = candidate_batch_for(prior, ops[0], metric, n_candidates, bf16=bf16)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"candidate batch_size must be an int >= 1 or 'auto', got {batch_size!r}")
     # group images by pool: (seed, label) -> image indices
     pools: dict[tuple[int, int | None], list[int]] = {}
     for i in range(n):
@@ -139,12 +193,14 @@ def select_latents(
         for start in range(0, n_candidates, batch_size):
             zc = z[start : start + batch_size]
             lc = None if zl is None else zl[start : start + batch_size]
-            xc = prior(zc, lc)
+            with scoring_precision(bf16, y.device):
+                xc = prior(zc, lc)
             for group in by_op.values():
                 op = ops[group[0]]
-                feats = metric.candidates(op.A(xc), op)
+                with scoring_precision(bf16, y.device):
+                    feats = metric.candidates(op.A(xc), op)
                 for i in group:
-                    d = metric.score(feats, targets[i])
+                    d = metric.score(feats, targets[i]).float()
                     j = int(d.argmin())
                     if d[j] < best[i]:
                         best[i], index[i] = d[j], start + j
@@ -161,12 +217,13 @@ def sample_labels(
     seeds: Sequence[int],
     labels: torch.Tensor | None = None,
     n_candidates: int = 500,
-    batch_size: int = 100,
+    batch_size: int | str = 100,
+    bf16: bool = False,
 ) -> torch.Tensor:
     """Classes for the images whose class is unknown (-1, or all when ``labels`` is None), picked as DGP
     does (its ``select_z(select_y=True)``): the class of the best of ``n_candidates`` random
     (latent, class) candidates under the critic feature distance (measurement MSE without a critic).
-    Known classes are kept.
+    Known classes are kept. ``batch_size`` and ``bf16``: as in :func:`select_latents`.
 
     Shape:
         - y: ``(B, ...)``; labels ``(B,)`` or None; output ``(B,)`` int64.
@@ -178,5 +235,5 @@ def sample_labels(
     metric = (
         CriticFeatureLoss(prior.critic, prior.image_shape) if prior.critic is not None else MeasurementMSE()
     )
-    init = select_latents(prior, operator, y, metric, seeds, labels, n_candidates, batch_size)
+    init = select_latents(prior, operator, y, metric, seeds, labels, n_candidates, batch_size, bf16=bf16)
     return init.labels.to(y.device)

@@ -91,24 +91,45 @@ BN_EPS = 1e-5
 # -- spectral norm ------------------------------------------------------------------------------
 class _SpectralNorm:
     """Mixin: ``weight / sigma`` with sigma from one power iteration started at the stored ``u0``
-    (Miyato et al. 2018 as BigGAN-PyTorch implements it; u0/sv0 are updated in training mode only)."""
+    (Miyato et al. 2018 as BigGAN-PyTorch implements it; u0/sv0 are updated in training mode only).
+
+    The layers apply ``1 / sigma`` where it is cheapest (:meth:`_sn_apply`): to the weight, as
+    BigGAN-PyTorch does, or to the layer's output when that is smaller (``conv(x, W) / sigma`` equals
+    ``conv(x, W / sigma)`` up to rounding; at batch 1 most of BigGAN's weights are larger than their
+    outputs, and building ``W / sigma`` and its backward was a quarter of a BigGAN-128 step).
+    ``sn_output_scale = False`` on a layer keeps BigGAN-PyTorch's ``W / sigma`` always."""
+
+    sn_output_scale = True
 
     def _init_sn(self, num_outputs: int) -> None:
         self.register_buffer("u0", torch.randn(1, num_outputs))
         self.register_buffer("sv0", torch.ones(1))
 
-    def sn_weight(self) -> torch.Tensor:
-        w = self.weight.view(self.weight.shape[0], -1)
+    def sn_sigma(self) -> torch.Tensor:
+        """The largest singular value, differentiable in the weight (u, v held fixed)."""
+        w = self.weight.reshape(self.weight.shape[0], -1)
         with torch.no_grad():
             v = F.normalize(self.u0 @ w, eps=SN_EPS)
             u = F.normalize(v @ w.t(), eps=SN_EPS)
             if self.training:
                 self.u0.copy_(u)
-        sv = (v @ w.t() @ u.t()).squeeze()  # differentiable in w (u, v held fixed)
+        sv = (v @ w.t() @ u.t()).squeeze()
         if self.training:
             with torch.no_grad():
                 self.sv0.copy_(sv)
-        return self.weight / sv
+        return sv
+
+    def sn_weight(self) -> torch.Tensor:
+        return self.weight / self.sn_sigma()
+
+    def _sn_apply(self, op, out_numel: int, bias: torch.Tensor | None, bias_shape: tuple) -> torch.Tensor:
+        """``op(weight / sigma) + bias``, with ``1 / sigma`` on the weight or, when smaller, the output."""
+        sv = self.sn_sigma()
+        if not self.sn_output_scale or out_numel >= self.weight.numel():
+            out = op(self.weight / sv)
+            return out if bias is None else out + bias.view(bias_shape)
+        out = op(self.weight)
+        return out / sv if bias is None else torch.addcdiv(bias.view(bias_shape), out, sv)
 
 
 class SNConv2d(nn.Conv2d, _SpectralNorm):
@@ -117,7 +138,12 @@ class SNConv2d(nn.Conv2d, _SpectralNorm):
         self._init_sn(cout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.sn_weight(), self.bias, self.stride, self.padding)
+        (k, _), (p, _) = self.kernel_size, self.padding  # stride 1
+        h, w = x.shape[-2] + 2 * p - k + 1, x.shape[-1] + 2 * p - k + 1
+        return self._sn_apply(
+            lambda wt: F.conv2d(x, wt, None, self.stride, self.padding),
+            x.shape[0] * self.out_channels * h * w, self.bias, (-1, 1, 1),
+        )  # fmt: skip
 
 
 class SNLinear(nn.Linear, _SpectralNorm):
@@ -126,7 +152,8 @@ class SNLinear(nn.Linear, _SpectralNorm):
         self._init_sn(cout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.sn_weight(), self.bias)
+        n = x.numel() // self.in_features * self.out_features
+        return self._sn_apply(lambda wt: F.linear(x, wt), n, self.bias, (-1,))
 
 
 class SNEmbedding(nn.Embedding, _SpectralNorm):
@@ -135,10 +162,9 @@ class SNEmbedding(nn.Embedding, _SpectralNorm):
         self._init_sn(num)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return F.embedding(y, self.sn_weight())
+        return self._sn_apply(lambda wt: F.embedding(y, wt), y.numel() * self.embedding_dim, None, ())
 
 
-# -- layers ---------------------------------------------------------------------------------------
 class ClassConditionalBN(nn.Module):
     """BigGAN's ccbn: BatchNorm on ``stored_mean``/``stored_var`` (no affine), then ``* (1 + gain(c)) +
     bias(c)`` with spectrally normed linear maps of the conditioning vector ``c``.
@@ -221,11 +247,11 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         b, _, h, w = x.shape
-        theta = self.theta(x).view(b, self.ch // 8, h * w)
-        phi = F.max_pool2d(self.phi(x), 2).view(b, self.ch // 8, h * w // 4)
-        g = F.max_pool2d(self.g(x), 2).view(b, self.ch // 2, h * w // 4)
+        theta = self.theta(x).reshape(b, self.ch // 8, h * w)
+        phi = F.max_pool2d(self.phi(x), 2).reshape(b, self.ch // 8, h * w // 4)
+        g = F.max_pool2d(self.g(x), 2).reshape(b, self.ch // 2, h * w // 4)
         beta = F.softmax(theta.transpose(1, 2) @ phi, dim=-1)
-        o = self.o((g @ beta.transpose(1, 2)).view(b, self.ch // 2, h, w))
+        o = self.o((g @ beta.transpose(1, 2)).reshape(b, self.ch // 2, h, w))
         return x + self.gamma * o
 
 
@@ -322,7 +348,7 @@ class DBlock(nn.Module):
 def _synthesize(linear, blocks, output_layer, z, emb, chunk: int, bottom: int) -> torch.Tensor:
     """BigGAN generator forward (hierarchical z): shared by the BigGAN-named and the prior-facing module."""
     zs = torch.split(z, chunk, 1)
-    h = linear(zs[0]).view(z.shape[0], -1, bottom, bottom)
+    h = linear(zs[0]).reshape(z.shape[0], -1, bottom, bottom)
     for blocklist, zi in zip(blocks, zs[1:], strict=True):
         c = torch.cat([emb, zi], 1)
         for layer in blocklist:

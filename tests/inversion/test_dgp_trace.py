@@ -11,6 +11,7 @@ import torch
 
 from inversion import restore
 from inversion.dgp import dgp_operator, score_candidates, script_stages
+from inversion.dgp.init import scoring_precision
 from lcm.architectures.biggan import biggan_prior, build_discriminator, build_generator
 from lcm.prior import to_unit
 
@@ -110,3 +111,17 @@ def test_candidate_scores_match_dgp_select_z(trace, runs, name):
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_run_matches_dgp_trace(trace, prior, runs, name):
     _check_run(trace, prior, runs, name)
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_bf16_scoring_keeps_the_traces_pick(trace, prior, name):
+    t = trace[name]
+    op = dgp_operator(t["mode"], 128)
+    y = op(to_unit(trace["image_origin"]))
+    labels = torch.tensor([int(trace["class"])])
+    with scoring_precision(True, "cpu"):  # bf16 autocast (inversion.dgp.init): a named option
+        scores = score_candidates(prior, op, y, t["candidates"], labels)
+    assert int(scores.float().argmin()) == int(t["pick"])
+    # and it did run in bf16: the scores moved by more than fp32 rounding
+    rel = ((scores.float() - t["candidate_scores"]).abs() / t["candidate_scores"].abs()).max()
+    assert rel > 1e-4
