@@ -127,8 +127,8 @@ def _view_problem(offset: Any, size: Any, stride: Any, backed: int) -> str | Non
     for n, st in sorted(((n, st) for n, st in zip(size, stride, strict=True) if n > 1), key=lambda d: d[1]):
         if st <= reach:
             return (
-                f"a tensor view of size {tuple(size)} with stride {tuple(stride)} overlaps itself (a stride-0 "
-                f"or expanded view: {math.prod(size)} elements declared over far fewer stored ones)"
+                f"a tensor view of size {tuple(size)} with stride {tuple(stride)} overlaps itself (a "
+                f"stride-0 or expanded view: {math.prod(size)} elements declared over far fewer stored ones)"
             )
         reach += (n - 1) * st
     if offset + reach >= backed:
@@ -269,8 +269,9 @@ def check_views(path: str | os.PathLike, what: str = "checkpoint") -> None:
     stored_bytes = sum(scan.storages.values())
     if scan.view_bytes > stored_bytes:
         raise CheckpointError(
-            f"{what}: its tensors declare {scan.view_bytes} bytes over {stored_bytes} stored ones (views that "
-            "share their storage): the file is damaged or hostile (refused before anything was allocated)"
+            f"{what}: its tensors declare {scan.view_bytes} bytes over {stored_bytes} stored ones (views "
+            "that share their storage): the file is damaged or hostile (refused before anything was "
+            "allocated)"
         )
 
 

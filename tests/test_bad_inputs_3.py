@@ -27,7 +27,7 @@ def _zeros(*shape: int) -> torch.Tensor:
 
 
 def _dcgan_state(width: int, view=torch.zeros) -> dict[str, torch.Tensor]:
-    """A tutorial-layout DCGAN generator state dict (nz 4, ``width``, 3 channels), tensors made by ``view``."""
+    """A tutorial-layout DCGAN generator state dict (nz 4, ``width``, 3 channels) of ``view`` tensors."""
     return {
         "main.0.weight": view(4, width, 4, 4),
         "main.1.weight": view(width),
@@ -137,3 +137,215 @@ def test_negative_variances_and_non_float_weights_are_refused(tmp_path, key, val
     state[key] = value
     with pytest.raises(ValueError, match=match):
         lcm.load_prior(_save(tmp_path / "netG.pth", state))
+
+
+# -- 2: a class_path imports nothing before its type is checked -------------------------------------
+def _cli(args: list[str], cwd: Path, timeout: int = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-m", "inversion", "--prior", "lcm.toy:tiny_prior", "--operator.class_path", "{}"],
+        ["-m", "lcm", "fit", "-c", str(ROOT / "configs/lcm/wgangp.yaml"), "--model.class_path", "{}"],
+        ["-m", "lcm", "fit", "-c", str(ROOT / "configs/lcm/wgangp.yaml"), "--trainer.callbacks", "{}"],
+    ],
+    ids=["operator", "model", "callbacks"],
+)
+def test_class_path_imports_nothing_before_its_type_is_checked(tmp_path, args):
+    """``python -m inversion --operator.class_path evilop.Foo`` with an ``evilop.py`` in the current folder
+    imported it (a marker file appeared) before "not a subclass of Operator"; ``this.Foo`` printed the Zen
+    of Python. (``lcm fit``: ``--model.class_path``, ``--data.class_path``, ``--trainer.callbacks``,
+    ``--trainer.logger`` the same.)"""
+    marker = tmp_path / "MARKER"
+    (tmp_path / "evilop.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\nclass Foo:\n    pass\n")
+    for name in ("evilop.Foo", "this.Foo"):
+        done = _cli([a.replace("{}", name) for a in args], tmp_path)
+        assert done.returncode != 0
+        assert "not allowed" in done.stderr and name in done.stderr, done.stderr[-2000:]
+        assert "Beautiful is better than ugly" not in done.stdout + done.stderr
+    assert not marker.exists()
+
+
+def test_class_paths_of_our_packages_still_resolve(tmp_path):
+    """The gate lets genprior's own classes (and Lightning's loggers) through, in configs and flags."""
+    from inversion.cli.parser import build_parser
+    from inversion.operators import Inpainting
+
+    parser = build_parser()
+    cfg = parser.parse_args(["--prior", "x", "--config", str(ROOT / "configs/inversion/inpaint_center.yaml")])
+    assert isinstance(parser.instantiate_classes(cfg).operator, Inpainting)
+    from lcm.cli import cli_main
+
+    cli = cli_main(
+        ["-c", str(ROOT / "configs/lcm/wgangp.yaml"), f"--trainer.default_root_dir={tmp_path}",
+         f"--checkpoint.dirpath={tmp_path / 'ck'}"],
+        run=False,
+    )  # fmt: skip
+    assert type(cli.model).__name__ == "WGANGP" and cli.trainer.logger is not None
+
+
+# -- 3: YAML alias bombs ---------------------------------------------------------------------------
+_BOMB = "a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
+    f"{c}: &{c} [{','.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+def test_config_alias_bomb_is_refused(tmp_path):
+    """A 363-byte ``--config`` of nested aliases ("billion laughs", 9**9 values) took 5 GB and printed a
+    580 MB error: now the parser refuses it, naming the aliases, before anything is expanded."""
+    from inversion.cli.parser import build_parser
+
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(_BOMB)
+    assert len(_BOMB) < 400
+    parser = build_parser()
+    parser.exit_on_error = False  # jsonargparse: raise instead of exiting
+    with pytest.raises(Exception, match="aliases .* expand it to more than 100000"):
+        _with_alarm(10, lambda: parser.parse_args(["--config", str(bomb), "--prior", "x"]))
+    big = tmp_path / "big.yaml"
+    big.write_text("prior: x\n" + "#" * (2 << 20))
+    with pytest.raises(Exception, match="more than the 1048576 a config may have"):
+        parser.parse_args(["--config", str(big)])
+    from lcm.configs import load_yaml
+
+    assert load_yaml("a: &a [1, 2]\nb: *a\n", "x") == {"a": [1, 2], "b": [1, 2]}  # a few aliases are fine
+
+
+def test_priors_file_alias_bomb_is_refused(tmp_path, monkeypatch):
+    """A 410-byte ``$GENPRIOR_PRIORS`` file of nested aliases took 1.1 GB."""
+    bomb = tmp_path / "priors.yaml"
+    bomb.write_text(_BOMB + "mine: {path: netG.pth, description: *i}\n")
+    monkeypatch.setenv("GENPRIOR_PRIORS", str(bomb))
+    with pytest.raises(ValueError, match=r"\$GENPRIOR_PRIORS file .*priors\.yaml.*aliases"):
+        _with_alarm(10, lcm.list_priors)
+
+
+# -- 7 (names): a named prior is what its name says ------------------------------------------------
+def _generator_file(path: Path) -> Path:
+    from lcm.architectures.dcgan import DCGANGenerator
+
+    torch.manual_seed(0)
+    return _save(path, DCGANGenerator([4, 8, 3]).state_dict())
+
+
+def test_priors_file_cannot_replace_a_builtin_or_drop_a_critic(tmp_path, monkeypatch):
+    """A ``$GENPRIOR_PRIORS`` entry ``dcgan-faces-64: {path: mine.pth}`` silently replaced the built-in
+    prior; ``critc: netD.pth`` (a typo) dropped the critic without a word."""
+    _generator_file(tmp_path / "mine.pth")
+    env = tmp_path / "priors.yaml"
+    monkeypatch.setenv("GENPRIOR_PRIORS", str(env))
+    env.write_text("dcgan-faces-64: {path: mine.pth}\n")
+    with pytest.raises(ValueError, match="'dcgan-faces-64' would replace the prior of that name"):
+        lcm.list_priors()
+    env.write_text("mine: {path: mine.pth, critc: netD.pth}\n")
+    with pytest.raises(ValueError, match=r"entry 'mine' has unknown keys \['critc'\]"):
+        lcm.list_priors()
+    env.write_text("mine: {path: mine.pth}\n")
+    assert lcm.load_prior("mine").image_shape == (3, 8, 8)
+    other = tmp_path / "other.yaml"  # the variable now names another file: the old file's names go
+    other.write_text("theirs: {path: mine.pth}\n")
+    monkeypatch.setenv("GENPRIOR_PRIORS", str(other))
+    assert "theirs" in lcm.list_priors() and "mine" not in lcm.list_priors()
+
+
+def test_a_file_named_like_a_prior_does_not_take_its_place(tmp_path, monkeypatch):
+    """A file named ``dcgan-faces-64`` in the current folder was loaded in place of the named prior."""
+    from inversion.cli.prior import load_prior_spec
+
+    monkeypatch.chdir(tmp_path)
+    _generator_file(tmp_path / "dcgan-faces-64")
+    for load in (lcm.load_prior, load_prior_spec):
+        with pytest.raises(
+            ValueError, match="both a registered prior .* pass './dcgan-faces-64' for the file"
+        ):
+            load("dcgan-faces-64")
+    assert lcm.load_prior("./dcgan-faces-64").image_shape == (3, 8, 8)  # the file, said so
+
+
+# -- 9: lcm fit --ckpt_path checks the checkpoint ---------------------------------------------------
+def test_fit_resume_from_bit_rotted_last_ckpt_is_refused(tmp_path):
+    """``python -m lcm fit --ckpt_path last`` resumed from a ``last.ckpt`` with a flipped byte and exited
+    0 (Lightning's loader skipped our CRC check)."""
+    from tests.test_bad_inputs_2 import _fit, _flip_in_largest_member
+
+    if not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists():
+        pytest.skip("Fashion-MNIST not installed (Debian package dataset-fashion-mnist)")
+    config = ROOT / "configs" / "lcm" / "wgangp.yaml"
+    last = _fit(config, tmp_path, 2)
+    member = _flip_in_largest_member(last)
+    with pytest.raises(ValueError, match=rf"checkpoint \(--ckpt_path\).*last\.ckpt.*{member}.*CRC"):
+        _fit(config, tmp_path, 4, "last")
+
+
+# -- 14 (loader / config side): errors that came from deep inside YAML, the file system, torch ----
+def test_priors_file_errors_name_the_file_and_the_variable(tmp_path, monkeypatch):
+    """Malformed ``$GENPRIOR_PRIORS`` YAML raised a bare ScannerError naming neither the file nor the
+    variable; a directory, a symlink loop or a FIFO there said "does not exist"."""
+    bad = tmp_path / "priors.yaml"
+    bad.write_text("mine: {path: [unclosed\n")
+    monkeypatch.setenv("GENPRIOR_PRIORS", str(bad))
+    with pytest.raises(ValueError, match=r"\$GENPRIOR_PRIORS file '.*priors\.yaml' is not valid YAML"):
+        lcm.list_priors()
+    loop = tmp_path / "loop.yaml"
+    loop.symlink_to(loop)
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    for path, match in ((tmp_path, "which is a directory"), (loop, "cannot be opened"), (fifo, "a FIFO")):
+        monkeypatch.setenv("GENPRIOR_PRIORS", str(path))
+        with pytest.raises(ValueError, match=rf"\$GENPRIOR_PRIORS names .*{match}"):
+            _with_alarm(5, lcm.list_priors)
+
+
+def _tiny_restore_inputs():
+    from inversion.operators import Denoising
+    from lcm.toy import tiny_prior
+
+    prior = tiny_prior(channels=1)
+    op = Denoising(sigma=0.0)
+    y = op(torch.rand(2, *prior.image_shape))
+    return prior, op, y
+
+
+def test_restore_and_run_stages_refuse_a_missing_prior_and_bad_starts():
+    """``restore()`` / ``run_stages`` with ``prior=None`` or a path string raised AttributeError; a
+    float64 / int / meta / NaN ``latent_init`` failed inside torch (or started from NaN); ``restore()``
+    with a batch of 0 failed in ``torch.cat``."""
+    from inversion import restore
+    from inversion.engine import run_stages
+
+    prior, op, y = _tiny_restore_inputs()
+    for bad in (None, "netG.pth"):
+        with pytest.raises(ValueError, match="prior=lcm.load_prior|prior must be an lcm.Prior"):
+            restore(y, op, bad, csgm_steps=1, restarts=1)
+        with pytest.raises(ValueError, match="prior must be an lcm.Prior"):
+            run_stages(bad, op, y, torch.zeros(2, 4), [{"iterations": 1}])
+    z = prior.sample_latent(2)
+    stage = [{"iterations": 1, "lr": 0.1}]
+    for start, match in (
+        (z.double(), "torch.float64, the prior computes in torch.float32"),
+        (z.long(), "torch.int64, the prior computes in torch.float32"),
+        (torch.empty(z.shape, device="meta"), "latent_init is on meta"),
+        (torch.full_like(z, float("nan")), "NaN / Inf"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            run_stages(prior, op, y, start, stage)
+    with pytest.raises(ValueError, match="batch of 0"):
+        restore(y[:0], op, prior, csgm_steps=1, restarts=1)
+
+
+def test_restore_refuses_int8_labels():
+    """``restore()`` with int8 labels failed inside ``embedding`` ("Expected tensor for argument #1
+    'indices' to have one of the following scalar types: Long, Int")."""
+    from inversion import restore
+    from inversion.operators import Denoising
+
+    style = lcm.load_prior(DATA / "stylegan2ada_cond64_tiny.pkl")
+    y = Denoising(0.0)(torch.rand(2, 3, 64, 64))
+    with pytest.raises(ValueError, match=r"labels are torch.int8: pass class indices as labels.long\(\)"):
+        labels = torch.tensor([0, 1], dtype=torch.int8)
+        restore(y, Denoising(0.0), style, labels=labels, csgm_steps=1, restarts=1)
