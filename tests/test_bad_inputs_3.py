@@ -344,8 +344,11 @@ def test_restore_refuses_int8_labels():
     from inversion import restore
     from inversion.operators import Denoising
 
-    style = lcm.load_prior(DATA / "stylegan2ada_cond64_tiny.pkl")
-    y = Denoising(0.0)(torch.rand(2, 3, 64, 64))
+    from lcm.architectures import biggan
+
+    ref = torch.load(DATA / "biggan_dgp_128_tiny.pt", weights_only=True)
+    big = biggan.biggan_prior(biggan.build_generator(ref["G"]))
+    y = Denoising(0.0)(torch.rand(2, *big.image_shape))
     with pytest.raises(ValueError, match=r"labels are torch.int8: pass class indices as labels.long\(\)"):
         labels = torch.tensor([0, 1], dtype=torch.int8)
-        restore(y, Denoising(0.0), style, labels=labels, csgm_steps=1, restarts=1)
+        restore(y, Denoising(0.0), big, labels=labels, csgm_steps=1, restarts=1)
