@@ -2,6 +2,11 @@
 
 A wheel ships ``configs/`` as the package ``genprior_configs`` (see setup.py), so presets such as DGP's
 ``preset: sr_mse`` resolve outside a checkout too.
+
+Configs are data: :func:`load_yaml` / :func:`check_yaml` bound a YAML text's size and alias expansion, and
+:func:`restrict_config_files` makes the CLIs' parser (jsonargparse) use that bound and import a
+``class_path`` only under :data:`IMPORTABLE` (genprior's packages, Lightning, ``torch.optim``), checked
+before anything is imported; :func:`allow_class_paths` adds a package of your own.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import yaml
 
 __all__ = [
     "ConfigTooLargeError",
+    "allow_class_paths",
     "check_yaml",
     "config_dir",
     "load_options",
@@ -130,6 +136,15 @@ def restrict_config_files() -> None:
     set_loader("yaml", bounded, exceptions=(yaml.YAMLError,))  # a parser error, not a traceback
     set_parsing_settings(import_path_denylist=["*"], import_path_allowlist=list(IMPORTABLE))
     _GATED = True
+
+
+def allow_class_paths(*packages: str) -> None:
+    """Let configs and flags name classes of ``packages`` too (your own operators, datamodules, ...; call
+    it in Python before the CLI's ``main``). A package named here is imported when a config names it."""
+    from jsonargparse import set_parsing_settings
+
+    restrict_config_files()
+    set_parsing_settings(import_path_allowlist=list(packages))
 
 
 # what a class_path in a config or on the command line may name (checked before anything is imported:

@@ -187,6 +187,20 @@ def test_class_paths_of_our_packages_still_resolve(tmp_path):
         run=False,
     )  # fmt: skip
     assert type(cli.model).__name__ == "WGANGP" and cli.trainer.logger is not None
+    # a package of the user's own, allowed from Python
+    from lcm.configs import allow_class_paths
+
+    (tmp_path / "my_ops_i31").mkdir()
+    (tmp_path / "my_ops_i31" / "__init__.py").write_text(
+        "from inversion.operators import Denoising\n\nclass Mine(Denoising):\n    pass\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        allow_class_paths("my_ops_i31")
+        cfg = parser.parse_args(["--prior", "x", "--operator", "my_ops_i31.Mine", "--operator.sigma", "0"])
+        assert type(parser.instantiate_classes(cfg).operator).__name__ == "Mine"
+    finally:
+        sys.path.remove(str(tmp_path))
 
 
 # -- 3: YAML alias bombs ---------------------------------------------------------------------------
