@@ -123,6 +123,40 @@ def _block_param_names(gen: nn.Module, spec: str | list[int]) -> list[str]:
     return [n for n in names if n.startswith(prefixes)]
 
 
+def check_prior(prior) -> None:
+    """Refuse anything but an :class:`lcm.Prior` (None, a checkpoint path) with one clear message."""
+    if not isinstance(prior, Prior):
+        what = f"the string {prior!r}" if isinstance(prior, str) else type(prior).__name__
+        raise ValueError(
+            f"prior must be an lcm.Prior, got {what}: load a checkpoint or a named prior with "
+            "lcm.load_prior(path_or_name)"
+        )
+
+
+def _check_latent_init(latent_init, y: torch.Tensor, prior: Prior) -> None:
+    """A start the fit can use: a finite floating tensor of the prior's dtype, on y's device."""
+    if not isinstance(latent_init, torch.Tensor):
+        raise ValueError(
+            f"latent_init must be a tensor (B, *prior.latent_shape), got {type(latent_init).__name__}"
+        )
+    param = next(iter(prior.parameters()), None)
+    dtype = param.dtype if param is not None else torch.get_default_dtype()
+    if latent_init.device.type == "meta" or latent_init.device != y.device:
+        raise ValueError(
+            f"latent_init is on {latent_init.device}, the measurements y on {y.device}: create the start on "
+            "y's device (prior.sample_latent(n).to(y.device))"
+        )
+    if latent_init.dtype != dtype:
+        raise ValueError(
+            f"latent_init is {latent_init.dtype}, the prior computes in {dtype}: pass "
+            f"latent_init.to({dtype}) (an integer start is no latent)"
+        )
+    if latent_init.numel() and not bool(torch.isfinite(latent_init).all()):
+        raise ValueError(
+            "latent_init holds NaN / Inf values: start from finite latents (prior.sample_latent)"
+        )
+
+
 class InversionModule(pl.LightningModule):
     """Fits per-image latents (and, stage by stage, private generator copies) to measurements.
 
@@ -161,6 +195,8 @@ class InversionModule(pl.LightningModule):
         if keep not in ("best", "last"):
             raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
         self.keep = keep
+        check_prior(prior)
+        _check_latent_init(latent_init, y, prior)
         if latent_init.shape[0] != y.shape[0]:
             raise ValueError(f"latent_init has {latent_init.shape[0]} rows for {y.shape[0]} measurements")
         if tuple(latent_init.shape[1:]) != prior.latent_shape:

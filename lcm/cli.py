@@ -22,6 +22,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from callbacks.report import PriorReport
 from callbacks.resume import RNGStateCheckpoint
@@ -114,7 +115,28 @@ class SampleWriter(BasePredictionWriter):
         self._first = []
 
 
+class CheckedCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint IO whose loading (``--ckpt_path``, ``last`` included) goes through
+    :func:`lcm.checkpoints.read_torch_file`: CRCs, views within the stored bytes, ``weights_only``, finite
+    weights; Lightning's own loader checks none of them (a bit-rotted ``last.ckpt`` used to resume)."""
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
+        from lcm.checkpoints import read_torch_file
+
+        return read_torch_file(path, "checkpoint (--ckpt_path)", "cpu")
+
+
+def check_resumed_checkpoints(trainer: pl.Trainer) -> pl.Trainer:
+    """Make ``trainer`` load checkpoints through :class:`CheckedCheckpointIO` (its default IO only)."""
+    if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+        trainer.strategy.checkpoint_io = CheckedCheckpointIO()
+    return trainer
+
+
 class PriorCLI(LightningCLI):
+    def instantiate_trainer(self, **kwargs) -> pl.Trainer:
+        return check_resumed_checkpoints(super().instantiate_trainer(**kwargs))
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(PriorCheckpoint, "checkpoint")
         parser.add_lightning_class_args(SampleWriter, "samples")
@@ -128,7 +150,10 @@ class PriorCLI(LightningCLI):
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> PriorCLI:
+    from lcm.configs import restrict_config_files
+
     quiet_lightning()
+    restrict_config_files()  # YAML size / aliases bounded; class_path imports only genprior's and Lightning's
     return PriorCLI(
         PriorModule,
         pl.LightningDataModule,

@@ -43,13 +43,21 @@ def load_prior(
     """
     from lcm.architectures.registry import load_checkpoint
 
-    if isinstance(path, str) and not Path(path).exists():
-        from lcm.pretrained import is_registered, list_priors, resolve_prior
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"prior must be a checkpoint path or a registered name (lcm.list_priors()), got a "
+            f"{type(path).__name__}"
+        )
+    from lcm.pretrained import check_not_shadowed, is_registered, list_priors, resolve_prior
 
-        if is_registered(path):  # a named prior (lcm.list_priors()): its file, and its critic if any
+    # a string that can be a name (no suffix, no folder) and is registered: that prior (a file of the same
+    # name in the current folder is refused as ambiguous, not loaded in its place)
+    if isinstance(path, str) and not Path(path).suffix and os.sep not in path:
+        if is_registered(path):
+            check_not_shadowed(path)
             path, named_critic = resolve_prior(path)
             critic = critic if critic is not None else named_critic
-        elif not Path(path).suffix:
+        elif not Path(path).exists():
             raise FileNotFoundError(
                 f"prior {path!r} is neither a file nor a registered name; names: {sorted(list_priors())} "
                 "(lcm.register_prior adds one)"

@@ -74,6 +74,17 @@ def is_registered(name: str) -> bool:
     return name in _REGISTRY
 
 
+def check_not_shadowed(name: str) -> None:
+    """Refuse a registered name that is also a file or folder in the current folder: which one was meant
+    is not clear (a file ``dcgan-faces-64`` used to take the named prior's place without a word)."""
+    if Path(name).exists():
+        raise ValueError(
+            f"prior {name!r} is both a registered prior (lcm.list_priors()) and a file in the current "
+            f"folder {str(Path.cwd())!r}: pass './{name}' for the file, or run from another folder for the "
+            "named prior"
+        )
+
+
 def resolve_prior(name: str) -> tuple[Path, Path | None]:
     """``(weights file, critic file or None)`` of a registered name.
 
@@ -114,6 +125,29 @@ def package_data(package: str, filename: str, install: str) -> Callable[[], Path
 
 
 _ENV_READ: set[str] = set()
+_ENV_NAMES: set[str] = set()  # the names $GENPRIOR_PRIORS registered (it may not replace any other)
+_ENTRY_KEYS = ("path", "critic", "description")
+
+
+def _env_file(file: str) -> Path:
+    """The file ``$GENPRIOR_PRIORS`` names, or one error saying what is there instead."""
+    import stat
+
+    where = f"$GENPRIOR_PRIORS names {file!r}"
+    try:
+        mode = os.stat(file).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{where}, which does not exist; point it at a YAML file of priors") from None
+    except OSError as err:  # a symlink loop (ELOOP), a path through a file, no permission
+        raise ValueError(
+            f"{where}, which cannot be opened ({err.strerror}); point it at a YAML file"
+        ) from err
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+        )
+        raise ValueError(f"{where}, which is {kind}, not a YAML file of priors")
+    return Path(file)
 
 
 def _read_env_file() -> None:
@@ -123,24 +157,53 @@ def _read_env_file() -> None:
         return
     import yaml
 
-    p = Path(file)
-    if not p.is_file():
-        raise FileNotFoundError(f"$GENPRIOR_PRIORS names {file!r}, which does not exist")
-    data = yaml.safe_load(p.read_text()) or {}
+    from lcm.configs import load_yaml
+
+    p = _env_file(file)
+    what = f"$GENPRIOR_PRIORS file {file!r}"
+    try:
+        data = load_yaml(p.read_text(), what) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{what} is not valid YAML: {err}") from err
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{what} is not a text (YAML) file: {err}") from err
     if not isinstance(data, dict):
-        raise ValueError(f"{file!r}: expected a mapping 'name: {{path: ..., critic: ..., description: ...}}'")
+        raise ValueError(f"{what}: expected a mapping 'name: {{path: ..., critic: ..., description: ...}}'")
+    entries = []
     for name, spec in data.items():
         if not isinstance(spec, dict) or not isinstance(spec.get("path"), str):
-            raise ValueError(f"{file!r}: entry {name!r} needs a 'path' (a weights file)")
-        base = p.parent
+            raise ValueError(f"{what}: entry {name!r} needs a 'path' (a weights file)")
+        if not isinstance(name, str) or not name or Path(name).suffix or os.sep in name:
+            raise ValueError(f"{what}: entry {name!r}: a prior name is a plain name such as 'my-faces'")
+        unknown = sorted(str(k) for k in spec if k not in _ENTRY_KEYS)
+        if unknown:
+            raise ValueError(
+                f"{what}: entry {name!r} has unknown keys {unknown} (a typo?); an entry takes "
+                f"{list(_ENTRY_KEYS)}"
+            )
+        if name in _REGISTRY and name not in _ENV_NAMES:
+            raise ValueError(
+                f"{what}: entry {name!r} would replace the prior of that name registered by genprior or "
+                "lcm.register_prior; give the entry another name"
+            )
         critic = spec.get("critic")
+        if critic is not None and not isinstance(critic, str):
+            raise ValueError(f"{what}: entry {name!r}: 'critic' must be a file path, got {critic!r}")
+        entries.append((name, spec, critic))
+    for name in _ENV_NAMES:  # the variable now names another file: the old file's names go
+        _REGISTRY.pop(name, None)
+    _ENV_NAMES.clear()
+    _ENV_READ.clear()
+    base = p.parent
+    for name, spec, critic in entries:
         register_prior(
-            str(name),
+            name,
             base / spec["path"],
-            base / critic if isinstance(critic, str) else None,
+            base / critic if critic is not None else None,
             str(spec.get("description", "")),
             overwrite=True,
         )
+        _ENV_NAMES.add(name)
     _ENV_READ.add(file)
 
 

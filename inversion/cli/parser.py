@@ -16,6 +16,9 @@ __all__ = ["build_parser", "compare_main", "main"]
 
 
 def build_parser() -> ArgumentParser:
+    from lcm.configs import restrict_config_files
+
+    restrict_config_files()  # YAML size / aliases bounded; class_path imports only genprior's and Lightning's
     parser = ArgumentParser(prog="python -m inversion", description=package.__doc__.split("\n\n")[0])
     parser.add_argument("--config", action=ActionConfigFile, help="YAML preset (configs/inversion/*.yaml)")
     parser.add_class_arguments(RestoreOptions)

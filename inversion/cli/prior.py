@@ -10,6 +10,7 @@ own factories with :func:`register_prior_factory` before calling ``restore_folde
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,8 +51,12 @@ def load_prior_spec(spec: str, device: str | torch.device = "cpu", critic: str |
     """
     from lcm.pretrained import is_registered
 
+    if not isinstance(spec, (str, os.PathLike)):
+        raise TypeError(f"--prior must be a checkpoint path or a prior's name, got a {type(spec).__name__}")
     spec = str(spec)
-    if Path(spec).is_file() or is_registered(spec):  # a file, or a named prior (lcm.list_priors())
+    named = not Path(spec).suffix and os.sep not in spec and is_registered(spec)
+    # a named prior (lcm.list_priors(); load_prior refuses a same-named file beside it), or a file
+    if named or Path(spec).is_file():
         from lcm import load_prior
 
         return load_prior(spec, map_location=device, critic=critic).eval()

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from inversion.engine import LossTerm
+from inversion.engine import LossTerm, check_prior
 from inversion.methods.common import PriorConfig
 from inversion.methods.registry import get_method
 from inversion.operators.base import BP_MODES, back_project
@@ -100,6 +100,8 @@ def _check_inputs(
     """What ``restore`` can check before a fit: y's values and shape, x_true's shape, the labels."""
     if not isinstance(y, torch.Tensor) or y.dim() < 2:
         raise ValueError("y must be a batched tensor (B, ...) of measurements")
+    if y.shape[0] == 0:
+        raise ValueError("y holds a batch of 0 measurements: pass at least one image's y (B >= 1)")
     if y.is_floating_point() or y.is_complex():
         for bad, found in (("NaN", torch.isnan(y)), ("Inf", torch.isinf(y))):
             if found.any():
@@ -109,6 +111,7 @@ def _check_inputs(
                 )
     if prior is None:  # prior-free methods (tv, dip) have no image shape to check against
         return
+    check_prior(prior)
     n = y.shape[0]
     want_x = (n, *prior.image_shape)
     if x_true is not None and tuple(x_true.shape) != want_x:
@@ -134,6 +137,8 @@ def _check_inputs(
         or labels.dtype == torch.bool
     ):
         raise ValueError(f"labels must be an integer tensor (B,) in [0, {k}), got {labels!r}")
+    if labels.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"labels are {labels.dtype}: pass class indices as labels.long() (int64)")
     if tuple(labels.shape) != (n,):
         raise ValueError(f"labels has shape {tuple(labels.shape)}, expected ({n},): one class per image")
     if labels.numel() and (int(labels.min()) < -1 or int(labels.max()) >= k):
@@ -190,6 +195,8 @@ def restore(
     """
     spec = get_method(method)
     _check_inputs(y, operator, prior, labels, x_true)
+    if prior is None and issubclass(spec.config, PriorConfig):
+        raise ValueError(f"method {method!r} restores with a prior: pass prior=lcm.load_prior(path_or_name)")
     bp = "code"
     if spec.back_projection:  # the back-projection step's own option, for every ``_bp`` method
         overrides = dict(overrides)

@@ -334,14 +334,14 @@ def dcgan_prior(generator: DCGANGenerator, critic: DCGANDiscriminator | None = N
 
 
 def read_state(path: str | os.PathLike, role: str) -> dict:
-    """``torch.load(path, weights_only=True)`` as a dict, with one clear error for unreadable files."""
+    """The checked ``torch.load(path, weights_only=True)`` (:func:`lcm.checkpoints.read_torch_file`: CRCs,
+    views within the stored bytes, finite weights) as a dict, with one clear error for unreadable files."""
+    from lcm.checkpoints import read_torch_file
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"DCGAN {role} file {str(path)!r} does not exist (or is not a file)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same message
-        raise ValueError(f"{str(path)!r} is not a readable torch checkpoint ({role}): {err}") from err
+    ckpt = read_torch_file(path, f"DCGAN {role} file")
     if not isinstance(ckpt, Mapping):
         raise ValueError(f"{str(path)!r} holds a {type(ckpt).__name__}, not a DCGAN state dict")
     return dict(ckpt)

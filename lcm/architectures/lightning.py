@@ -44,6 +44,48 @@ def _trained_latents(state: dict, memmap: str | None, path: Path) -> torch.Tenso
     return None
 
 
+# the hyper-parameters that size the networks, and what our modules support (a file cannot ask for more)
+_BOUNDS = {
+    "channels": (1, 16), "resolution": (4, 4096), "num_classes": (0, 100_000), "latent_dim": (1, 1 << 16),
+    "width": (1, 8192), "critic_width": (1, 8192), "encoder_width": (1, 8192), "mapping_layers": (0, 64),
+    "levels": (0, 16), "latent_shape": (1, 4096), "noise_shape": (1, 4096), "hidden": (1, 8192),
+}  # fmt: skip
+
+
+def _check_hparams(hparams: dict, state: dict, what: str, build) -> None:
+    """Refuse network-sizing hyper-parameters outside :data:`_BOUNDS`, then build the module on the meta
+    device (no memory) and refuse it unless its state dict has the stored tensors' keys and shapes: nothing
+    is allocated for a network the file's weights do not fill."""
+
+    def bad(msg: str) -> ValueError:
+        return ValueError(f"{what}: {msg}; refusing to build it (a damaged or hostile checkpoint)")
+
+    for key, (lo, hi) in _BOUNDS.items():
+        value = hparams.get(key)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if value is None or (isinstance(value, (list, tuple)) and len(value) <= 32 and not value):
+            continue
+        if len(values) > 32 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi for v in values
+        ):
+            raise bad(f"hyper-parameter {key}={value!r} is outside [{lo}, {hi}]")
+    try:
+        with torch.device("meta"):
+            own = build().state_dict()
+    except (TypeError, ValueError, RuntimeError):
+        return  # hyper-parameters the module refuses: the real build below says so
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or wrong:
+        shown = [*missing[:3], *unexpected[:3], *(f"{k} (file {tuple(state[k].shape)}, hyper-parameters "
+                 f"{tuple(own[k].shape)})" for k in wrong[:3])]  # fmt: skip
+        raise bad(
+            f"its hyper-parameters build a network whose weights are not the stored ones ({len(missing)} "
+            f"missing, {len(unexpected)} unexpected, {len(wrong)} wrong-shape keys: {', '.join(shown)})"
+        )
+
+
 def load_lightning_prior(file: CheckpointFile, map_location="cpu"):
     """The prior of a genprior checkpoint (the module rebuilt from its hyper-parameters, loaded strictly)."""
     import lcm.autoencoder  # noqa: F401 - registers the "ae" kind in MODULES
@@ -62,6 +104,7 @@ def load_lightning_prior(file: CheckpointFile, map_location="cpu"):
     hparams.pop("num_images", None)
     state = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith("table.")}
     memmap = hparams.pop("latent_memmap", None)
+    _check_hparams(hparams, state, f"{str(path)!r} ({kind})", lambda: MODULES[kind](**hparams))
     try:  # a checkpoint relabelled with another kind fits neither that kind's hparams nor its weights
         module = MODULES[kind](**hparams)
         module.load_state_dict(state, strict=True)
