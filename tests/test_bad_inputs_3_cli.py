@@ -7,6 +7,9 @@ item  test                                                    bad input
 ====  ======================================================  ==========================================
 4     test_no_method_start_is_a_held_out_latent               ``--input prior_samples``, seeds seed + i
 4     test_one_csgm_step_on_prior_samples_is_not_at_truth     one CSGM step on ``prior_samples``
+5     test_a_run_folder_has_one_owner                         a second run into a folder in use
+6     test_resume_across_another_operator_state_is_refused    ``box_size`` 0.3, resumed with 0.5
+7     test_resume_after_the_named_prior_file_changed          ``$GENPRIOR_PRIORS`` names another file
 ====  ======================================================  ==========================================
 """
 
@@ -66,3 +69,92 @@ def test_one_csgm_step_on_prior_samples_is_not_at_truth(tmp_path):
     with open(out / "metrics.csv") as f:
         psnr = [float(r["psnr"]) for r in csv.DictReader(f)]
     assert len(psnr) == 3 and max(psnr) < 60, psnr
+
+
+def _images(folder: Path, n: int = 2, seed: int = 0) -> Path:
+    from datamodules.io.images import save_png
+    from lcm.toy import blob_images
+
+    for i, img in enumerate(blob_images(n, generator=torch.Generator().manual_seed(seed))):
+        save_png(img, folder / f"img{i}.png")
+    return folder
+
+
+# -- 5 ------------------------------------------------------------------------------------------------
+def test_a_run_folder_has_one_owner(tmp_path):
+    """Reproduction: two ``python -m inversion`` runs started into one ``--output`` at the same moment (csgm
+    and iagan): both exit 0, run.json says csgm, every row is IAGAN's. A run into a folder another live run
+    holds is refused naming it; the lock file of a run that died blocks nothing."""
+    from inversion import cli
+    from inversion.cli.manifest import LOCK, FolderInUse
+
+    src, out = _images(tmp_path / "in"), tmp_path / "o"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import fcntl, os, sys, time\n"
+            f"fd = os.open({str(out / LOCK)!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "os.write(fd, f'pid {os.getpid()} (the other run)'.encode())\n"
+            "print('held', flush=True)\n"
+            "time.sleep(120)\n"
+        )],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(FolderInUse, match=rf"in use by another run \(pid {holder.pid} \(the other run\)"):
+            cli.main(_argv(src, out))
+        assert not (out / "run.json").exists() and not (out / "rows").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    cli.main(_argv(src, out))  # the holder died: its lock file is stale and blocks nothing
+    assert len(list((out / "rows").glob("*.json"))) == 2
+
+
+# -- 6, 7 ---------------------------------------------------------------------------------------------
+def test_resume_across_another_operator_state_is_refused(tmp_path):
+    """Reproduction: a run with inpainting ``box_size: 0.3``, resumed into the same ``--output`` with
+    ``box_size: 0.5``, appended the results of another operator (run.json pinned ``repr(operator)``, which
+    leaves the box out). Also: compare refuses runs of the same task name but another box."""
+    from inversion import cli, report
+
+    src = _images(tmp_path / "in")
+    box = ["--operator.init_args.mask_kind", "center", "--operator.init_args.box_size"]
+    a = cli.main(_argv(src, tmp_path / "a", "Inpainting", [*box, "0.3", "--limit", "1"]))
+    with pytest.raises(ValueError, match=r"operator_state.box_size: 0.3 -> 0.5"):
+        cli.main(_argv(src, tmp_path / "a", "Inpainting", [*box, "0.5"]))
+    assert len(list((a / "rows").glob("*.json"))) == 1
+    b = cli.main(_argv(src, tmp_path / "b", "Inpainting", [*box, "0.5", "--limit", "1"]))
+    with pytest.raises(ValueError, match=r"box_size: 0.3 -> 0.5"):
+        report.compare([a, b], tmp_path / "cmp")
+
+
+def test_resume_after_the_named_prior_file_changed(tmp_path, monkeypatch):
+    """Reproduction: ``--prior mine`` with ``$GENPRIOR_PRIORS`` naming G1.pth, interrupted, resumed after the
+    file names G2.pth: accepted, two priors' results in one run (the name alone was pinned)."""
+    import lcm.pretrained as pretrained
+    from inversion import cli
+    from tests.lcm.test_dcgan import _state, tutorial_generator
+
+    monkeypatch.setattr(pretrained, "_REGISTRY", dict(pretrained._REGISTRY))
+    monkeypatch.setattr(pretrained, "_ENV_READ", set())
+    for k in (1, 2):
+        torch.manual_seed(k)
+        torch.save(_state(tutorial_generator(10, 4, 3, 32)), tmp_path / f"G{k}.pth")
+    src, out = _images(tmp_path / "in"), tmp_path / "o"
+
+    def run(weights: str, *extra):
+        env = tmp_path / f"priors_{weights}.yaml"
+        env.write_text(f"mine: {{path: {weights}}}\n")
+        monkeypatch.setenv("GENPRIOR_PRIORS", str(env))
+        pretrained._ENV_READ.clear()  # as a new process reads it
+        argv = _argv(src, out, extra=extra)
+        return cli.main([*argv[:1], "mine", *argv[2:]])
+
+    run("G1.pth", "--limit", "1")
+    with pytest.raises(ValueError, match=r"prior_file: 'sha256:[0-9a-f]+' -> 'sha256:[0-9a-f]+'"):
+        run("G2.pth")
+    run("G1.pth")  # the same file again: resumed
+    assert len(list((out / "rows").glob("*.json"))) == 2

@@ -3,6 +3,7 @@ inputs, the pinned manifest, the runner and, on the process that summarises, the
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from pathlib import Path
 
@@ -50,13 +51,7 @@ def launch(opts: RestoreOptions, argv: list[str]) -> Path:
 def run_folder(opts: RestoreOptions) -> Path:
     """Restore the images of ``opts.input`` in this process (its share, in a torch.distributed world or
     as ``--shard``) and, on the process that summarises, write the run's summary and report."""
-    from inversion.cli.items import list_items
-    from inversion.cli.labels import apply_labels, read_labels, write_labels_used
-    from inversion.cli.manifest import fail_path, pin, row_path
-    from inversion.cli.prior import load_prior_spec
-    from inversion.cli.report import finalize
-    from inversion.cli.runner import Job, Runner, check_fits, place, wait_for
-    from inversion.cli.writer import RunWriter
+    from inversion.cli.runner import place
 
     exclude = _prepare(opts)
     out = Path(opts.output)
@@ -64,6 +59,30 @@ def run_folder(opts: RestoreOptions) -> Path:
         distributed.launch(opts.devices, None)  # raises: the workers need a command line
         return out
     where = place(opts)
+    with _own(out, where):
+        return _restore_here(opts, where, exclude)
+
+
+def _own(out: Path, where):
+    """The lock of the output folder (:func:`~inversion.cli.manifest.own_folder`): a single run holds it,
+    each ``--shard`` process shares it, rank 0 of a torch.distributed world holds it for all its ranks."""
+    from inversion.cli.manifest import own_folder
+
+    if where.group is not None and where.group.rank != 0:
+        return contextlib.nullcontext()
+    return own_folder(out, shared=where.group is None and where.num_shards > 1)
+
+
+def _restore_here(opts: RestoreOptions, where, exclude: tuple[Path, ...]) -> Path:
+    from inversion.cli.items import list_items
+    from inversion.cli.labels import apply_labels, read_labels, write_labels_used
+    from inversion.cli.manifest import fail_path, pin, row_path
+    from inversion.cli.prior import load_prior_spec
+    from inversion.cli.report import finalize
+    from inversion.cli.runner import Job, Runner, check_fits, wait_for
+    from inversion.cli.writer import RunWriter
+
+    out = Path(opts.output)
     prior = load_prior_spec(opts.prior, where.device, opts.critic)
     operator = opts.operator.to(where.device)
     items = list_items(opts.input, prior.image_shape, opts.limit, opts.recursive, exclude, prior=prior)
