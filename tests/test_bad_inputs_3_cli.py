@@ -10,6 +10,9 @@ item  test                                                    bad input
 5     test_a_run_folder_has_one_owner                         a second run into a folder in use
 6     test_resume_across_another_operator_state_is_refused    ``box_size`` 0.3, resumed with 0.5
 7     test_resume_after_the_named_prior_file_changed          ``$GENPRIOR_PRIORS`` names another file
+10    test_fifo_named_png_is_skipped                          ``mkfifo in/z.png`` (inversion, lcm data)
+11    test_compare_output_in_a_third_run_is_refused           ``compare A B --output C``, C a run
+14    test_compare_same_folder_relative_and_absolute          ``--input in`` and ``--input /abs/in``
 ====  ======================================================  ==========================================
 """
 
@@ -158,3 +161,58 @@ def test_resume_after_the_named_prior_file_changed(tmp_path, monkeypatch):
         run("G2.pth")
     run("G1.pth")  # the same file again: resumed
     assert len(list((out / "rows").glob("*.json"))) == 2
+
+
+# -- 11, 14 (compare) ---------------------------------------------------------------------------------
+def test_compare_output_in_a_third_run_is_refused(tmp_path, monkeypatch):
+    """Reproduction: ``python -m inversion compare A B --output C`` with C a third run's folder replaced
+    C's report.html. Also: the same folder given as ``in`` and as ``/abs/in`` was "restored different
+    images (only in the first: [], only in the second: [])"."""
+    from inversion import cli, report
+
+    src = _images(tmp_path / "in")
+    monkeypatch.chdir(tmp_path)
+    a = cli.main(_argv("in", tmp_path / "a"))
+    b = cli.main(_argv(str(src), tmp_path / "b", extra=["--seed", "1"]))
+    c = cli.main(_argv(src, tmp_path / "c", extra=["--seed", "2"]))
+    before = (c / "report.html").read_bytes()
+    for inside in (c, c / "sub"):
+        with pytest.raises(ValueError, match="run folder .* has a run.json"):
+            report.compare([a, b], inside)
+    assert (c / "report.html").read_bytes() == before
+    assert report.compare([a, b], tmp_path / "cmp").is_file()  # one folder, two spellings
+
+
+# -- 10 -----------------------------------------------------------------------------------------------
+def _within(seconds: int, fn):
+    """``fn()``, or a failure after ``seconds`` (opening a FIFO blocks until a writer comes)."""
+
+    def on_alarm(*_):
+        raise TimeoutError(f"still blocked after {seconds}s")
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(seconds)
+    try:
+        return fn()
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_fifo_named_png_is_skipped(tmp_path, capsys):
+    """Reproduction: ``mkfifo in/z.png; python -m inversion --input in ...`` (and a training folder holding
+    it) blocked in ``Image.open`` for ever. Non-regular files are skipped with a note, never opened."""
+    from datamodules.image_folder import ImageFolderDataset
+    from datamodules.io.images import load_image
+    from inversion import cli
+
+    src = _images(tmp_path / "in")
+    os.mkfifo(src / "z.png")
+    out = _within(60, lambda: cli.main(_argv(src, tmp_path / "o")))
+    assert sorted(p.name for p in (out / "rows").glob("*.json")) == ["img0.json", "img1.json"]
+    assert "not a regular file (FIFO" in capsys.readouterr().err
+    ds = _within(60, lambda: ImageFolderDataset(src, split="all", resolution=16, channels=1))
+    assert len(ds) == 2
+    with pytest.raises(ValueError, match="not a regular file"):
+        _within(10, lambda: load_image(src / "z.png"))

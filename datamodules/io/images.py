@@ -10,13 +10,17 @@ Loading policy, the same everywhere:
   (never squashed); without one the file's size is kept.
 
 Listing (:func:`list_image_files`) follows symlinks but visits each folder and counts each file once,
-so symlink loops neither repeat images nor hang.
+so symlink loops neither repeat images nor hang. Only regular files are images: a FIFO, device or
+socket named ``*.png`` is skipped with a note (opening a FIFO blocks until someone writes to it), and
+:func:`load_image` refuses one.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import stat
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -51,17 +55,30 @@ def _identity(path: str | os.PathLike) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+def _special(path: str | os.PathLike) -> bool:
+    """A file that exists but is not a regular file (FIFO, device, socket, a folder named like an image)."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:  # missing or a dangling link: not special, reported unreadable when read
+        return False
+
+
 def list_image_files(
-    root: str | os.PathLike, recursive: bool = True, exclude: Iterable[str | os.PathLike] = ()
+    root: str | os.PathLike,
+    recursive: bool = True,
+    exclude: Iterable[str | os.PathLike] = (),
+    quiet: bool = False,
 ) -> list[Path]:
     """Image files under ``root`` (hidden entries skipped, any letter case of ``IMAGE_EXTENSIONS``), sorted.
 
     Symlinked folders are followed, but each folder (and each file) is visited once: a loop or a second
     link to the same folder adds nothing. Real folders are visited before symlinked ones, so a file is
     listed under its real path where both are reachable. Folders in ``exclude`` (e.g. an output folder
-    inside the input) are skipped.
+    inside the input) are skipped. Names of image files that are not regular files (a FIFO named
+    ``x.png``) are skipped with one note on stderr (``quiet``: without it).
     """
     root = Path(root)
+    special: list[Path] = []
     skip = {i for i in map(_identity, exclude) if i is not None}
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[tuple[int, int]] = set()
@@ -84,12 +101,23 @@ def list_image_files(
             if f.startswith(".") or not f.lower().endswith(IMAGE_EXTENSIONS):
                 continue
             path = Path(folder) / f
+            if _special(path):
+                special.append(path)
+                continue
             fid = _identity(path)
             if fid is not None:
                 if fid in seen_files:
                     continue
                 seen_files.add(fid)
             found.append(path)
+    if special and not quiet:
+        shown = ", ".join(str(p) for p in sorted(special)[:3]) + (", ..." if len(special) > 3 else "")
+        print(
+            f"[genprior] note: skipped {len(special)} entr{'y' if len(special) == 1 else 'ies'} named like an "
+            f"image that {'is' if len(special) == 1 else 'are'} not a regular file (FIFO, device, socket or "
+            f"folder): {shown}",
+            file=sys.stderr,
+        )
     return sorted(found)
 
 
@@ -132,8 +160,10 @@ def load_image(
         channels: 1 (gray) or 3 (RGB); None keeps gray files gray, everything else RGB.
 
     Raises:
-        ValueError: the file cannot be decoded as an image (named in the message).
+        ValueError: the file cannot be decoded as an image, or is not a regular file (named in the message).
     """
+    if _special(path):
+        raise ValueError(f"cannot read image {str(path)!r}: not a regular file (a FIFO, device or socket)")
     try:
         with Image.open(path) as im:
             if im.format == "JPEG" and resolution is not None:

@@ -82,7 +82,7 @@ def list_items(
 
     files = list_image_files(folder, recursive=recursive, exclude=exclude)
     if not recursive and any(p.is_dir() and not p.name.startswith(".") for p in folder.iterdir()):
-        nested = len(list_image_files(folder, exclude=exclude)) - len(files)
+        nested = len(list_image_files(folder, exclude=exclude, quiet=True)) - len(files)
         if nested:
             print(
                 f"[inversion] note: {nested} image file(s) in sub-folders of {source} are not restored; "
