@@ -211,7 +211,7 @@ def test_fifo_named_png_is_skipped(tmp_path, capsys):
     os.mkfifo(src / "z.png")
     out = _within(60, lambda: cli.main(_argv(src, tmp_path / "o")))
     assert sorted(p.name for p in (out / "rows").glob("*.json")) == ["img0.json", "img1.json"]
-    assert "not a regular file (FIFO" in capsys.readouterr().err
+    assert "are not regular files (a FIFO" in capsys.readouterr().err
     ds = _within(60, lambda: ImageFolderDataset(src, split="all", resolution=16, channels=1))
     assert len(ds) == 2
     with pytest.raises(ValueError, match="not a regular file"):

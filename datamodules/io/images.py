@@ -113,9 +113,8 @@ def list_image_files(
     if special and not quiet:
         shown = ", ".join(str(p) for p in sorted(special)[:3]) + (", ..." if len(special) > 3 else "")
         print(
-            f"[genprior] note: skipped {len(special)} entr{'y' if len(special) == 1 else 'ies'} named like an "
-            f"image that {'is' if len(special) == 1 else 'are'} not a regular file (FIFO, device, socket or "
-            f"folder): {shown}",
+            f"[genprior] note: skipped {len(special)} name(s) of images that are not regular files (a FIFO, "
+            f"device, socket or folder), never opened: {shown}",
             file=sys.stderr,
         )
     return sorted(found)
