@@ -11,6 +11,7 @@ item  test                                                    bad input
 6     test_resume_across_another_operator_state_is_refused    ``box_size`` 0.3, resumed with 0.5
 7     test_resume_after_the_named_prior_file_changed          ``$GENPRIOR_PRIORS`` names another file
 10    test_fifo_named_png_is_skipped                          ``mkfifo in/z.png`` (inversion, lcm data)
+13    test_long_input_names_are_restored                      a 248-character ``.png``, 255 ``.jpg``
 11    test_compare_output_in_a_third_run_is_refused           ``compare A B --output C``, C a run
 14    test_compare_same_folder_relative_and_absolute          ``--input in`` and ``--input /abs/in``
 ====  ======================================================  ==========================================
@@ -216,3 +217,24 @@ def test_fifo_named_png_is_skipped(tmp_path, capsys):
     assert len(ds) == 2
     with pytest.raises(ValueError, match="not a regular file"):
         _within(10, lambda: load_image(src / "z.png"))
+
+
+# -- 13 -----------------------------------------------------------------------------------------------
+def test_long_input_names_are_restored(tmp_path):
+    """Reproduction: an input named with 248 characters: the atomic write's temporary name
+    (``.<name>.<random>.tmp``) passed NAME_MAX, and the whole run crashed having restored nothing, with no
+    failures.txt. A 255-character ``.jpg`` (output ``<name>.png``, 259) gets a shorter unique name."""
+    from PIL import Image
+
+    from inversion import cli
+
+    src = _images(tmp_path / "in", 1)
+    png, jpg = "a" * 244 + ".png", "b" * 251 + ".jpg"
+    Image.new("L", (16, 16), 90).save(src / png)
+    Image.new("RGB", (16, 16), (20, 90, 200)).save(src / jpg)
+    out = cli.main(_argv(src, tmp_path / "o"))
+    names = [r["name"] for r in (json.loads(p.read_text()) for p in (out / "rows").glob("*.json"))]
+    assert sorted(names)[0] == png and len(names) == 3
+    short = [n for n in names if n.startswith("b")]
+    assert len(short) == 1 and len(short[0]) <= 250 and short[0].endswith(".png")
+    assert (out / "restored" / short[0]).is_file() and (out / "failures.txt").read_text() == ""

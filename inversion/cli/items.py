@@ -40,13 +40,30 @@ def output_name(rel: str) -> str:
 
     ``rel`` is kept when it ends in ``.png`` and what precedes that is not itself an image name
     (``a.png``, ``a_png.png``); otherwise ``.png`` is appended (``a.PNG.png``, ``a.jpg.png``,
-    ``a.jpg.png.png``). Two inputs never share an output, and a name depends on its own file only.
+    ``a.jpg.png.png``). Two inputs never share an output, and a name depends on its own file only. A
+    file name longer than :data:`NAME_BYTES` bytes is cut to 200 and given the path's key
+    (``<cut>.<key>.png``), so that the outputs' names fit the file system.
     """
     from datamodules.io.images import IMAGE_EXTENSIONS
 
-    if rel.endswith(".png") and not rel[:-4].lower().endswith(IMAGE_EXTENSIONS):
-        return rel
-    return rel + ".png"
+    name = rel if rel.endswith(".png") and not rel[:-4].lower().endswith(IMAGE_EXTENSIONS) else rel + ".png"
+    return _within_name_max(name, rel)
+
+
+NAME_BYTES = 250  # an output's file name, so that rows/<stem>.json (one byte more) fits NAME_MAX (255)
+
+
+def _within_name_max(name: str, rel: str) -> str:
+    """``name``, or where its last part is longer than :data:`NAME_BYTES` bytes, that part cut and made
+    unique by the input's path key: ``<first 200 bytes>.<key>.png``."""
+    head, _, last = name.rpartition("/")
+    if len(os.fsencode(last)) <= NAME_BYTES:
+        return name
+    cut = last[:200]
+    while len(os.fsencode(cut)) > 200:  # whole characters only
+        cut = cut[:-1]
+    short = f"{cut}.{path_key(rel):08x}.png"
+    return f"{head}/{short}" if head else short
 
 
 def path_key(rel: str) -> int:
