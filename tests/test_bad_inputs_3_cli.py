@@ -11,6 +11,8 @@ item  test                                                    bad input
 6     test_resume_across_another_operator_state_is_refused    ``box_size`` 0.3, resumed with 0.5
 7     test_resume_after_the_named_prior_file_changed          ``$GENPRIOR_PRIORS`` names another file
 10    test_fifo_named_png_is_skipped                          ``mkfifo in/z.png`` (inversion, lcm data)
+12    test_sigterm_during_a_restoration_exits_non_zero         ``kill -TERM`` during a CSGM fit
+12    test_sigterm_during_lcm_fit_exits_non_zero               ``kill -TERM`` during ``lcm fit``
 13    test_long_input_names_are_restored                      a 248-character ``.png``, 255 ``.jpg``
 11    test_compare_output_in_a_third_run_is_refused           ``compare A B --output C``, C a run
 14    test_compare_same_folder_relative_and_absolute          ``--input in`` and ``--input /abs/in``
@@ -90,14 +92,13 @@ def test_a_run_folder_has_one_owner(tmp_path):
     and iagan): both exit 0, run.json says csgm, every row is IAGAN's. A run into a folder another live run
     holds is refused naming it; the lock file of a run that died blocks nothing."""
     from inversion import cli
-    from inversion.cli.manifest import LOCK, FolderInUse
 
     src, out = _images(tmp_path / "in"), tmp_path / "o"
     out.mkdir()
     holder = subprocess.Popen(
         [sys.executable, "-c", (
             "import fcntl, os, sys, time\n"
-            f"fd = os.open({str(out / LOCK)!r}, os.O_RDWR | os.O_CREAT)\n"
+            f"fd = os.open({str(out / '.run.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
             "fcntl.flock(fd, fcntl.LOCK_EX)\n"
             "os.write(fd, f'pid {os.getpid()} (the other run)'.encode())\n"
             "print('held', flush=True)\n"
@@ -107,7 +108,9 @@ def test_a_run_folder_has_one_owner(tmp_path):
     )  # fmt: skip
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(FolderInUse, match=rf"in use by another run \(pid {holder.pid} \(the other run\)"):
+        with pytest.raises(
+            RuntimeError, match=rf"in use by another run \(pid {holder.pid} \(the other run\)"
+        ):
             cli.main(_argv(src, out))
         assert not (out / "run.json").exists() and not (out / "rows").exists()
     finally:
@@ -238,3 +241,72 @@ def test_long_input_names_are_restored(tmp_path):
     short = [n for n in names if n.startswith("b")]
     assert len(short) == 1 and len(short[0]) <= 250 and short[0].endswith(".png")
     assert (out / "restored" / short[0]).is_file() and (out / "failures.txt").read_text() == ""
+
+
+# -- 12 -----------------------------------------------------------------------------------------------
+def _env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def _term_when(proc: subprocess.Popen, ready, timeout: float = 240) -> tuple[int, str]:
+    """SIGTERM ``proc`` once ``ready()``; its exit code and stderr."""
+    t0 = time.time()
+    while not ready():
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.time() - t0 < timeout, "never got ready"
+        time.sleep(0.2)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err
+
+
+def test_sigterm_during_a_restoration_exits_non_zero(tmp_path):
+    """Reproduction: ``kill -TERM`` of ``python -m inversion`` during a fit: exit 0 with 1 of 6 images done
+    and no message (Lightning ends the fit in a SystemExit without a code). Exit 143, the finished images
+    kept and said, and a rerun resumes."""
+    src, out = _images(tmp_path / "in", 6), tmp_path / "o"
+    argv = _argv(src, out, extra=["--batch_size", "1", "--num_threads", "1"])
+    argv[argv.index("--options") + 1] = "{csgm_steps: 4000, restarts: 1}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "inversion", *argv],
+        cwd=tmp_path,
+        env=_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    rc, err = _term_when(proc, lambda: any((out / "rows").glob("*.json")))
+    done = len(list((out / "rows").glob("*.json")))
+    assert rc == 143, err[-2000:]
+    assert f"interrupted by SIGTERM: {done} of 6 images finished" in err and 1 <= done < 6
+    assert "Traceback" not in err and not (out / "metrics.csv").exists()
+
+
+def test_sigterm_during_lcm_fit_exits_non_zero(tmp_path):
+    """Reproduction: ``kill -TERM`` of ``python -m lcm fit``: exit 0 and no training.json. Exit 143, and
+    training.json written saying not done."""
+    import yaml
+
+    src = _images(tmp_path / "in", 8)
+    config = tmp_path / "tiny.yaml"
+    model = {"latent_shape": [4, 4, 4], "noise_shape": [2, 2, 2], "hidden": [4], "width": 4,
+             "sample_every_n_steps": 0, "optimizer": "adam", "lr": 0.003}  # fmt: skip
+    data = {"root": str(src), "resolution": 16, "channels": 1, "batch_size": 4, "split": "all"}
+    trainer = {"max_steps": 10**6, "accelerator": "cpu", "enable_progress_bar": False,
+               "default_root_dir": str(tmp_path / "run"), "logger": False}  # fmt: skip
+    config.write_text(yaml.safe_dump({
+        "seed_everything": 0,
+        "model": {"class_path": "lcm.LCM", "init_args": model},
+        "data": {"class_path": "datamodules.ImageFolderDataModule", "init_args": data},
+        "trainer": trainer,
+        "checkpoint": {"dirpath": str(tmp_path / "ck"), "every_n_train_steps": 5},
+    }))  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lcm", "fit", "-c", str(config)],
+        cwd=tmp_path, env=_env(), stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    rc, err = _term_when(proc, lambda: any((tmp_path / "ck").glob("*.ckpt")))
+    assert rc == 143, err[-2000:]
+    assert "interrupted by SIGTERM at step" in err
+    status = json.loads((tmp_path / "run" / "training.json").read_text())
+    assert status["done"] is False and status["global_step"] >= 5

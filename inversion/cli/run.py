@@ -73,6 +73,32 @@ def _own(out: Path, where):
     return own_folder(out, shared=where.group is None and where.num_shards > 1)
 
 
+@contextlib.contextmanager
+def _interruptible(out: Path, mine: list):
+    """SIGTERM during the restorations ends the run with :class:`~datamodules.io.errors.Interrupted`
+    (exit 143 from the CLI) saying how many images are kept; Lightning's own ``SIGTERMException`` (a
+    ``SystemExit`` without a code: exit 0) becomes the same."""
+    from datamodules.io.errors import Interrupted, sigterm_interrupts
+    from inversion.cli.manifest import row_path
+
+    def stopped() -> Interrupted:
+        done = sum(row_path(out, it).exists() for it in mine)
+        return Interrupted(
+            f"interrupted by SIGTERM: {done} of {len(mine)} images finished (kept in {str(out / 'rows')!r}); "
+            "rerun the same command to resume"
+        )
+
+    try:
+        with sigterm_interrupts():
+            yield
+    except Interrupted:
+        raise stopped() from None
+    except SystemExit as err:
+        if err.code not in (None, 0):
+            raise
+        raise stopped() from None
+
+
 def _restore_here(opts: RestoreOptions, where, exclude: tuple[Path, ...]) -> Path:
     from inversion.cli.items import list_items
     from inversion.cli.labels import apply_labels, read_labels, write_labels_used
@@ -102,7 +128,8 @@ def _restore_here(opts: RestoreOptions, where, exclude: tuple[Path, ...]) -> Pat
     todo = [it for it in mine if not row_path(out, it).exists()]
     job = Job(prior, operator, opts.method, task, opts.seed, opts.noise_seed, opts.options or {},
               where.device, where.shard)  # fmt: skip
-    Runner(job, RunWriter(out), opts.batch_size, where.progress).run(todo)
+    with _interruptible(out, mine):
+        Runner(job, RunWriter(out), opts.batch_size, where.progress).run(todo)
     if where.group is not None:  # torch.distributed: records gathered on rank 0, which writes the summary
         distributed.gather_records(where.group, out, mine, row_path, fail_path)
         if where.group.rank == 0:
