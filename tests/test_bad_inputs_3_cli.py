@@ -14,6 +14,10 @@ item  test                                                    bad input
 12    test_sigterm_during_a_restoration_exits_non_zero         ``kill -TERM`` during a CSGM fit
 12    test_sigterm_during_lcm_fit_exits_non_zero               ``kill -TERM`` during ``lcm fit``
 13    test_long_input_names_are_restored                      a 248-character ``.png``, 255 ``.jpg``
+14    test_cli_errors_are_one_line                            ``--output`` a file; ``--debug``
+14    test_cli_values_that_failed_deep_in_torch               seed 2**64, ``--device cuda:0``, no GPU
+14    test_mask_paths_that_point_the_wrong_way                text file, folder, loop, FIFO, all hole
+-     test_minor_float_tiff_faces_folder_picked_class         float TIFF 0-255, ./faces, picked class
 11    test_compare_output_in_a_third_run_is_refused           ``compare A B --output C``, C a run
 14    test_compare_same_folder_relative_and_absolute          ``--input in`` and ``--input /abs/in``
 ====  ======================================================  ==========================================
@@ -310,3 +314,116 @@ def test_sigterm_during_lcm_fit_exits_non_zero(tmp_path):
     assert "interrupted by SIGTERM at step" in err
     status = json.loads((tmp_path / "run" / "training.json").read_text())
     assert status["done"] is False and status["global_step"] >= 5
+
+
+# -- 14 (CLI side) ------------------------------------------------------------------------------------
+def test_cli_errors_are_one_line(tmp_path):
+    """Reproduction: ``python -m inversion --output notes.txt ...`` (a file): a FileExistsError traceback.
+    Every CLI error for a user mistake is one line naming the problem and the fix; ``--debug`` (or
+    ``GENPRIOR_DEBUG=1``) shows the traceback."""
+    src = _images(tmp_path / "in", 1)
+    (tmp_path / "notes.txt").write_text("not a folder")
+
+    def run(*extra, env=()):
+        argv = _argv(src, tmp_path / "notes.txt", extra=extra)
+        return subprocess.run(
+            [sys.executable, "-m", "inversion", *argv], cwd=tmp_path, env={**_env(), **dict(env)},
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    plain = run()
+    lines = plain.stderr.strip().splitlines()
+    assert plain.returncode == 2 and len(lines) == 1, plain.stderr[-2000:]
+    assert lines[0].startswith("[inversion] error: --output") and "is a file, not a folder" in lines[0]
+    for debug in (run("--debug"), run(env={"GENPRIOR_DEBUG": "1"})):
+        assert (
+            debug.returncode != 0
+            and "Traceback" in debug.stderr
+            and "is a file, not a folder" in debug.stderr
+        )
+
+
+def test_cli_values_that_failed_deep_in_torch(tmp_path):
+    """Reproduction: ``--seed 18446744073709551616`` ("Overflow when unpacking long long" in the first
+    fit), ``--device cuda:0`` on a machine without a GPU (torch's driver error)."""
+    from inversion import cli
+
+    src = _images(tmp_path / "in", 1)
+    for flag in ("--seed", "--noise_seed"):
+        with pytest.raises(ValueError, match=rf"{flag} must be an integer in \[0, 2\*\*63"):
+            cli.main(_argv(src, tmp_path / "o", extra=[flag, str(2**64)]))
+    if not torch.cuda.is_available():
+        with pytest.raises(
+            ValueError, match=r"--device 'cuda:0': no CUDA GPU is visible here; use --device cpu"
+        ):
+            cli.main(_argv(src, tmp_path / "o", extra=["--device", "cuda:0"]))
+    with pytest.raises(ValueError, match=r"--device 'gpu7' is not a device"):
+        cli.main(_argv(src, tmp_path / "o", extra=["--device", "gpu7"]))
+    assert not (tmp_path / "o" / "run.json").exists()
+
+
+def test_mask_paths_that_point_the_wrong_way(tmp_path):
+    """Reproduction: ``mask_path:`` a text file (a bare PIL ``UnidentifiedImageError``), a folder, a symlink
+    loop, a FIFO (each "does not exist", the FIFO blocking where it was opened); an all-white mask (all
+    hole) was accepted without a word."""
+    from PIL import Image
+
+    from inversion.operators.masks import load_mask_image
+
+    (tmp_path / "mask.txt").write_text("white = hole\n")
+    (tmp_path / "folder").mkdir()
+    os.symlink(tmp_path / "loop", tmp_path / "loop")
+    os.mkfifo(tmp_path / "fifo.png")
+    for name, match in (
+        ("mask.txt", "is not an image PIL can read"),
+        ("folder", "is a folder, not a mask image"),
+        ("loop", "is a symlink loop"),
+        ("fifo.png", r"is not a regular file \(a FIFO"),
+        ("missing.png", "does not exist"),
+    ):
+        with pytest.raises((ValueError, OSError), match=match):
+            _within(10, lambda name=name: load_mask_image(str(tmp_path / name), 8, 8))
+    Image.new("L", (8, 8), 255).save(tmp_path / "white.png")
+    with pytest.warns(UserWarning, match="is all hole"):
+        assert not load_mask_image(str(tmp_path / "white.png"), 8, 8).any()
+
+
+def test_minor_float_tiff_faces_folder_picked_class(tmp_path, monkeypatch, capsys):
+    """Reproduction (minor items): a float TIFF with values in 0-255 loaded all white (taken as [0, 1] and
+    clipped); ``--input faces`` with a ``./faces`` folder of one's own photos restored the built-in faces
+    without a word; the class DGP's pick gave an unlabelled image was not recorded."""
+    import numpy as np
+    from PIL import Image
+
+    from datamodules.io.images import load_image
+    from inversion import cli
+    from inversion.cli.prior import PRIOR_FACTORIES
+    from lcm.prior import Prior
+    from lcm.toy import TinyGenerator
+
+    a = np.linspace(0, 200, 64, dtype=np.float32).reshape(8, 8)
+    Image.fromarray(a, "F").save(tmp_path / "f.tif")
+    x = load_image(tmp_path / "f.tif")
+    torch.testing.assert_close(x[0], torch.from_numpy(np.round(a) / 255.0).float(), atol=1 / 255, rtol=0)
+    monkeypatch.chdir(tmp_path)
+    from lcm.toy import tiny_prior
+
+    for name in ("faces", "prior_samples"):
+        (tmp_path / name).mkdir()
+    prior = tiny_prior()
+    assert cli.list_items("prior_samples", prior.image_shape, limit=1, prior=prior)[0].source == ""
+    err = capsys.readouterr().err
+    assert "--input prior_samples is the built-in split; the folder ./prior_samples here is not read" in err
+
+    def cond():
+        torch.manual_seed(0)
+        return Prior(TinyGenerator().eval(), "gaussian", (8,), (1, 16, 16), num_classes=3)
+
+    monkeypatch.setitem(PRIOR_FACTORIES, "cond3", cond)
+    src = _images(tmp_path / "in", 1)
+    argv = _argv(
+        src, tmp_path / "o", extra=["--options", "{csgm_steps: 1, restarts: 1, label_candidates: 2}"]
+    )
+    out = cli.main([argv[0], "cond3", *argv[2:]])
+    rec = json.loads((out / "rows" / "img0.json").read_text())
+    assert rec["label_picked"] is True and 0 <= rec["label"] < 3

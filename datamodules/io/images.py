@@ -3,7 +3,8 @@ PNG / GIF writer (atomic, :mod:`datamodules.io.atomic`) and tensor <-> PIL conve
 
 Loading policy, the same everywhere:
 
-* any PIL mode: 8- and 16-bit gray (16-bit scaled by 1/257, not clipped), palette, gray+alpha, RGBA,
+* any PIL mode: 8- and 16-bit gray (16-bit scaled by 1/257, not clipped), float gray (in [0, 1], or
+  [0, 255] when a value passes 1; not clipped to white), palette, gray+alpha, RGBA,
   CMYK, 1-bit; transparency is composited on a **white** background (``BACKGROUND``);
 * EXIF orientation is applied (the image as a viewer shows it);
 * with a ``resolution``: the shorter side is resized to it (bicubic) and the centre square is cropped
@@ -132,8 +133,10 @@ def to_array(im: Image.Image, channels: int | None = None) -> np.ndarray:
         a = np.asarray(im, dtype=np.float64)
         scale = 257.0 if im.mode.startswith("I;16") or a.max() > 255 else 1.0
         im = Image.fromarray(np.clip(a / scale + 0.5, 0, 255).astype(np.uint8), "L")
-    elif im.mode == "F":  # float images are taken to be in [0, 1]
-        im = Image.fromarray(np.clip(np.asarray(im) * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    elif im.mode == "F":  # float images in [0, 1], or in [0, 255] when any value passes 1
+        a = np.nan_to_num(np.asarray(im, dtype=np.float64))
+        scale = 1.0 if a.max() > 1.0 else 255.0
+        im = Image.fromarray(np.clip(a * scale + 0.5, 0, 255).astype(np.uint8), "L")
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
         im.mode in ("P", "L", "RGB") and "transparency" in im.info
     ):

@@ -84,6 +84,7 @@ def list_items(
     A folder's sub-folders are searched with ``recursive`` (else their images are counted and named in
     a note); folders in ``exclude`` (an output folder inside the input) are never read.
     """
+    _note_builtin_over_folder(source)
     if source == "faces":  # real face photos from installed packages (datamodules.faces)
         return _face_items(image_shape, limit)
     if source == "prior_samples":  # the prior's own held-out samples: the in-range set
@@ -127,6 +128,16 @@ def list_items(
         Item(i, name, file_loader(p), source=r, key=path_key(r))
         for i, (p, r, name) in enumerate(zip(files, rels, names, strict=True))
     ]
+
+
+def _note_builtin_over_folder(source: str) -> None:
+    """``--input faces`` is the built-in split even where a folder ``./faces`` exists: say which is used."""
+    if source in BUILTIN and Path(source).is_dir():
+        print(
+            f"[inversion] note: --input {source} is the built-in split; the folder ./{source} here is not "
+            f"read (pass --input ./{source} to restore its images)",
+            file=sys.stderr,
+        )
 
 
 def _face_items(image_shape: tuple[int, int, int], limit: int | None) -> list[Item]:

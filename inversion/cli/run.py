@@ -28,9 +28,31 @@ restore_folder.__signature__ = inspect.signature(RestoreOptions).replace(return_
 def _prepare(opts: RestoreOptions) -> tuple[Path, ...]:
     """Check the options and create the output folder; the folders never read as inputs."""
     opts.check()
+    _check_cli_values(opts)
     exclude = opts.excluded()
     Path(opts.output).mkdir(parents=True, exist_ok=True)
     return exclude
+
+
+SEED_LIMIT = 2**63 - 2**32  # seed + an image's key (< 2**31) stays a torch seed (int64)
+
+
+def _check_cli_values(opts: RestoreOptions) -> None:
+    """What would fail deep in torch or the file system: a seed torch cannot take, ``--output`` naming a
+    file (or below one)."""
+    for flag in ("seed", "noise_seed"):
+        v = getattr(opts, flag)
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < SEED_LIMIT:
+            raise ValueError(
+                f"--{flag} must be an integer in [0, 2**63 - 2**32), got {v!r}; pick a smaller seed"
+            )
+    out = Path(opts.output)
+    for p in (out, *out.parents):
+        if p.exists() and not p.is_dir():
+            raise ValueError(
+                f"--output {opts.output!r}: {str(p)!r} is a file, not a folder; name a folder (created if "
+                "missing)"
+            )
 
 
 def _launches(opts: RestoreOptions) -> bool:
