@@ -36,6 +36,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.test_bad_inputs_2 import _with_alarm  # fn(), or a failure after a time (a FIFO blocks)
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -192,21 +194,6 @@ def test_compare_output_in_a_third_run_is_refused(tmp_path, monkeypatch):
 
 
 # -- 10 -----------------------------------------------------------------------------------------------
-def _within(seconds: int, fn):
-    """``fn()``, or a failure after ``seconds`` (opening a FIFO blocks until a writer comes)."""
-
-    def on_alarm(*_):
-        raise TimeoutError(f"still blocked after {seconds}s")
-
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(seconds)
-    try:
-        return fn()
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
-
-
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
 def test_fifo_named_png_is_skipped(tmp_path, capsys):
     """Reproduction: ``mkfifo in/z.png; python -m inversion --input in ...`` (and a training folder holding
@@ -217,13 +204,13 @@ def test_fifo_named_png_is_skipped(tmp_path, capsys):
 
     src = _images(tmp_path / "in")
     os.mkfifo(src / "z.png")
-    out = _within(60, lambda: cli.main(_argv(src, tmp_path / "o")))
+    out = _with_alarm(60, lambda: cli.main(_argv(src, tmp_path / "o")))
     assert sorted(p.name for p in (out / "rows").glob("*.json")) == ["img0.json", "img1.json"]
     assert "are not regular files (a FIFO" in capsys.readouterr().err
-    ds = _within(60, lambda: ImageFolderDataset(src, split="all", resolution=16, channels=1))
+    ds = _with_alarm(60, lambda: ImageFolderDataset(src, split="all", resolution=16, channels=1))
     assert len(ds) == 2
     with pytest.raises(ValueError, match="not a regular file"):
-        _within(10, lambda: load_image(src / "z.png"))
+        _with_alarm(10, lambda: load_image(src / "z.png"))
 
 
 # -- 13 -----------------------------------------------------------------------------------------------
@@ -382,7 +369,7 @@ def test_mask_paths_that_point_the_wrong_way(tmp_path):
         ("missing.png", "does not exist"),
     ):
         with pytest.raises((ValueError, OSError), match=match):
-            _within(10, lambda name=name: load_mask_image(str(tmp_path / name), 8, 8))
+            _with_alarm(10, lambda name=name: load_mask_image(str(tmp_path / name), 8, 8))
     Image.new("L", (8, 8), 255).save(tmp_path / "white.png")
     with pytest.warns(UserWarning, match="is all hole"):
         assert not load_mask_image(str(tmp_path / "white.png"), 8, 8).any()
