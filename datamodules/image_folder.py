@@ -52,6 +52,8 @@ def class_names_of(root: str | Path) -> list[str]:
 
 
 def _readable(path: Path) -> bool:
+    if not path.is_file():  # a FIFO named like an image would block Image.open
+        return False
     try:
         with Image.open(path) as im:
             im.load()  # decodes all pixel data: catches truncated and corrupt files, not only bad headers

@@ -1,5 +1,7 @@
 """``python -m inversion``: see :mod:`inversion.cli`; ``--help`` alone prints
-:func:`inversion.cli.help.overview` without importing torch (the parser's help needs the operators)."""
+:func:`inversion.cli.help.overview` without importing torch (the parser's help needs the operators).
+Errors print one line (``--debug`` or ``GENPRIOR_DEBUG=1``: the traceback), SIGTERM exits 143
+(:mod:`datamodules.io.errors`)."""
 
 import sys
 
@@ -11,7 +13,12 @@ if sys.argv[1:] in (["-h"], ["--help"]):
     from inversion.cli.help import overview
 
     print(overview())
-else:
+elif {"-h", "--help"} & set(sys.argv[1:]):  # the parser's own help
     from inversion.cli import main
 
     main()
+else:
+    from datamodules.io.errors import one_line_errors
+    from inversion.cli import main
+
+    one_line_errors(main, "inversion")

@@ -268,12 +268,23 @@ def _failures(run: Run) -> str:
 
 
 # -- several runs ------------------------------------------------------------------------------------------
+def _input_id(info: dict) -> str:
+    """The input of a run: its folder's absolute path (``input_path``, pinned since issue 31: ``imgs`` and
+    ``/home/me/imgs`` are one folder), else the ``--input`` as given."""
+    return str(info.get("input_path", info.get("input")))
+
+
 def _check_same_images(runs: list[Run]) -> None:
     ref = runs[0]
     names = {r["name"] for r in ref.rows} | {f["name"] for f in ref.failures}
     for run in runs[1:]:
         other = {r["name"] for r in run.rows} | {f["name"] for f in run.failures}
-        if other != names or run.info.get("input") != ref.info.get("input"):
+        if other == names and _input_id(run.info) != _input_id(ref.info):
+            raise ValueError(
+                f"cannot compare {str(ref.path)!r} and {str(run.path)!r}: they read different inputs "
+                f"({_input_id(ref.info)!r} vs {_input_id(run.info)!r}); compare runs of the same --input"
+            )
+        if other != names:
             only_a, only_b = sorted(names - other)[:3], sorted(other - names)[:3]
             raise ValueError(
                 f"cannot compare {str(ref.path)!r} and {str(run.path)!r}: they restored different images "
@@ -317,6 +328,12 @@ def _check_comparable(runs: list[Run], output: Path) -> None:
                     f"{ref.info.get(key)!r}, {str(run.path)!r} has {run.info.get(key)!r}; compare runs of "
                     "the same task (operator) on the same images"
                 )
+        diff = _measurement_differences(ref, run)
+        if diff:
+            raise ValueError(
+                f"cannot compare {str(ref.path)!r} and {str(run.path)!r}: they measured differently "
+                f"({'; '.join(diff[:4])}); compare runs of the same task (operator) on the same images"
+            )
     out = Path(output).resolve()
     for run in runs:
         here = run.path.resolve()
@@ -324,6 +341,27 @@ def _check_comparable(runs: list[Run], output: Path) -> None:
             raise ValueError(
                 f"--output {str(output)!r} is inside the compared run {str(run.path)!r}: its report.html "
                 "would be overwritten; choose a folder outside every compared run"
+            )
+    _check_not_a_run(out, output)
+
+
+def _measurement_differences(a: Run, b: Run) -> list[str]:
+    """What makes two runs' measurements differ beyond their task name: the operator's state (pinned since
+    issue 31; runs without it are not compared on it) and the noise seed."""
+    from inversion.cli.manifest import differences
+
+    keys = [k for k in ("operator_state", "noise_seed") if k in a.info and k in b.info]
+    return differences(a.info, b.info, keys)
+
+
+def _check_not_a_run(out: Path, given) -> None:
+    """``--output`` must not be another run's folder (or inside one): its report.html would be replaced."""
+    for folder in (out, *out.parents):
+        if (folder / "run.json").is_file():
+            raise ValueError(
+                f"--output {str(given)!r} is {'' if folder == out else 'inside '}the run folder "
+                f"{str(folder)!r} (it has a run.json): its report.html would be overwritten; choose a "
+                "folder that is not a run's"
             )
 
 

@@ -51,9 +51,10 @@ def main() -> None:
     if sys.argv[1:] in (["-h"], ["--help"]):
         print(overview())
         return
+    from datamodules.io.errors import one_line_errors
     from lcm.cli import cli_main
 
-    cli_main()
+    one_line_errors(lambda argv: cli_main(argv), "lcm")  # one-line errors, exit 143 on SIGTERM
 
 
 if __name__ == "__main__":

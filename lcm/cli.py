@@ -137,6 +137,29 @@ class PriorCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs) -> pl.Trainer:
         return check_resumed_checkpoints(super().instantiate_trainer(**kwargs))
 
+    def _run_subcommand(self, subcommand: str) -> None:
+        from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+        try:
+            super()._run_subcommand(subcommand)
+        except SIGTERMException:  # a SystemExit without a code: it would exit 0
+            self._stopped_by_sigterm(subcommand)
+
+    def _stopped_by_sigterm(self, subcommand: str) -> None:
+        """SIGTERM during ``fit``: write what the end of training writes (``training.json``, not done; the
+        report), then exit 143 (:class:`datamodules.io.errors.Interrupted`)."""
+        from datamodules.io.errors import Interrupted
+
+        trainer = self.trainer
+        for cb in trainer.callbacks if subcommand == "fit" else []:
+            if isinstance(cb, PriorReport):
+                cb.on_train_end(trainer, self.model)
+        raise Interrupted(
+            f"interrupted by SIGTERM at step {trainer.global_step}"
+            + (f" of max_steps {trainer.max_steps}" if trainer.max_steps > 0 else "")
+            + "; the checkpoints written so far are kept: resume with --ckpt_path last"
+        )
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(PriorCheckpoint, "checkpoint")
         parser.add_lightning_class_args(SampleWriter, "samples")

@@ -3,20 +3,25 @@ PNG / GIF writer (atomic, :mod:`datamodules.io.atomic`) and tensor <-> PIL conve
 
 Loading policy, the same everywhere:
 
-* any PIL mode: 8- and 16-bit gray (16-bit scaled by 1/257, not clipped), palette, gray+alpha, RGBA,
+* any PIL mode: 8- and 16-bit gray (16-bit scaled by 1/257, not clipped), float gray (in [0, 1], or
+  [0, 255] when a value passes 1; not clipped to white), palette, gray+alpha, RGBA,
   CMYK, 1-bit; transparency is composited on a **white** background (``BACKGROUND``);
 * EXIF orientation is applied (the image as a viewer shows it);
 * with a ``resolution``: the shorter side is resized to it (bicubic) and the centre square is cropped
   (never squashed); without one the file's size is kept.
 
 Listing (:func:`list_image_files`) follows symlinks but visits each folder and counts each file once,
-so symlink loops neither repeat images nor hang.
+so symlink loops neither repeat images nor hang. Only regular files are images: a FIFO, device or
+socket named ``*.png`` is skipped with a note (opening a FIFO blocks until someone writes to it), and
+:func:`load_image` refuses one.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import stat
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -51,17 +56,30 @@ def _identity(path: str | os.PathLike) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+def _special(path: str | os.PathLike) -> bool:
+    """A file that exists but is not a regular file (FIFO, device, socket, a folder named like an image)."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:  # missing or a dangling link: not special, reported unreadable when read
+        return False
+
+
 def list_image_files(
-    root: str | os.PathLike, recursive: bool = True, exclude: Iterable[str | os.PathLike] = ()
+    root: str | os.PathLike,
+    recursive: bool = True,
+    exclude: Iterable[str | os.PathLike] = (),
+    quiet: bool = False,
 ) -> list[Path]:
     """Image files under ``root`` (hidden entries skipped, any letter case of ``IMAGE_EXTENSIONS``), sorted.
 
     Symlinked folders are followed, but each folder (and each file) is visited once: a loop or a second
     link to the same folder adds nothing. Real folders are visited before symlinked ones, so a file is
     listed under its real path where both are reachable. Folders in ``exclude`` (e.g. an output folder
-    inside the input) are skipped.
+    inside the input) are skipped. Names of image files that are not regular files (a FIFO named
+    ``x.png``) are skipped with one note on stderr (``quiet``: without it).
     """
     root = Path(root)
+    special: list[Path] = []
     skip = {i for i in map(_identity, exclude) if i is not None}
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[tuple[int, int]] = set()
@@ -84,12 +102,22 @@ def list_image_files(
             if f.startswith(".") or not f.lower().endswith(IMAGE_EXTENSIONS):
                 continue
             path = Path(folder) / f
+            if _special(path):
+                special.append(path)
+                continue
             fid = _identity(path)
             if fid is not None:
                 if fid in seen_files:
                     continue
                 seen_files.add(fid)
             found.append(path)
+    if special and not quiet:
+        shown = ", ".join(str(p) for p in sorted(special)[:3]) + (", ..." if len(special) > 3 else "")
+        print(
+            f"[genprior] note: skipped {len(special)} name(s) of images that are not regular files (a FIFO, "
+            f"device, socket or folder), never opened: {shown}",
+            file=sys.stderr,
+        )
     return sorted(found)
 
 
@@ -105,8 +133,10 @@ def to_array(im: Image.Image, channels: int | None = None) -> np.ndarray:
         a = np.asarray(im, dtype=np.float64)
         scale = 257.0 if im.mode.startswith("I;16") or a.max() > 255 else 1.0
         im = Image.fromarray(np.clip(a / scale + 0.5, 0, 255).astype(np.uint8), "L")
-    elif im.mode == "F":  # float images are taken to be in [0, 1]
-        im = Image.fromarray(np.clip(np.asarray(im) * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    elif im.mode == "F":  # float images in [0, 1], or in [0, 255] when any value passes 1
+        a = np.nan_to_num(np.asarray(im, dtype=np.float64))
+        scale = 1.0 if a.max() > 1.0 else 255.0
+        im = Image.fromarray(np.clip(a * scale + 0.5, 0, 255).astype(np.uint8), "L")
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
         im.mode in ("P", "L", "RGB") and "transparency" in im.info
     ):
@@ -132,8 +162,10 @@ def load_image(
         channels: 1 (gray) or 3 (RGB); None keeps gray files gray, everything else RGB.
 
     Raises:
-        ValueError: the file cannot be decoded as an image (named in the message).
+        ValueError: the file cannot be decoded as an image, or is not a regular file (named in the message).
     """
+    if _special(path):
+        raise ValueError(f"cannot read image {str(path)!r}: not a regular file (a FIFO, device or socket)")
     try:
         with Image.open(path) as im:
             if im.format == "JPEG" and resolution is not None:

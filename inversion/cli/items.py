@@ -40,13 +40,30 @@ def output_name(rel: str) -> str:
 
     ``rel`` is kept when it ends in ``.png`` and what precedes that is not itself an image name
     (``a.png``, ``a_png.png``); otherwise ``.png`` is appended (``a.PNG.png``, ``a.jpg.png``,
-    ``a.jpg.png.png``). Two inputs never share an output, and a name depends on its own file only.
+    ``a.jpg.png.png``). Two inputs never share an output, and a name depends on its own file only. A
+    file name longer than :data:`NAME_BYTES` bytes is cut to 200 and given the path's key
+    (``<cut>.<key>.png``), so that the outputs' names fit the file system.
     """
     from datamodules.io.images import IMAGE_EXTENSIONS
 
-    if rel.endswith(".png") and not rel[:-4].lower().endswith(IMAGE_EXTENSIONS):
-        return rel
-    return rel + ".png"
+    name = rel if rel.endswith(".png") and not rel[:-4].lower().endswith(IMAGE_EXTENSIONS) else rel + ".png"
+    return _within_name_max(name, rel)
+
+
+NAME_BYTES = 250  # an output's file name, so that rows/<stem>.json (one byte more) fits NAME_MAX (255)
+
+
+def _within_name_max(name: str, rel: str) -> str:
+    """``name``, or where its last part is longer than :data:`NAME_BYTES` bytes, that part cut and made
+    unique by the input's path key: ``<first 200 bytes>.<key>.png``."""
+    head, _, last = name.rpartition("/")
+    if len(os.fsencode(last)) <= NAME_BYTES:
+        return name
+    cut = last[:200]
+    while len(os.fsencode(cut)) > 200:  # whole characters only
+        cut = cut[:-1]
+    short = f"{cut}.{path_key(rel):08x}.png"
+    return f"{head}/{short}" if head else short
 
 
 def path_key(rel: str) -> int:
@@ -67,6 +84,7 @@ def list_items(
     A folder's sub-folders are searched with ``recursive`` (else their images are counted and named in
     a note); folders in ``exclude`` (an output folder inside the input) are never read.
     """
+    _note_builtin_over_folder(source)
     if source == "faces":  # real face photos from installed packages (datamodules.faces)
         return _face_items(image_shape, limit)
     if source == "prior_samples":  # the prior's own held-out samples: the in-range set
@@ -82,7 +100,7 @@ def list_items(
 
     files = list_image_files(folder, recursive=recursive, exclude=exclude)
     if not recursive and any(p.is_dir() and not p.name.startswith(".") for p in folder.iterdir()):
-        nested = len(list_image_files(folder, exclude=exclude)) - len(files)
+        nested = len(list_image_files(folder, exclude=exclude, quiet=True)) - len(files)
         if nested:
             print(
                 f"[inversion] note: {nested} image file(s) in sub-folders of {source} are not restored; "
@@ -110,6 +128,16 @@ def list_items(
         Item(i, name, file_loader(p), source=r, key=path_key(r))
         for i, (p, r, name) in enumerate(zip(files, rels, names, strict=True))
     ]
+
+
+def _note_builtin_over_folder(source: str) -> None:
+    """``--input faces`` is the built-in split even where a folder ``./faces`` exists: say which is used."""
+    if source in BUILTIN and Path(source).is_dir():
+        print(
+            f"[inversion] note: --input {source} is the built-in split; the folder ./{source} here is not "
+            f"read (pass --input ./{source} to restore its images)",
+            file=sys.stderr,
+        )
 
 
 def _face_items(image_shape: tuple[int, int, int], limit: int | None) -> list[Item]:

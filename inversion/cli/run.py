@@ -3,6 +3,7 @@ inputs, the pinned manifest, the runner and, on the process that summarises, the
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from pathlib import Path
 
@@ -27,9 +28,31 @@ restore_folder.__signature__ = inspect.signature(RestoreOptions).replace(return_
 def _prepare(opts: RestoreOptions) -> tuple[Path, ...]:
     """Check the options and create the output folder; the folders never read as inputs."""
     opts.check()
+    _check_cli_values(opts)
     exclude = opts.excluded()
     Path(opts.output).mkdir(parents=True, exist_ok=True)
     return exclude
+
+
+SEED_LIMIT = 2**63 - 2**32  # seed + an image's key (< 2**31) stays a torch seed (int64)
+
+
+def _check_cli_values(opts: RestoreOptions) -> None:
+    """What would fail deep in torch or the file system: a seed torch cannot take, ``--output`` naming a
+    file (or below one)."""
+    for flag in ("seed", "noise_seed"):
+        v = getattr(opts, flag)
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < SEED_LIMIT:
+            raise ValueError(
+                f"--{flag} must be an integer in [0, 2**63 - 2**32), got {v!r}; pick a smaller seed"
+            )
+    out = Path(opts.output)
+    for p in (out, *out.parents):
+        if p.exists() and not p.is_dir():
+            raise ValueError(
+                f"--output {opts.output!r}: {str(p)!r} is a file, not a folder; name a folder (created if "
+                "missing)"
+            )
 
 
 def _launches(opts: RestoreOptions) -> bool:
@@ -50,14 +73,7 @@ def launch(opts: RestoreOptions, argv: list[str]) -> Path:
 def run_folder(opts: RestoreOptions) -> Path:
     """Restore the images of ``opts.input`` in this process (its share, in a torch.distributed world or
     as ``--shard``) and, on the process that summarises, write the run's summary and report."""
-    from inversion.cli.batch import resolve_batch_size
-    from inversion.cli.items import list_items
-    from inversion.cli.labels import apply_labels, read_labels, write_labels_used
-    from inversion.cli.manifest import fail_path, pin, row_path
-    from inversion.cli.prior import load_prior_spec
-    from inversion.cli.report import finalize
-    from inversion.cli.runner import Job, Runner, check_fits, place, wait_for
-    from inversion.cli.writer import RunWriter
+    from inversion.cli.runner import place
 
     exclude = _prepare(opts)
     out = Path(opts.output)
@@ -65,6 +81,57 @@ def run_folder(opts: RestoreOptions) -> Path:
         distributed.launch(opts.devices, None)  # raises: the workers need a command line
         return out
     where = place(opts)
+    with _own(out, where):
+        return _restore_here(opts, where, exclude)
+
+
+def _own(out: Path, where):
+    """The lock of the output folder (:func:`~inversion.cli.manifest.own_folder`): a single run holds it,
+    each ``--shard`` process shares it, rank 0 of a torch.distributed world holds it for all its ranks."""
+    from inversion.cli.manifest import own_folder
+
+    if where.group is not None and where.group.rank != 0:
+        return contextlib.nullcontext()
+    return own_folder(out, shared=where.group is None and where.num_shards > 1)
+
+
+@contextlib.contextmanager
+def _interruptible(out: Path, mine: list):
+    """SIGTERM during the restorations ends the run with :class:`~datamodules.io.errors.Interrupted`
+    (exit 143 from the CLI) saying how many images are kept; Lightning's own ``SIGTERMException`` (a
+    ``SystemExit`` without a code: exit 0) becomes the same."""
+    from datamodules.io.errors import Interrupted, sigterm_interrupts
+    from inversion.cli.manifest import row_path
+
+    def stopped() -> Interrupted:
+        done = sum(row_path(out, it).exists() for it in mine)
+        return Interrupted(
+            f"interrupted by SIGTERM: {done} of {len(mine)} images finished (kept in {str(out / 'rows')!r}); "
+            "rerun the same command to resume"
+        )
+
+    try:
+        with sigterm_interrupts():
+            yield
+    except Interrupted:
+        raise stopped() from None
+    except SystemExit as err:
+        if err.code not in (None, 0):
+            raise
+        raise stopped() from None
+
+
+def _restore_here(opts: RestoreOptions, where, exclude: tuple[Path, ...]) -> Path:
+    from inversion.cli.batch import resolve_batch_size
+    from inversion.cli.items import list_items
+    from inversion.cli.labels import apply_labels, read_labels, write_labels_used
+    from inversion.cli.manifest import fail_path, pin, row_path
+    from inversion.cli.prior import load_prior_spec
+    from inversion.cli.report import finalize
+    from inversion.cli.runner import Job, Runner, check_fits, wait_for
+    from inversion.cli.writer import RunWriter
+
+    out = Path(opts.output)
     prior = load_prior_spec(opts.prior, where.device, opts.critic)
     operator = opts.operator.to(where.device)
     items = list_items(opts.input, prior.image_shape, opts.limit, opts.recursive, exclude, prior=prior)
@@ -85,7 +152,8 @@ def run_folder(opts: RestoreOptions) -> Path:
     job = Job(prior, operator, opts.method, task, opts.seed, opts.noise_seed, opts.options or {},
               where.device, where.shard)  # fmt: skip
     batch = resolve_batch_size(opts.batch_size, prior, opts.method, where.device)
-    Runner(job, RunWriter(out), batch, where.progress).run(todo)
+    with _interruptible(out, mine):
+        Runner(job, RunWriter(out), batch, where.progress).run(todo)
     if where.group is not None:  # torch.distributed: records gathered on rank 0, which writes the summary
         distributed.gather_records(where.group, out, mine, row_path, fail_path)
         if where.group.rank == 0:

@@ -59,8 +59,25 @@ def place(opts) -> Placement:
             else "cpu"
         )
     else:
-        dev = torch.device(opts.device)
+        dev = device_of(opts.device)
     return Placement(shard, num_shards, dev, group, progress)
+
+
+def device_of(spec: str) -> torch.device:
+    """``--device``: a device torch has here (not torch's driver error deep in the first fit)."""
+    try:
+        dev = torch.device(spec)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"--device {spec!r} is not a device ({e}); use auto, cpu or cuda:k") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not n:
+            raise ValueError(f"--device {spec!r}: no CUDA GPU is visible here; use --device cpu (or auto)")
+        if dev.index is not None and dev.index >= n:
+            raise ValueError(f"--device {spec!r}: only {n} CUDA GPU(s) here (cuda:0 .. cuda:{n - 1})")
+    elif dev.type not in ("cpu", "mps", "xpu"):
+        raise ValueError(f"--device {spec!r}: use auto, cpu or cuda:k")
+    return dev
 
 
 @dataclass
@@ -206,9 +223,17 @@ class Runner:
                     # the objective per step
                     "history": [round(v, 6) if math.isfinite(v) else None for v in hist],
                     "stage_starts": starts,
+                    **_label_record(it, res.labels, i),
                 }
             )
         return Restored(items, x, _display(y, x, op), res.images, adjoint, records)
+
+
+def _label_record(item: Item, labels: torch.Tensor | None, i: int) -> dict:
+    """The class an image was restored as: ``label`` (given, or as the method picked it: ``label_picked``)."""
+    if labels is None:
+        return {}
+    return {"label": int(labels[i]), "label_picked": item.label < 0}
 
 
 def _display(y: torch.Tensor, x: torch.Tensor, operator: Operator) -> torch.Tensor:

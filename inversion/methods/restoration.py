@@ -41,6 +41,8 @@ class RestoreResult:
         generators: per-image fine-tuned generator copies (IAGAN), else None.
         prior: the prior that was inverted (so that ``inversion.exploration.explore(result, op, y)``
             can rebuild the generator of each image).
+        labels: ``(B,)`` the classes the fit used (unknown ones as picked), None for an unconditional
+            prior or a method that infers them itself.
     """
 
     images: torch.Tensor
@@ -55,6 +57,7 @@ class RestoreResult:
     generators: list[nn.Module] | None = None
     config: dict = field(default_factory=dict)
     prior: Prior | None = field(default=None, repr=False)
+    labels: torch.Tensor | None = None
 
 
 def _seeds(seed: int | Sequence[int], n: int) -> list[int]:
@@ -245,4 +248,5 @@ def restore(
         generators=fit.generators,
         config=_plain_config(cfg),
         prior=prior,
+        labels=labels,
     )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import stat
+import warnings
 
 import torch
 
@@ -93,20 +96,46 @@ def strokes_mask(
     return (~hole).double()
 
 
+def _check_mask_file(path: str) -> None:
+    """A mask path that points the wrong way is named as what it is (issue 31: all were "does not
+    exist"); a FIFO is never opened (it would block)."""
+    fix = "give a grayscale PNG (white = hole)"
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ValueError(f"`mask_path` {path!r} is a symlink loop; {fix}") from None
+        raise FileNotFoundError(f"`mask_path` {path!r} does not exist; {fix}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(f"`mask_path` {path!r} is a folder, not a mask image; {fix}")
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"`mask_path` {path!r} is not a regular file (a FIFO, device or socket); {fix}")
+
+
 def load_mask_image(path: str, height: int, width: int) -> torch.Tensor:
     """Load a mask image; WHITE (>= 128) marks the HOLE, black the observed pixels (the common inpainting
     dataset convention). Resized with nearest neighbour to (H, W) when needed. Shape: (H, W), float64.
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"`mask_path` {path!r} does not exist; give a grayscale PNG (white = hole)")
-    from PIL import Image
+    _check_mask_file(path)
+    from PIL import Image, UnidentifiedImageError
 
-    with Image.open(path) as img:
-        img = img.convert("L")
-        if img.size != (width, height):
-            img = img.resize((width, height), Image.Resampling.NEAREST)
-        data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).reshape(height, width)
+    try:
+        with Image.open(path) as img:
+            img = img.convert("L")
+            if img.size != (width, height):
+                img = img.resize((width, height), Image.Resampling.NEAREST)
+            data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).reshape(height, width)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ValueError(
+            f"`mask_path` {path!r} is not an image PIL can read ({e}); give a grayscale PNG (white = hole)"
+        ) from None
     mask = (data < 128).double()
+    if not bool(mask.any()):
+        warnings.warn(
+            f"`mask_path` {path!r} is all hole at {height}x{width} (every pixel white >= 128): nothing is "
+            "observed, the restoration is the prior's guess alone; white marks the hole, black what is kept",
+            stacklevel=2,
+        )
     if bool(mask.all()):  # checked when the operator first measures: the CLI does so before any image
         raise ValueError(
             f"`mask_path` {path!r} has no hole at {height}x{width} (no white pixel >= 128): there is nothing "
