@@ -55,8 +55,8 @@ def run_folder(opts: RestoreOptions) -> Path:
     from inversion.cli.manifest import fail_path, pin, row_path
     from inversion.cli.prior import load_prior_spec
     from inversion.cli.report import finalize
-    from inversion.cli.runner import Job, Runner, check_fits, place, wait_for
-    from inversion.cli.writer import RunWriter
+    from inversion.cli.degraded import runner_for
+    from inversion.cli.runner import Job, check_fits, place, wait_for
 
     exclude = _prepare(opts)
     out = Path(opts.output)
@@ -66,7 +66,12 @@ def run_folder(opts: RestoreOptions) -> Path:
     where = place(opts)
     prior = load_prior_spec(opts.prior, where.device, opts.critic)
     operator = opts.operator.to(where.device)
-    items = list_items(opts.input, prior.image_shape, opts.limit, opts.recursive, exclude, prior=prior)
+    if opts.degraded:  # the user's measurement files (inversion.cli.degraded)
+        from inversion.cli.degraded import degraded_items
+
+        items = degraded_items(opts, prior, operator)
+    else:
+        items = list_items(opts.input, prior.image_shape, opts.limit, opts.recursive, exclude, prior=prior)
     if opts.labels is not None:  # CSV rows for files beyond --limit are no error: match the whole input
         every = (
             items
@@ -83,7 +88,7 @@ def run_folder(opts: RestoreOptions) -> Path:
     todo = [it for it in mine if not row_path(out, it).exists()]
     job = Job(prior, operator, opts.method, task, opts.seed, opts.noise_seed, opts.options or {},
               where.device, where.shard)  # fmt: skip
-    Runner(job, RunWriter(out), opts.batch_size, where.progress).run(todo)
+    runner_for(opts, job, out, where.progress).run(todo)
     if where.group is not None:  # torch.distributed: records gathered on rank 0, which writes the summary
         distributed.gather_records(where.group, out, mine, row_path, fail_path)
         if where.group.rank == 0:
