@@ -124,7 +124,8 @@ def read_mask(path: str | os.PathLike, width: int, height: int) -> torch.Tensor:
     grey = ((a > 16) & (a < 239)).mean()
     if grey > 0.005:
         raise ValueError(
-            f"mask {str(path)!r} is not binary ({100 * grey:.1f}% of its pixels are neither black nor white): "
+            f"mask {str(path)!r} is not binary ({100 * grey:.1f}% of its pixels are neither black nor "
+            "white): "
             "save it as a black/white PNG (white = pixels to fill), not as JPEG or anti-aliased"
         )
     hole = a >= 128

@@ -110,11 +110,11 @@ class RestoreOptions:
 
         if not self.degraded:
             if self.masks is not None or self.truth is not None:
-                raise ValueError("--masks and --truth belong to --degraded true (a folder of measurements)")
+                raise ValueError("--masks and --truth need --degraded true (a folder of measurements)")
             return
         if self.input in BUILTIN or not Path(self.input).is_dir():
             raise ValueError(
-                f"--degraded true reads a folder of your measurement files; --input {self.input!r} is not one "
+                f"--degraded true reads a folder of measurement files; --input {self.input!r} is not one "
                 "(a built-in split holds clean images: leave --degraded out to degrade them)"
             )
         for flag, path in (("--masks", self.masks), ("--truth", self.truth)):

@@ -50,12 +50,12 @@ def launch(opts: RestoreOptions, argv: list[str]) -> Path:
 def run_folder(opts: RestoreOptions) -> Path:
     """Restore the images of ``opts.input`` in this process (its share, in a torch.distributed world or
     as ``--shard``) and, on the process that summarises, write the run's summary and report."""
+    from inversion.cli.degraded import runner_for
     from inversion.cli.items import list_items
     from inversion.cli.labels import apply_labels, read_labels, write_labels_used
     from inversion.cli.manifest import fail_path, pin, row_path
     from inversion.cli.prior import load_prior_spec
     from inversion.cli.report import finalize
-    from inversion.cli.degraded import runner_for
     from inversion.cli.runner import Job, check_fits, place, wait_for
 
     exclude = _prepare(opts)

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from inversion import launch as distributed
-from inversion.cli.items import Item
 from inversion.cli.degraded_metrics import no_truth_metrics, residual_image
+from inversion.cli.items import Item
 from inversion.cli.manifest import fail_path, row_path
 from inversion.cli.report import FIELDS
 from inversion.cli.writer import Restored, RunWriter

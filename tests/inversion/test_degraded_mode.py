@@ -12,8 +12,8 @@ from PIL import Image
 from inversion import cli
 
 OPS = {
-    "sr4": "  class_path: inversion.operators.SuperResolution\n  init_args: {factor: 4, kernel: bicubic}\n",
-    "inpaint": "  class_path: inversion.operators.Inpainting\n  init_args: {mask_kind: center, box_size: 0.4}\n",
+    "sr4": "  class_path: inversion.operators.SuperResolution\n  init_args: {factor: 4}\n",
+    "inpaint": "  class_path: inversion.operators.Inpainting\n  init_args: {box_size: 0.4}\n",
     "cs": "  class_path: inversion.operators.CompressedSensing\n  init_args: {ratio: 0.3, kind: fourier}\n",
 }
 
@@ -42,8 +42,8 @@ def test_measurements_fed_back_restore_as_the_benchmark(make_task_folder, tmp_pa
         for p in meas.glob("*.png"):
             Image.open(p).convert("RGB").save(p)
         extra = ["--masks", str(meas / "masks")]
-    back = _run(cfg, meas, tmp_path / "back", "--degraded", "true", "--truth", str(tmp_path / "bench" / "truth"),
-                *extra)  # fmt: skip
+    truth = str(tmp_path / "bench" / "truth")
+    back = _run(cfg, meas, tmp_path / "back", "--degraded", "true", "--truth", truth, *extra)
     assert len(back) == 3
     assert abs(_mean(back, "psnr") - _mean(bench, "psnr")) < 0.3
     none = _run(cfg, meas, tmp_path / "none", "--degraded", "true", *extra)
@@ -90,3 +90,25 @@ def test_mixed_real_photos_restore_once_upright_and_a_bad_mask_fails_alone(tmp_p
     assert "30x20 photo" in notes["a_exif.jpg.png"] and "transparent" in notes["d_rgba.png"]
     framed = Image.open(tmp_path / "out" / "framed" / "a_exif.jpg.png")
     assert framed.size == (30, 20)  # upright (EXIF applied), pasted back at the photo's size
+
+
+def test_colorization_measurements_fed_back_restore_as_the_benchmark(tmp_path):
+    import torch
+
+    from datamodules.io.images import save_png
+    from inversion.cli.prior import register_prior_factory
+    from lcm.toy import blob_images, tiny_prior
+
+    register_prior_factory("test:rgb_tiny", lambda: tiny_prior(channels=3))
+    src = tmp_path / "in"
+    for i, img in enumerate(blob_images(3, channels=3, generator=torch.Generator().manual_seed(2))):
+        save_png(img, src / f"c{i}.png")
+    cfg = tmp_path / "task.yaml"
+    cfg.write_text("operator:\n  class_path: inversion.operators.Colorization\noptions: {csgm_steps: 30}\n")
+    args = ["--prior", "test:rgb_tiny"]
+    bench = _run(cfg, src, tmp_path / "bench", *args)
+    assert Image.open(tmp_path / "bench" / "measurements" / "c0.png").mode == "L"  # the grey photo
+    truth = str(tmp_path / "bench" / "truth")
+    back = _run(cfg, tmp_path / "bench" / "measurements", tmp_path / "back", *args, "--degraded", "true",
+                "--truth", truth)  # fmt: skip
+    assert abs(_mean(back, "psnr") - _mean(bench, "psnr")) < 0.3
