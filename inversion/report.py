@@ -202,9 +202,10 @@ def write_report(out: str | Path) -> Path:
     body.append(table(["metric", "mean ± 95% CI", "n"], _summary_rows(run)))
     body.append("<h2>Restorations</h2>")
     body.append(
-        '<p class="sub">columns: degraded | A†y | restored | truth; captions: PSNR and SSIM against truth'
+        '<p class="sub">columns: degraded (the input as given, at the image size) | A†y | restored | truth '
+        "(a run without ground truth: the residual |A(x) - y| x4); captions: PSNR and SSIM against truth, "
+        "or the residual ||A(x) - y|| without it (the truth column names the image)</p>"
     )
-    body.append("(the truth column names the image)</p>")
     body.append('<div class="grids">')
     for k in range(0, len(run.rows), CHUNK):
         tiles, caps = [], []
