@@ -123,6 +123,13 @@ def _score(x: torch.Tensor | None, truth: torch.Tensor | None) -> str:
     return _cap(float(psnr(x[None], truth[None])), float(ssim(x[None], truth[None])))
 
 
+def _row_cap(r: dict) -> str:
+    """A restoration's caption: PSNR / SSIM against truth, or its residual in a run without truth."""
+    if r.get("psnr", "") in ("", None):
+        return f"res {float(r.get('residual', 'nan')):.3f}"
+    return _cap(float(r["psnr"]), float(r["ssim"]))
+
+
 def _short(name: str) -> str:
     stem = Path(name).stem
     return stem if len(stem) <= 14 else "…" + stem[-13:]
@@ -195,9 +202,10 @@ def write_report(out: str | Path) -> Path:
     body.append(table(["metric", "mean ± 95% CI", "n"], _summary_rows(run)))
     body.append("<h2>Restorations</h2>")
     body.append(
-        '<p class="sub">columns: degraded | A†y | restored | truth; captions: PSNR and SSIM against truth'
+        '<p class="sub">columns: degraded (the input as given, at the image size) | A†y | restored | truth '
+        "(a run without ground truth: the residual |A(x) - y| x4); captions: PSNR and SSIM against truth, "
+        "or the residual ||A(x) - y|| without it (the truth column names the image)</p>"
     )
-    body.append("(the truth column names the image)</p>")
     body.append('<div class="grids">')
     for k in range(0, len(run.rows), CHUNK):
         tiles, caps = [], []
@@ -212,8 +220,11 @@ def write_report(out: str | Path) -> Path:
             for x, cap in (
                 (deg, _score(deg, truth)),
                 (adj, _score(adj, truth) if adj is not None else "A†y n/a"),
-                (rest, _cap(float(r["psnr"]), float(r["ssim"]))),
-                (truth, _short(name) if truth is not None else "no truth"),
+                (rest, _row_cap(r)),
+                (
+                    truth if truth is not None else _tile(run, "residual", name, rest),
+                    _short(name) if truth is not None else "residual x4",
+                ),
             ):
                 tiles.append(x if x is not None else _blank(rest))
                 caps.append(cap)
@@ -382,6 +393,7 @@ def compare(outputs: Sequence[str | Path], output: str | Path) -> Path:
         labels = [f"{r.info.get('method', '?')} ({r.path})" for r in runs]
     by_name = [{r["name"]: r for r in run.rows} for run in runs]
     common = [r["name"] for r in runs[0].rows if all(r["name"] in b for b in by_name)]
+    key = "psnr" if all(b[n].get("psnr", "") != "" for b in by_name for n in common) else "residual"
     title = "Comparison: " + ", ".join(labels)
     body = [f"<h1>{html.escape(title)}</h1>"]
     tasks = sorted({str(r.info.get("task")) for r in runs})
@@ -402,7 +414,7 @@ def compare(outputs: Sequence[str | Path], output: str | Path) -> Path:
     body.append(table(["run", "PSNR dB", "SSIM", "s/image", "failed", "prior"], rows))
     body.append(f"<h2>Paired differences against {html.escape(labels[0])}</h2>")
     diffs = []
-    for lab, b in zip(labels[1:], by_name[1:], strict=True):
+    for lab, b in zip(labels[1:], by_name[1:], strict=True) if key == "psnr" else ():
         dp = paired_diff([by_name[0][n]["psnr"] for n in common], [b[n]["psnr"] for n in common])
         ds = paired_diff([by_name[0][n]["ssim"] for n in common], [b[n]["ssim"] for n in common])
         diffs.append([lab, _fmt(dp[0], dp[1], 2), f"{dp[2]}/{len(common)}", _fmt(ds[0], ds[1], 4)])
@@ -426,7 +438,7 @@ def compare(outputs: Sequence[str | Path], output: str | Path) -> Path:
             caps += [_short(name), _score(deg, truth)]
             for x, b in zip(rests, by_name, strict=True):
                 tiles.append(x if x is not None else _blank(like))
-                caps.append(_cap(float(b[name]["psnr"]), float(b[name]["ssim"])))
+                caps.append(_row_cap(b[name]))
         if tiles:
             body.append(img_tag(_grid_png(tiles, caps, ncol), f"comparison {k}-{k + CHUNK - 1}"))
     body.append("</div>")
@@ -439,9 +451,9 @@ def compare(outputs: Sequence[str | Path], output: str | Path) -> Path:
     if curves is not None:
         body.append("<h2>Loss curves</h2>")
         body.append(img_tag(curves, "loss curves"))
-    body.append("<h2>Per image PSNR (dB)</h2>")
+    body.append(f"<h2>Per image {key}</h2>")
     body.append(
-        table(["name", *labels], [[n, *[f"{float(b[n]['psnr']):.2f}" for b in by_name]] for n in common])
+        table(["name", *labels], [[n, *[f"{float(b[n][key]):.3f}" for b in by_name]] for n in common])
     )
     for run in runs:
         if run.failures:

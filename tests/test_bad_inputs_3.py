@@ -357,7 +357,6 @@ def test_restore_refuses_int8_labels():
     'indices' to have one of the following scalar types: Long, Int")."""
     from inversion import restore
     from inversion.operators import Denoising
-
     from lcm.architectures import biggan
 
     ref = torch.load(DATA / "biggan_dgp_128_tiny.pt", weights_only=True)

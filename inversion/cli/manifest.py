@@ -162,7 +162,7 @@ def pin(opts, task: str, prior) -> None:
     from inversion.methods import method_config
 
     out = Path(opts.output)
-    extra = {"critic": file_id(opts.critic), "labels": file_id(opts.labels)}
+    extra = {"critic": file_id(opts.critic), "labels": file_id(opts.labels), **_degraded(opts)}
     run = {
         "prior": file_id(opts.prior),
         "operator": repr(opts.operator),
@@ -195,6 +195,13 @@ def pin(opts, task: str, prior) -> None:
             )
         return
     atomic_write_bytes(path, json.dumps({**run, **later, **info}, indent=1, default=str).encode())
+
+
+def _degraded(opts) -> dict:
+    """``--degraded true`` runs also pin their masks and truth (absent in benchmark runs)."""
+    if not getattr(opts, "degraded", False):
+        return {}
+    return {"degraded": True, "masks": file_id(opts.masks), "truth": opts.truth}
 
 
 def unpin_if_empty(out: Path) -> None:

@@ -54,6 +54,11 @@ class RestoreOptions:
             (:mod:`inversion.cli.batch`; the pick is printed). Operators with per-image masks go one image
             at a time.
         progress: show a progress bar.
+        degraded: the input folder holds measurements as a user has them (one file per image; the
+            operator says what they are, :mod:`inversion.cli.degraded`), not clean images to degrade.
+        masks: with ``degraded``, inpainting: a folder of mask files matched by relative name, or one
+            mask file for every image (white = pixels to fill).
+        truth: with ``degraded``, a folder of ground-truth images (same relative names) for PSNR / SSIM.
         wait_timeout: seconds a rank waits for the others in a collective (torchrun / SLURM /
             ``--devices``), or shard 0 for the other shards' records (``--shard``).
     """
@@ -79,6 +84,9 @@ class RestoreOptions:
     batch_size: int | Literal["auto"] = 16
     progress: bool = True
     wait_timeout: float = 3600.0
+    degraded: bool = False
+    masks: str | None = None
+    truth: str | None = None
 
     def check(self) -> None:
         """What is wrong with the options alone fails here, before the prior or any image is read."""
@@ -100,6 +108,25 @@ class RestoreOptions:
             raise ValueError(
                 f"--limit must be a positive number of images (or left out for all), got {limit}"
             )
+        self._check_degraded()
+
+    def _check_degraded(self) -> None:
+        from inversion.cli.items import BUILTIN
+
+        if not self.degraded:
+            if self.masks is not None or self.truth is not None:
+                raise ValueError("--masks and --truth need --degraded true (a folder of measurements)")
+            return
+        if self.input in BUILTIN or not Path(self.input).is_dir():
+            raise ValueError(
+                f"--degraded true reads a folder of measurement files; --input {self.input!r} is not one "
+                "(a built-in split holds clean images: leave --degraded out to degrade them)"
+            )
+        for flag, path in (("--masks", self.masks), ("--truth", self.truth)):
+            if path is not None and not Path(path).exists():
+                raise FileNotFoundError(f"{flag} {path!r} does not exist")
+        if self.truth is not None and not Path(self.truth).is_dir():
+            raise ValueError(f"--truth {self.truth!r} must be a folder of images named as the inputs")
 
     def excluded(self) -> tuple[Path, ...]:
         """Folders never read as inputs: the output folder when it lies inside the input folder."""

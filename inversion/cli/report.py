@@ -19,6 +19,8 @@ from inversion.cli.manifest import fail_path, row_path, unpin_if_empty
 __all__ = ["FIELDS", "finalize"]
 
 FIELDS = ["index", "name", "method", "task", "psnr", "ssim", "masked_psnr", "residual", "seconds"]
+TRUTH_FIELDS = ("psnr", "ssim", "masked_psnr")  # left out of a run without ground truth
+EXTRA_FIELDS = ("hole_fraction", "hole_seam", "note")  # written when a row has them
 GRID_IMAGES = 16
 
 
@@ -31,12 +33,7 @@ def finalize(items: list[Item], out: Path, method: str) -> None:
     atomic_write_bytes(out / "failures.txt", text.encode("utf-8", "surrogateescape"))
     if rows:
         _write_grid(rows[:GRID_IMAGES], out)
-        mean = {k: sum(float(r[k]) for r in rows) / len(rows) for k in ("psnr", "ssim", "seconds")}
-        print(
-            f"[inversion] {method}: {len(rows)} images, PSNR {mean['psnr']:.2f} dB, SSIM {mean['ssim']:.4f}, "
-            f"{mean['seconds']:.2f} s/image -> {out / 'metrics.csv'}",
-            file=sys.stderr,
-        )
+        _print_summary(rows, out, method)
     if fails:
         print(f"[inversion] {len(fails)} image(s) failed, listed in {out / 'failures.txt'}", file=sys.stderr)
     if not rows:
@@ -62,9 +59,36 @@ def _records(items: list[Item], out: Path) -> tuple[list[dict], list[dict]]:
     return sorted(rows, key=lambda r: r["index"]), sorted(fails, key=lambda f: f["index"])
 
 
+def _print_summary(rows: list[dict], out: Path, method: str) -> None:
+    def mean(k: str) -> float:
+        return sum(float(r[k]) for r in rows) / len(rows)
+
+    scores = (
+        f"PSNR {mean('psnr'):.2f} dB, SSIM {mean('ssim'):.4f}"
+        if _has_truth(rows)
+        else f"no ground truth, residual {mean('residual'):.4f}"
+    )
+    print(
+        f"[inversion] {method}: {len(rows)} images, {scores}, {mean('seconds'):.2f} s/image -> "
+        f"{out / 'metrics.csv'}",
+        file=sys.stderr,
+    )
+
+
+def _has_truth(rows: list[dict]) -> bool:
+    return all(r.get("psnr", "") != "" for r in rows)
+
+
+def metric_fields(rows: list[dict]) -> list[str]:
+    """The columns of metrics.csv: :data:`FIELDS` (less PSNR / SSIM without ground truth), then the
+    no-truth statistics and notes the rows have."""
+    fields = FIELDS if _has_truth(rows) else [f for f in FIELDS if f not in TRUTH_FIELDS]
+    return fields + [f for f in EXTRA_FIELDS if any(f in r for r in rows)]
+
+
 def _write_metrics(rows: list[dict], out: Path) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n", extrasaction="ignore")
+    w = csv.DictWriter(buf, fieldnames=metric_fields(rows), lineterminator="\n", extrasaction="ignore")
     w.writeheader()
     for r in rows:
         w.writerow(r)
@@ -79,7 +103,9 @@ def _write_grid(rows: list[dict], out: Path) -> None:
     for r in rows:
         restored = load_image(out / "restored" / r["name"])
         degraded = load_image(out / "degraded" / r["name"], channels=restored.shape[0])
-        t = out / "truth" / r["name"]
+        t = out / "truth" / r["name"]  # without truth: the residual's tile
+        if not t.is_file():
+            t = out / "residual" / r["name"]
         truth = load_image(t, channels=restored.shape[0]) if t.is_file() else torch.ones_like(restored)
         tiles += [degraded, restored, truth]
     save_image_grid(torch.stack(tiles), out / "grid.png", nrow=3 * min(2, len(rows)), min_size=64)

@@ -123,18 +123,23 @@ def _interruptible(out: Path, mine: list):
 
 def _restore_here(opts: RestoreOptions, where, exclude: tuple[Path, ...]) -> Path:
     from inversion.cli.batch import resolve_batch_size
+    from inversion.cli.degraded import runner_for
     from inversion.cli.items import list_items
     from inversion.cli.labels import apply_labels, read_labels, write_labels_used
     from inversion.cli.manifest import fail_path, pin, row_path
     from inversion.cli.prior import load_prior_spec
     from inversion.cli.report import finalize
-    from inversion.cli.runner import Job, Runner, check_fits, wait_for
-    from inversion.cli.writer import RunWriter
+    from inversion.cli.runner import Job, check_fits, wait_for
 
     out = Path(opts.output)
     prior = load_prior_spec(opts.prior, where.device, opts.critic)
     operator = opts.operator.to(where.device)
-    items = list_items(opts.input, prior.image_shape, opts.limit, opts.recursive, exclude, prior=prior)
+    if opts.degraded:  # the user's measurement files (inversion.cli.degraded)
+        from inversion.cli.degraded import degraded_items
+
+        items = degraded_items(opts, prior, operator)
+    else:
+        items = list_items(opts.input, prior.image_shape, opts.limit, opts.recursive, exclude, prior=prior)
     if opts.labels is not None:  # CSV rows for files beyond --limit are no error: match the whole input
         every = (
             items
@@ -153,7 +158,7 @@ def _restore_here(opts: RestoreOptions, where, exclude: tuple[Path, ...]) -> Pat
               where.device, where.shard)  # fmt: skip
     batch = resolve_batch_size(opts.batch_size, prior, opts.method, where.device)
     with _interruptible(out, mine):
-        Runner(job, RunWriter(out), batch, where.progress).run(todo)
+        runner_for(opts, job, out, batch, where.progress).run(todo)
     if where.group is not None:  # torch.distributed: records gathered on rank 0, which writes the summary
         distributed.gather_records(where.group, out, mine, row_path, fail_path)
         if where.group.rank == 0:

@@ -16,8 +16,10 @@ from pathlib import Path
 import torch
 
 from inversion import launch as distributed
+from inversion.cli.degraded_metrics import no_truth_metrics, residual_image
 from inversion.cli.items import Item
 from inversion.cli.manifest import fail_path, row_path
+from inversion.cli.report import FIELDS
 from inversion.cli.writer import Restored, RunWriter
 from inversion.operators import Operator
 from lcm.prior import Prior
@@ -170,52 +172,60 @@ class Runner:
                 except Exception as e1:
                     self.writer.write_failure(one[0], e1)
 
+    def _measure(
+        self, batch: list[tuple[Item, torch.Tensor]]
+    ) -> tuple[list[Operator], torch.Tensor, torch.Tensor]:
+        """Each image's operator, the batch's measurements ``y`` and its truth (None: not known)."""
+        dev = self.job.device
+        ops = [operator_for(self.job.operator, it.key) for it, _ in batch]
+        with torch.no_grad():
+            y = torch.cat(
+                [
+                    op(xi, generator=torch.Generator(device=dev).manual_seed(self.job.noise_seed + it.key))
+                    for op, (it, xi) in zip(ops, batch, strict=True)
+                ]
+            )
+        return ops, y, torch.cat([xi for _, xi in batch])
+
     def restore(self, batch: list[tuple[Item, torch.Tensor]]) -> Restored:
         """Restore the images of ``batch`` (``[(item, x (1, C, H, W))]``) together."""
         from callbacks.marks import StageMarks
         from inversion.methods import restore
 
-        job, dev = self.job, self.job.device
+        job = self.job
         t0 = time.perf_counter()
         items = [it for it, _ in batch]
-        x = torch.cat([xi for _, xi in batch])
-        ops = [operator_for(job.operator, it.key) for it in items]
-        with torch.no_grad():
-            y = torch.cat(
-                [
-                    op(xi, generator=torch.Generator(device=dev).manual_seed(job.noise_seed + it.key))
-                    for op, (it, xi) in zip(ops, batch, strict=True)
-                ]
-            )
+        ops, y, x = self._measure(batch)
         op = ops[0] if len(ops) == 1 else job.operator
         labels = None
         if job.prior.num_classes and any(it.label >= 0 for it in items):  # -1 = unknown: restore() picks it
-            labels = torch.tensor([it.label for it in items], device=dev)
+            labels = torch.tensor([it.label for it in items], device=job.device)
         marks = StageMarks()
         res = restore(
             y, op, job.prior, job.method, seed=[job.seed + it.key for it in items], labels=labels, x_true=x,
             callbacks=[marks], **job.options,
         )  # fmt: skip
         seconds = (time.perf_counter() - t0) / len(items)
+        metrics = {**no_truth_metrics(res.images, y, op), **(res.metrics or {})}
         starts = marks.starts(res.history.shape[0])
         adjoint = None
         if getattr(op, "linear", False):
             with torch.no_grad():
                 adjoint = op.A_dagger(y)
-            if adjoint.shape[1:] != x.shape[1:]:
+            if adjoint.shape[1:] != res.images.shape[1:]:
                 adjoint = None
         records = []
         for i, it in enumerate(items):
             hist = res.history[:, i].tolist() if res.history.dim() == 2 else []
-            m = {k: float(v[i]) for k, v in res.metrics.items()}
+            m = {k: float(v[i]) for k, v in metrics.items()}
             records.append(
                 {
                     "index": it.index,
                     "name": it.name,
                     "method": job.method,
                     "task": job.task,
-                    "psnr": m["psnr"],
-                    "ssim": m["ssim"],
+                    "psnr": m.get("psnr", ""),
+                    "ssim": m.get("ssim", ""),
                     "masked_psnr": m.get("masked_psnr", ""),
                     "residual": m["residual"],
                     "seconds": seconds,
@@ -224,9 +234,13 @@ class Runner:
                     "history": [round(v, 6) if math.isfinite(v) else None for v in hist],
                     "stage_starts": starts,
                     **_label_record(it, res.labels, i),
+                    **{k: v for k, v in m.items() if k not in FIELDS},  # no-truth statistics
                 }
             )
-        return Restored(items, x, _display(y, x, op), res.images, adjoint, records)
+        shown = _display(y, res.images, op)
+        return Restored(
+            items, x, shown, res.images, adjoint, records, y, ops, residual_image(res.images, y, op)
+        )
 
 
 def _label_record(item: Item, labels: torch.Tensor | None, i: int) -> dict:
