@@ -521,7 +521,9 @@ def cri(
         patience=cfg.patience,
         name="cri_offset",
     )
-    fit = run_stages(offset_prior, operator, y, w_off0, [offset_stage], labels, terms, callbacks=callbacks)
+    fit = run_stages(
+        offset_prior, operator, y, w_off0, [offset_stage], labels=labels, loss_terms=terms, callbacks=callbacks
+    )
     history = fit.history
     if cfg.tune_steps > 0:
         terms["locality"] = locality_term(  # per-image seeds: an image's result ignores its batch
@@ -544,10 +546,10 @@ def cri(
             y,
             fit.latent,
             [tune_stage],
-            labels,
-            terms,
-            cfg.batching,
-            callbacks,
+            labels=labels,
+            loss_terms=terms,
+            batching=cfg.batching,
+            callbacks=callbacks,
             keep="last",
         )
         history = torch.cat([history, fit.history])

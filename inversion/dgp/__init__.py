@@ -7,7 +7,7 @@ colorization output, manipulation (jitter, morphing, category transfer: the libr
 defence. ``restore(method="dgp")`` is registered by :mod:`inversion.methods.dgp`.
 """
 
-from inversion.dgp.faithful import run_faithful, score_candidates
+from inversion.dgp.faithful import fit_faithful, score_candidates
 from inversion.dgp.fit import (
     DEFAULT_STAGES,
     DGPConfig,
@@ -35,10 +35,10 @@ __all__ = [
     "category_transfer",
     "dgp_operator",
     "fit_dgp",
+    "fit_faithful",
     "jitter",
     "load_preset",
     "morph",
-    "run_faithful",
     "scaled_options",
     "score_candidates",
     "script_stages",

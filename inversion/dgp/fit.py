@@ -26,13 +26,12 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 from torch import nn
 
 from callbacks import BatchNormToInstanceNorm, ProgressiveUnfreezing
-from inversion.dgp.faithful import parse_stages, run_faithful, score_candidates
+from inversion.dgp.faithful import fit_faithful, parse_stages, score_candidates
 from inversion.dgp.init import CandidateInit, candidate_pool, select_latents
 from inversion.dgp.losses import CriticFeatureLoss, MeasurementMSE, PerceptualLoss
 from inversion.dgp.operators import MODES
@@ -338,32 +337,7 @@ def _faithful_start(prior, operator, y, seeds, labels, cfg: DGPConfig) -> Candid
     return CandidateInit(torch.cat(zs), out_labels, torch.stack(scores), torch.tensor(idx))
 
 
-def _report_stages(observers: Sequence, stages: Sequence, rows: int) -> None:
-    """Tell stage observers (``on_train_start`` / ``on_stage_start(trainer, module, k, stage)``, e.g.
-    :class:`callbacks.StageMarks`) where each stage began in the ``rows``-row history, after the run."""
-    if not observers:
-        return
-    handle = SimpleNamespace(history=[])
-    for cb in observers:
-        if callable(getattr(cb, "on_train_start", None)):
-            cb.on_train_start(None, handle)
-    offset = 0
-    for k, stage in enumerate(stages):
-        handle.history = [None] * offset
-        for cb in observers:
-            if callable(getattr(cb, "on_stage_start", None)):
-                cb.on_stage_start(None, handle, k, stage)
-        offset += stage.iterations
-    handle.history = [None] * rows
-
-
 def _fit_faithful(prior, operator, y, seeds, labels, cfg: DGPConfig, callbacks, loss_terms) -> DGPFit:
-    observers = [cb for cb in callbacks if getattr(cb, "reads_metrics", True) is False]
-    if len(observers) != len(callbacks):
-        raise ValueError(
-            "the faithful DGP run takes no Lightning callbacks (only stage observers such as "
-            "callbacks.StageMarks): pass variant='fast' to run DGP's schedule on the stage engine"
-        )
     if cfg.batching != "sequential":
         raise ValueError(
             "the faithful DGP run fits one image at a time (batching='sequential'); batching='vmap' needs "
@@ -383,32 +357,19 @@ def _fit_faithful(prior, operator, y, seeds, labels, cfg: DGPConfig, callbacks, 
     if prior.num_classes and labels is None:
         labels = torch.full((y.shape[0],), -1, dtype=torch.long, device=y.device)
     init = _faithful_start(prior, operator, y, seeds, labels, cfg)
-    run = run_faithful(
+    fit = fit_faithful(
         prior,
         operator,
         y,
-        init.latent,
-        init.labels,
-        stages,
-        cfg.w_nll,
-        cfg.finetune_embedding and bool(prior.num_classes),
-        cfg.critic_reduction,
-        cfg.stop_ftr,
-        loss_terms,
-    )
-    _report_stages(observers, stages, run.loss.shape[0])
-    with torch.no_grad():
-        mse = (operator.A(run.images) - y).pow(2).flatten(1).mean(1)
-    last = torch.stack([run.loss[int(k) - 1, i] for i, k in enumerate(run.steps)])
-    fit = FitResult(
-        images=run.images,
-        latent=run.latent,
-        objective=last,
-        mse=mse,
-        history=run.loss,
-        steps=run.steps,
-        generators=run.generators,
-        losses={"critic": run.critic, "mse": run.mse},
+        z0=init.latent,
+        labels=init.labels,
+        stages=stages,
+        w_nll=cfg.w_nll,
+        update_embed=cfg.finetune_embedding and bool(prior.num_classes),
+        reduction=cfg.critic_reduction,
+        stop_ftr=cfg.stop_ftr,
+        loss_terms=loss_terms,
+        callbacks=callbacks,
     )
     return DGPFit(fit, init.labels, init)
 
@@ -527,10 +488,10 @@ def fit_dgp(
         y,
         init.latent,
         stages,
-        init.labels,
-        terms,
-        cfg.batching,
-        [*cbs, *callbacks],
+        labels=init.labels,
+        loss_terms=terms,
+        batching=cfg.batching,
+        callbacks=[*cbs, *callbacks],
         keep=cfg.keep,
     )
     return DGPFit(fit, init.labels, init)

@@ -87,6 +87,7 @@ def iagan(
         name="iagan",
     )
     fit = run_stages(
-        prior, operator, y, start.latent, [stage], labels, loss_terms, cfg.batching, callbacks=callbacks
-    )
+        prior, operator, y, start.latent, [stage],
+        labels=labels, loss_terms=loss_terms, batching=cfg.batching, callbacks=callbacks,
+    )  # fmt: skip
     return fit, torch.cat([hist0, fit.history])

@@ -114,7 +114,7 @@ def test_each_stage_trains_exactly_its_blocks_and_frozen_blocks_have_no_grad(bat
 
     z0 = init_latents(prior, [0, 1])
     fit = run_stages(
-        prior, op, op.A(x), z0, stages, None, {"critic": critic}, batching,
+        prior, op, op.A(x), z0, stages, loss_terms={"critic": critic}, batching=batching,
         callbacks=[ProgressiveUnfreezing(blocks)], module_hook=hook,
     )  # fmt: skip
     assert [s for s, _, _ in seen] == [0, 0, 1, 1, 2, 2]
@@ -143,8 +143,7 @@ def test_progressive_unfreezing_rejects_mismatched_schedules():
             x,
             init_latents(prior, [0]),
             stages,
-            None,
-            terms,
+            loss_terms=terms,
             callbacks=[ProgressiveUnfreezing([1, 2])],
         )
     with pytest.raises(ValueError, match="blocks"):
