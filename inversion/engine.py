@@ -231,6 +231,7 @@ class InversionModule(pl.LightningModule):
         self.t = 0
         self._opts: list[torch.optim.Optimizer] = []
         self.last_terms: dict[str, torch.Tensor] = {}  # this step's term values (before its update)
+        self.split: tuple[int, int] | None = None  # (image, images) of a per-image fit (run_stages)
         self.log_metrics = True  # run_stages turns it off when no callback or progress bar reads it
 
     # -- Lightning plumbing ----------------------------------------------------------------
