@@ -1,5 +1,5 @@
 """The CRI fit (Wang et al., AAAI 2023, Algorithm 1) on the stage engine (``restore(method="cri")`` via
-:mod:`inversion.methods.cri`): nearest centroid, regularised offset,
+:mod:`inversion.cri.method`): nearest centroid, regularised offset,
 pivotal tuning with a locality regulariser.
 
 1. Clustering (eqs. 2-3): :func:`inversion.cri.clustering.cluster_centroids` per class.

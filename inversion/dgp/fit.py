@@ -1,4 +1,4 @@
-"""The DGP fit (Pan et al. 2020; ``restore(method="dgp")`` runs it through :mod:`inversion.methods.dgp`):
+"""The DGP fit (Pan et al. 2020; ``restore(method="dgp")`` registers it in :mod:`inversion.dgp.method`):
 best-of-N start, then progressive fine-tuning of a per-image generator copy
 under the critic feature + MSE loss (DGP eqs. 2-3).
 
@@ -48,6 +48,7 @@ __all__ = [
     "PRESET_DIR",
     "fit_dgp",
     "load_preset",
+    "resolve_config",
     "scaled_options",
     "script_stages",
 ]
@@ -160,7 +161,7 @@ def load_preset(name: str) -> dict:
     return load_options(path)
 
 
-def _resolve(cfg: DGPConfig) -> DGPConfig:
+def resolve_config(cfg: DGPConfig) -> DGPConfig:
     if cfg.preset is not None:
         opts = load_preset(cfg.preset)
         opts.pop("preset", None)
@@ -397,6 +398,7 @@ def fit_dgp(
     prior: Prior,
     operator: nn.Module,
     y: torch.Tensor,
+    *,
     seeds: Sequence[int],
     labels: torch.Tensor | None = None,
     cfg: DGPConfig | None = None,
@@ -418,7 +420,7 @@ def fit_dgp(
             stacklevel=2,
         )
         cfg = cfg.updated({"preset": "mse"})
-    cfg = _resolve(cfg)
+    cfg = resolve_config(cfg)
     if cfg.variant == "faithful":
         return _fit_faithful(prior, operator, y, seeds, labels, cfg, callbacks, loss_terms)
     schedule, use_in, nf = _fast_schedule(cfg.stages if cfg.stages is not None else DEFAULT_STAGES)
