@@ -157,6 +157,8 @@ class InversionModule(pl.LightningModule):
             one after the last update).
         record_terms: loss terms whose per-step values ``FitResult.losses`` holds (computed at weight 0
             too), e.g. DGP's ``critic``.
+        copies_train: the per-image generator copies run in train mode during the fit (BatchNorm on
+            the batch's statistics, as DIP fits its network) and in eval mode for the final iterate.
 
     Shape:
         - y: ``(B, ...)`` as ``operator.A`` returns; latent_init: ``(B, *prior.latent_shape)``.
@@ -179,6 +181,7 @@ class InversionModule(pl.LightningModule):
         generator_groups: GroupFn | None = None,
         final_score: bool = True,
         record_terms: Sequence[str] = (),
+        copies_train: bool = False,
     ):
         super().__init__()
         if batching not in ("sequential", "vmap"):
@@ -195,6 +198,9 @@ class InversionModule(pl.LightningModule):
         self.group_fn = generator_groups
         self.final_score = bool(final_score)
         self.record_terms = tuple(record_terms)
+        self.copies_train = bool(copies_train)
+        if self.copies_train and batching != "sequential":
+            raise ValueError("copies_train needs batching='sequential' (per-image generator copies)")
         if latent_init.shape[0] != y.shape[0]:
             raise ValueError(f"latent_init has {latent_init.shape[0]} rows for {y.shape[0]} measurements")
         if tuple(latent_init.shape[1:]) != prior.latent_shape:
@@ -271,7 +277,7 @@ class InversionModule(pl.LightningModule):
         """Create the per-image private generator copies (override point, e.g. for a BN->IN swap)."""
         gen = self.prior.generator
         if self.batching == "sequential":
-            self.copies = [copy.deepcopy(gen).eval() for _ in range(self.n)]
+            self.copies = [copy.deepcopy(gen).train(self.copies_train) for _ in range(self.n)]
         else:
             self.stacked = {
                 n: p.detach().unsqueeze(0).repeat(self.n, *([1] * p.dim())).contiguous()
@@ -547,6 +553,8 @@ class InversionModule(pl.LightningModule):
     @torch.no_grad()
     def finish(self) -> FitResult:
         """Score the last iterate too, then return every image at its kept (best or last) iterate."""
+        for c in self.copies or ():
+            c.eval()
         if self.t > 0 and self.active.any():
             if self.final_score:
                 x = self.synthesize()
