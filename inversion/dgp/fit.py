@@ -38,6 +38,7 @@ from inversion.dgp.operators import MODES
 from inversion.dgp.schedule import schedule_to_stages
 from inversion.engine import FitResult, LossTerm, run_stages
 from inversion.methods.common import PriorConfig
+from inversion.methods.registry import check_number, check_positive_int
 from lcm.configs import config_dir, load_options
 from lcm.prior import Prior
 
@@ -141,8 +142,56 @@ class DGPConfig(PriorConfig):
     scale: float | None = None
 
     def check(self) -> None:
-        if self.batching not in ("sequential", "vmap"):
-            raise ValueError(f"batching must be 'sequential' or 'vmap', got {self.batching!r}")
+        """Every option's type and range (ValueError naming the first bad one), before any work; a
+        faithful ``stages`` list is parsed stage by stage (:func:`~inversion.dgp.faithful.parse_stages`)."""
+        super().check()
+        for name, allowed in _CHOICES.items():
+            v = getattr(self, name)
+            if v not in allowed:
+                raise ValueError(f"{name} must be one of {sorted(map(str, allowed))}, got {v!r}")
+        for name in ("bn_to_in", "colorize_output", "finetune_embedding"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        check_positive_int(self, "n_candidates", "candidate_batch")
+        if self.candidate_features is not None:
+            check_positive_int(self, "candidate_features")
+        if self.candidate_seed is not None and (
+            isinstance(self.candidate_seed, bool) or not isinstance(self.candidate_seed, int)
+        ):
+            raise ValueError(f"candidate_seed must be an integer or None, got {self.candidate_seed!r}")
+        check_number(self, "w_nll")
+        check_number(self, "candidate_std", positive=True)
+        check_number(self, "stop_mse", positive=True, optional=True)
+        check_number(self, "stop_ftr", optional=True)
+        check_number(self, "scale", positive=True, optional=True)
+        if self.preset is not None and not isinstance(self.preset, str):
+            raise ValueError(f"preset must be a preset name or a YAML path, got {self.preset!r}")
+        cb = self.critic_blocks
+        if cb is not None and (
+            isinstance(cb, (str, bytes))
+            or not isinstance(cb, Sequence)
+            or not all(isinstance(b, int) and not isinstance(b, bool) for b in cb)
+        ):
+            raise ValueError(f"critic_blocks must be a list of block indices or None, got {cb!r}")
+        if self.init_latent is not None and not isinstance(self.init_latent, torch.Tensor):
+            raise ValueError(f"init_latent must be a (B, *latent_shape) tensor or None, got {type(self.init_latent)}")
+        if self.stages is not None:
+            if isinstance(self.stages, Mapping) or not isinstance(self.stages, Sequence) or not self.stages:
+                raise ValueError("stages must be a non-empty list of stage mappings (or None)")
+            if self.variant == "faithful":
+                parse_stages(self.stages)
+            elif not all(isinstance(st, Mapping) for st in self.stages):
+                raise ValueError("stages must be a list of stage mappings")
+
+
+_CHOICES = {
+    "batching": ("sequential", "vmap"),
+    "lift": ("resize", "pseudo_inverse"),
+    "init_metric": (None, "critic", "mse"),
+    "critic_reduction": ("block_mean", "paper"),
+    "keep": ("last", "best"),
+    "variant": ("faithful", "fast"),
+}
 
 
 def load_preset(name: str) -> dict:
@@ -162,6 +211,8 @@ def load_preset(name: str) -> dict:
 
 
 def resolve_config(cfg: DGPConfig) -> DGPConfig:
+    """``cfg`` checked, its preset's options filled in, its ``scale`` applied to the stages."""
+    cfg.check()
     if cfg.preset is not None:
         opts = load_preset(cfg.preset)
         opts.pop("preset", None)
@@ -176,13 +227,7 @@ def resolve_config(cfg: DGPConfig) -> DGPConfig:
             )
         }
         cfg = cfg.updated({k: v for k, v in opts.items() if k not in keep} | {"preset": None})
-    if cfg.init_metric not in (None, "critic", "mse"):
-        raise ValueError(f"init_metric must be 'critic', 'mse' or None, got {cfg.init_metric!r}")
-    if cfg.variant not in ("faithful", "fast"):
-        raise ValueError(f"variant must be 'faithful' (DGP's run()) or 'fast', got {cfg.variant!r}")
     if cfg.scale is not None:
-        if not (isinstance(cfg.scale, (int, float)) and cfg.scale > 0):
-            raise ValueError(f"scale must be a number > 0, got {cfg.scale!r}")
         cfg = cfg.updated({"stages": scaled_options(cfg.stages or DEFAULT_STAGES, cfg.scale), "scale": None})
     return cfg
 
