@@ -81,8 +81,8 @@ def run_folder(opts: RestoreOptions) -> Path:
         write_labels_used(out, items)
     mine = [it for it in items if where.owns(it)]
     todo = [it for it in mine if not row_path(out, it).exists()]
-    job = Job(prior, operator, opts.method, task, opts.seed, opts.noise_seed, opts.options or {},
-              where.device, where.shard)  # fmt: skip
+    job = Job(prior, operator, opts.method, task=task, seed=opts.seed, noise_seed=opts.noise_seed,
+              options=opts.options or {}, device=where.device, shard=where.shard)  # fmt: skip
     Runner(job, RunWriter(out), opts.batch_size, where.progress).run(todo)
     if where.group is not None:  # torch.distributed: records gathered on rank 0, which writes the summary
         distributed.gather_records(where.group, out, mine, row_path, fail_path)

@@ -9,6 +9,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE = ROOT / "inversion" / "engine.py"
+# not yet on the engine (issue 30's remaining step): e-GLASS's restart baseline (its own per-row Adam);
+# listed so that the list can only shrink: each entry must still violate (remove it once it is ported)
+PENDING = {"inversion/exploration/restarts.py"}
 # a hand-written optimizer step: Adam's moment updates and in-place parameter arithmetic
 IN_PLACE = {"addcdiv_", "addcmul_", "sub_", "add_"}
 
@@ -41,11 +44,18 @@ def _violations(path: Path) -> list[str]:
 
 
 def test_only_the_engine_builds_or_steps_optimizers():
-    bad = []
+    bad, pending = [], set()
     for path in sorted((ROOT / "inversion").rglob("*.py")):
-        if path != ENGINE:
-            bad += _violations(path)
+        rel = str(path.relative_to(ROOT))
+        if path == ENGINE:
+            continue
+        found = _violations(path)
+        if rel in PENDING:
+            pending |= {rel} if found else set()
+            continue
+        bad += found
     assert not bad, "\n".join(bad)
+    assert pending == PENDING, f"ported to the engine: drop {sorted(PENDING - pending)} from PENDING"
 
 
 def test_the_scan_finds_a_hand_written_loop(tmp_path):
