@@ -161,7 +161,8 @@ class GroupLearningRates(BaseFinetuning):
             raise ValueError("GroupLearningRates needs the inversion engine with optimizers='persistent'")
         if len(stages) != len(self.blocks):
             raise ValueError(
-                f"GroupLearningRates has {len(self.blocks)} entries for {len(stages)} stages: give one per stage"
+                f"GroupLearningRates has {len(self.blocks)} entries for {len(stages)} stages: "
+                "give one per stage"
             )
 
     def finetune_function(self, pl_module: pl.LightningModule, epoch: int, optimizer) -> None:

@@ -215,7 +215,9 @@ class InversionModule(pl.LightningModule):
         self.loss_terms = dict(loss_terms or {})
         missing = set(self.record_terms) - set(BUILTIN_TERMS) - set(self.loss_terms)
         if missing:
-            raise ValueError(f"record_terms names unknown loss terms {sorted(missing)}: pass them as loss_terms")
+            raise ValueError(
+                f"record_terms names unknown loss terms {sorted(missing)}: pass them as loss_terms"
+            )
         for s in self.stages:
             unknown = set(s.weights) - set(BUILTIN_TERMS) - set(self.loss_terms)
             if unknown:

@@ -522,7 +522,14 @@ def cri(
         name="cri_offset",
     )
     fit = run_stages(
-        offset_prior, operator, y, w_off0, [offset_stage], labels=labels, loss_terms=terms, callbacks=callbacks
+        offset_prior,
+        operator,
+        y,
+        w_off0,
+        [offset_stage],
+        labels=labels,
+        loss_terms=terms,
+        callbacks=callbacks,
     )
     history = fit.history
     if cfg.tune_steps > 0:

@@ -359,6 +359,8 @@ def fit_faithful(
         record_terms=record,
     )
     mse = fit.losses["dgp_mse"]
-    critic = fit.losses["critic"] if loss.uses_critic else torch.where(mse.isnan(), mse, torch.zeros_like(mse))
+    critic = (
+        fit.losses["critic"] if loss.uses_critic else torch.where(mse.isnan(), mse, torch.zeros_like(mse))
+    )
     fit.losses = {"critic": critic, "mse": mse}
     return fit

@@ -174,7 +174,9 @@ class DGPConfig(PriorConfig):
         ):
             raise ValueError(f"critic_blocks must be a list of block indices or None, got {cb!r}")
         if self.init_latent is not None and not isinstance(self.init_latent, torch.Tensor):
-            raise ValueError(f"init_latent must be a (B, *latent_shape) tensor or None, got {type(self.init_latent)}")
+            raise ValueError(
+                f"init_latent must be a (B, *latent_shape) tensor or None, got {type(self.init_latent)}"
+            )
         if self.stages is not None:
             if isinstance(self.stages, Mapping) or not isinstance(self.stages, Sequence) or not self.stages:
                 raise ValueError("stages must be a non-empty list of stage mappings (or None)")

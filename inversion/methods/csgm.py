@@ -70,7 +70,14 @@ def csgm(
     )
     op, yr, lab = repeat_for_restarts(operator, y, labels, r)
     fit = run_stages(
-        prior, op, yr, init_latents(prior, seeds, r), [stage], labels=lab, loss_terms=loss_terms, callbacks=callbacks
+        prior,
+        op,
+        yr,
+        init_latents(prior, seeds, r),
+        [stage],
+        labels=lab,
+        loss_terms=loss_terms,
+        callbacks=callbacks,
     )
     sel = best_restart(fit, n, r)
     return sel, sel.history

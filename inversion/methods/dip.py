@@ -125,7 +125,9 @@ def dip(prior, operator, y, seeds, labels=None, cfg=None, noisy=False, callbacks
         torch.manual_seed(int(s))  # initial weights of this image's network
         net = DIPNet(cfg.dip_input_channels, c, cfg.dip_width, cfg.dip_depth).to(y.device)
         z = (torch.rand(1, cfg.dip_input_channels, h, w, generator=gen) * 0.1).to(y.device)
-        net_prior = Prior(_DIPGenerator(net, cfg.dip_noise_reg, gen), "gaussian", tuple(z.shape[1:]), (c, h, w))
+        net_prior = Prior(
+            _DIPGenerator(net, cfg.dip_noise_reg, gen), "gaussian", tuple(z.shape[1:]), (c, h, w)
+        )
         fit = run_stages(
             net_prior, _row_operator(operator, i, y.shape[0]), y[i : i + 1], z, [stage],
             callbacks=callbacks, keep="last", copies_train=True, adam={"fused": False},

@@ -111,6 +111,7 @@ def get_start(name: str) -> StartSpec:
         raise ValueError(f"start must be one of {sorted(_STARTS)}, got {name!r}")
     return _STARTS[name]
 
+
 # run(prior, operator, y, seeds, labels, cfg, noisy, callbacks, loss_terms) -> (FitResult, history (T, B))
 MethodFn = Callable[..., tuple]
 

@@ -318,7 +318,9 @@ def test_morphing_at_lambda_0_and_1_reproduces_the_two_fitted_images(bn_to_in):
 def test_category_transfer_renders_every_class_and_keeps_the_fitted_one():
     prior = tiny(num_classes=3)
     x = images(prior, 1)
-    out = dgp.fit_dgp(prior, Denoising(0.0), x, seeds=[0], labels=torch.tensor([2]), cfg=dgp.DGPConfig(**FAST))
+    out = dgp.fit_dgp(
+        prior, Denoising(0.0), x, seeds=[0], labels=torch.tensor([2]), cfg=dgp.DGPConfig(**FAST)
+    )
     assert int(out.labels[0]) == 2
     imgs = M.category_transfer(prior, out.fit.generators[0], out.fit.latent[0])
     assert imgs.shape == (3, 1, 16, 16)

@@ -73,6 +73,9 @@ def test_the_scan_finds_a_hand_written_loop(tmp_path):
     finally:
         ROOT = old
     assert {f.split(" ", 1)[1] for f in found} == {
-        "defines an optimizer class _Adam", "uses torch.optim", "calls .step()", "steps tensors in place (add_)"
+        "defines an optimizer class _Adam",
+        "uses torch.optim",
+        "calls .step()",
+        "steps tensors in place (add_)",
     }, found  # configure_optimizers' SGD is Lightning's to step
     assert len(found) == 4

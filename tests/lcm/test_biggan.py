@@ -271,7 +271,9 @@ def test_dgp_manipulation_on_biggan():
     prior = tiny_biggan()
     x = _target(prior, 2)
     op = Inpainting(mask_kind="center", box_size=0.4)
-    out = dgp.fit_dgp(prior, op, op.A(x), seeds=[0, 1], labels=torch.tensor([2, 2]), cfg=dgp.DGPConfig(**FAST))
+    out = dgp.fit_dgp(
+        prior, op, op.A(x), seeds=[0, 1], labels=torch.tensor([2, 2]), cfg=dgp.DGPConfig(**FAST)
+    )
     g, z, fitted = out.fit.generators, out.fit.latent, out.fit.images
     j = M.jitter(prior, g[0], z[0], sigma=0.0, n=2, label=2)
     assert torch.allclose(j, fitted[:1].expand(2, -1, -1, -1), atol=1e-5)
