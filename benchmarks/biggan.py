@@ -119,7 +119,8 @@ def _phase_ours(args) -> dict:
     t0 = time.perf_counter()
     with _PeakRSS() as mem:
         run_stages(
-            prior, op, y, z0, stages, labels, {"critic": CriticFeatureLoss(prior.critic, prior.image_shape)},
+            prior, op, y, z0, stages, labels=labels,
+            loss_terms={"critic": CriticFeatureLoss(prior.critic, prior.image_shape)},
             callbacks=[ProgressiveUnfreezing(blocks), Clock()],
         )  # fmt: skip
     return {"step_s": times, "total_s": time.perf_counter() - t0, "fit_peak_mb": mem.added}

@@ -229,8 +229,8 @@ def _speed(prior, x, labels, scale: float, n_candidates: int) -> list[dict]:
         y,
         first.latent,
         stages,
-        labels,
-        {"critic": metric},
+        labels=labels,
+        loss_terms={"critic": metric},
         callbacks=[ProgressiveUnfreezing(blocks)],
     )
     built = time.perf_counter() - t

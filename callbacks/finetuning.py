@@ -20,7 +20,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import BaseFinetuning
 from torch import nn
 
-__all__ = ["ProgressiveUnfreezing", "as_blocks"]
+__all__ = ["GroupLearningRates", "ProgressiveUnfreezing", "as_blocks"]
 
 
 def as_blocks(value, where: str) -> int | str:
@@ -129,3 +129,57 @@ class ProgressiveUnfreezing(BaseFinetuning):
             if ps and all(p.requires_grad for p in ps):
                 out.append(i)
         return out
+
+
+class GroupLearningRates(BaseFinetuning):
+    """Per-stage learning rates of the generator's parameter groups, as DGP's ``LRScheduler.update``
+    (``models/dgp.py``) sets them: group ``j`` trains at ``generator_lr * lr_ratio**j`` while ``j < ft_num``,
+    at learning rate 0 from ``ft_num`` on -- its parameters keep their gradients, so Adam's moments go on
+    accumulating and move them once a later stage raises ``ft_num`` (unlike :class:`ProgressiveUnfreezing`,
+    which takes the frozen groups out of the graph).
+
+    Needs the engine's persistent optimizers (``optimizers="persistent"``, param groups tagged
+    ``group=j``); in the manner of :class:`~pytorch_lightning.callbacks.BaseFinetuning`, the stage boundary
+    comes as ``on_stage_start`` and :meth:`finetune_function` edits the optimizer's param groups.
+
+    Args:
+        blocks: per stage DGP's ``ft_num`` (groups that train), or ``'all'``.
+        lr_ratio: per stage DGP's ``lr_ratio``.
+    """
+
+    def __init__(self, blocks: list[int | str], lr_ratio: list[float]):
+        super().__init__()
+        if isinstance(blocks, (str, int)) or not len(blocks) or len(lr_ratio) != len(blocks):
+            raise ValueError("blocks and lr_ratio must be lists with one entry per stage")
+        self.blocks = [as_blocks(b, f"stage {i}") for i, b in enumerate(blocks)]
+        self.lr_ratio = [float(r) for r in lr_ratio]
+        self._stage = None
+
+    def freeze_before_training(self, pl_module: pl.LightningModule) -> None:
+        stages = getattr(pl_module, "stages", None)
+        if stages is None or not getattr(pl_module, "persistent", False):
+            raise ValueError("GroupLearningRates needs the inversion engine with optimizers='persistent'")
+        if len(stages) != len(self.blocks):
+            raise ValueError(
+                f"GroupLearningRates has {len(self.blocks)} entries for {len(stages)} stages: "
+                "give one per stage"
+            )
+
+    def finetune_function(self, pl_module: pl.LightningModule, epoch: int, optimizer) -> None:
+        """Set the rates of the current stage on ``optimizer``'s tagged groups."""
+        k, stage = self._stage
+        ft_num = self.blocks[k]
+        for pg in optimizer.param_groups:
+            j = pg.get("group")
+            if j is None:
+                continue
+            on = ft_num == "all" or j < ft_num
+            pg["lr"] = stage.generator_lr * self.lr_ratio[k] ** j if on else 0.0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Nothing per epoch: the rates change at stage boundaries (:meth:`on_stage_start`)."""
+
+    def on_stage_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, k: int, stage) -> None:
+        self._stage = (k, stage)
+        for opt in pl_module.stage_optimizers:
+            self.finetune_function(pl_module, k, opt)

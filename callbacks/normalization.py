@@ -91,11 +91,24 @@ class BatchNormToInstanceNorm(pl.Callback):
 
     Needs the engine's sequential copies (``batching='sequential'``): stacked ``vmap`` weights share
     one module structure. Swapping again is a no-op.
+
+    Args:
+        eps: IN epsilon.
+        stages: per stage DGP's ``use_in`` (None: IN from the first stage with copies on). Given, the
+            callback runs DGP's ``run()`` rule: a generator with DGP's own InstanceNorm twins
+            (``set_instance_norm`` / ``reset_instance_norm``, BigGAN's ``GBlock``; their affine is
+            initialised from the BN output at the first forward that uses them) switches them per stage;
+            any other generator is swapped at the first stage with ``use_in`` from the image's current
+            latent, and must keep IN from then on.
+        freeze_affine: the IN scale and shift do not train (DGP's code leaves them out of its optimizer).
     """
 
-    def __init__(self, eps: float = 1e-5):
+    def __init__(self, eps: float = 1e-5, stages: list[bool] | None = None, freeze_affine: bool = False):
         self.eps = float(eps)
+        self.stages = None if stages is None else [bool(f) for f in stages]
+        self.freeze_affine = bool(freeze_affine)
         self.swapped = 0
+        self._swapped: set[int] = set()  # ids of the copies this callback swapped
 
     def on_stage_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, k: int, stage) -> None:
         if getattr(pl_module, "stacked", None) is not None:
@@ -103,13 +116,32 @@ class BatchNormToInstanceNorm(pl.Callback):
         copies = getattr(pl_module, "copies", None)
         if copies is None:
             return
+        flag = True if self.stages is None else self.stages[k]
         prior, labels = pl_module.prior, pl_module.labels
         with torch.no_grad():
             w = prior.code(pl_module.latent, labels)
         for i, g in enumerate(copies):
+            if self.stages is not None and callable(getattr(g, "set_instance_norm", None)):
+                if k == 0 and callable(getattr(g, "reset_instance_norm", None)):
+                    g.reset_instance_norm()  # DGP's reset_in_init: first use initialises the twins
+                g.set_instance_norm(flag)
+                continue
+            if not flag:
+                if id(g) in self._swapped:
+                    raise ValueError(
+                        "this generator has no DGP InstanceNorm twins: once a stage swaps BN for IN, later "
+                        "stages must keep instance_norm: true"
+                    )
+                continue
             lab = labels[i : i + 1] if prior.num_classes else None
             n = swap_batchnorm_for_instancenorm(g, w[i : i + 1], lab, self.eps)
             self.swapped += n
+            if n:
+                self._swapped.add(id(g))
+            if n and self.freeze_affine:
+                for m in g.modules():
+                    if isinstance(m, nn.InstanceNorm2d):
+                        m.requires_grad_(False)
             if n and pl_module.best_state[i] is None:
                 # the best iterate so far used the shared generator: its IN twin reproduces it
                 pl_module.best_state[i] = {name: p.detach().clone() for name, p in g.named_parameters()}

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import EarlyStopping
 
-__all__ = ["MSEThresholdStop"]
+__all__ = ["MSEThresholdStop", "TermThresholdStop"]
 
 
 class MSEThresholdStop(EarlyStopping):
@@ -41,3 +42,34 @@ class MSEThresholdStop(EarlyStopping):
         if current <= self.threshold:  # inclusive, unlike EarlyStopping's strict comparison
             return True, f"{self.monitor} = {float(current):.3g} <= threshold {self.threshold:.3g}"
         return super()._evaluate_stopping_criteria(current)
+
+
+class TermThresholdStop(pl.Callback):
+    """Stop an image for the rest of the current stage once a loss term of the step just taken is below a
+    per-stage threshold, *after* that step's update: DGP's ``run()`` breaks out of its stage loop once
+    ``mse < stop_mse`` or the feature loss ``< stop_ftr`` (``models/dgp.py``). The image keeps the updated
+    iterate and resumes from it in the next stage.
+
+    Args:
+        term: the engine's loss term to watch (``pl_module.last_terms[term]``, ``(B,)``).
+        thresholds: per stage, the threshold (None: no stop in that stage); one number for every stage.
+    """
+
+    reads_metrics = False
+
+    def __init__(self, term: str, thresholds: float | list[float | None]):
+        self.term = str(term)
+        self.thresholds = thresholds
+
+    def _threshold(self, k: int) -> float | None:
+        t = self.thresholds
+        return t[k] if isinstance(t, (list, tuple)) else t
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        thr = self._threshold(pl_module.stage_index)
+        if thr is None:
+            return
+        value = pl_module.last_terms.get(self.term)
+        if value is None:
+            raise ValueError(f"TermThresholdStop watches {self.term!r}, which the engine did not compute")
+        pl_module.stop_images(value < float(thr))

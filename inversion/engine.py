@@ -20,7 +20,7 @@ import copy
 import logging
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import pytorch_lightning as pl
@@ -36,6 +36,8 @@ __all__ = ["FitResult", "InversionModule", "LossContext", "make_adam", "run_stag
 
 Batching = Literal["sequential", "vmap"]
 Keep = Literal["best", "last"]
+Optimizers = Literal["per_stage", "persistent"]
+GroupFn = Callable[[nn.Module], list[list[nn.Parameter]]]
 BUILTIN_TERMS = ("mse", "latent_prior")
 
 
@@ -64,6 +66,7 @@ class LossContext:
     operator: nn.Module
     stage: Stage
     module: InversionModule | None = None
+    cache: dict = field(default_factory=dict)  # terms sharing work within one step (e.g. DGP's lifted A x)
 
 
 LossTerm = Callable[[LossContext], torch.Tensor]
@@ -100,15 +103,16 @@ def stage_callbacks(trainer: pl.Trainer | None) -> list[StageCallback]:
     return [cb for cb in (trainer.callbacks if trainer is not None else ()) if isinstance(cb, StageCallback)]
 
 
-def make_adam(groups: list[dict], fused: bool | None = None) -> torch.optim.Optimizer:
-    """``Adam(fused=True)`` where this torch supports it for these tensors, plain Adam otherwise."""
+def make_adam(groups: list[dict], fused: bool | None = None, **kwargs) -> torch.optim.Optimizer:
+    """``Adam(fused=True, **kwargs)`` where this torch supports it for these tensors, plain Adam otherwise
+    (``fused=False``: plain Adam, as the authors' code builds it)."""
     if fused is not False:
         try:
-            return torch.optim.Adam(groups, fused=True)
+            return torch.optim.Adam(groups, fused=True, **kwargs)
         except (RuntimeError, TypeError, ValueError):
             if fused:
                 raise
-    return torch.optim.Adam(groups)
+    return torch.optim.Adam(groups, **kwargs)
 
 
 def _block_param_names(gen: nn.Module, spec: str | list[int]) -> list[str]:
@@ -172,6 +176,23 @@ class InversionModule(pl.LightningModule):
         keep: which iterate an image returns: ``"best"``, its least objective (IAGAN, "minimal
             objective value"; CSGM), or ``"last"``, its final iterate (DGP's ``run()``; an image stopped by
             a stage's ``stop_mse`` keeps the iterate that met it and resumes from it in the next stage).
+        optimizers: ``"per_stage"`` (a fresh Adam per stage over what the stage trains) or
+            ``"persistent"`` (one Adam for the latent and one for the generator copies, built once for the
+            whole run, as DGP's code: every generator group keeps its gradient and Adam moments; a stage
+            sets learning rates only: the latent's ``latent_lr`` (0 where ``latent=False``), the generator
+            groups' ``generator_lr``, which a callback such as :class:`callbacks.GroupLearningRates` may
+            set per group).
+        adam: extra ``torch.optim.Adam`` arguments (``betas``, ``eps``, ``fused``).
+        generator_groups: persistent optimizers: the parameter groups of one generator copy (group ``j``
+            of every copy becomes the param group tagged ``group=j``); parameters outside every group get
+            no gradient. None: one group of every parameter.
+        final_score: score the final iterate after the last step into ``history`` / ``objective``
+            (False: DGP's ``run()``: both end at the last step's value, the returned iterate is still the
+            one after the last update).
+        record_terms: loss terms whose per-step values ``FitResult.losses`` holds (computed at weight 0
+            too), e.g. DGP's ``critic``.
+        copies_train: the per-image generator copies run in train mode during the fit (BatchNorm on
+            the batch's statistics, as DIP fits its network) and in eval mode for the final iterate.
 
     Shape:
         - y: ``(B, ...)`` as ``operator.A`` returns; latent_init: ``(B, *prior.latent_shape)``.
@@ -184,19 +205,38 @@ class InversionModule(pl.LightningModule):
         y: torch.Tensor,
         latent_init: torch.Tensor,
         stages: Sequence[Stage | Mapping],
+        *,
         labels: torch.Tensor | None = None,
         loss_terms: Mapping[str, LossTerm] | None = None,
         batching: Batching = "sequential",
         keep: Keep = "best",
+        optimizers: Optimizers = "per_stage",
+        adam: Mapping | None = None,
+        generator_groups: GroupFn | None = None,
+        final_score: bool = True,
+        record_terms: Sequence[str] = (),
+        copies_train: bool = False,
     ):
         super().__init__()
         if batching not in ("sequential", "vmap"):
             raise ValueError(f"batching must be 'sequential' or 'vmap', got {batching!r}")
         if keep not in ("best", "last"):
             raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
+        if optimizers not in ("per_stage", "persistent"):
+            raise ValueError(f"optimizers must be 'per_stage' or 'persistent', got {optimizers!r}")
+        if optimizers == "persistent" and batching != "sequential":
+            raise ValueError("persistent optimizers need batching='sequential' (per-image generator copies)")
         self.keep = keep
         check_prior(prior)
         _check_latent_init(latent_init, y, prior)
+        self.persistent = optimizers == "persistent"
+        self.adam = dict(adam or {})
+        self.group_fn = generator_groups
+        self.final_score = bool(final_score)
+        self.record_terms = tuple(record_terms)
+        self.copies_train = bool(copies_train)
+        if self.copies_train and batching != "sequential":
+            raise ValueError("copies_train needs batching='sequential' (per-image generator copies)")
         if latent_init.shape[0] != y.shape[0]:
             raise ValueError(f"latent_init has {latent_init.shape[0]} rows for {y.shape[0]} measurements")
         if tuple(latent_init.shape[1:]) != prior.latent_shape:
@@ -209,6 +249,11 @@ class InversionModule(pl.LightningModule):
         self.__dict__["_forward"] = forward_operator(operator, check=False)
         self.stages = as_stages(stages)
         self.loss_terms = dict(loss_terms or {})
+        missing = set(self.record_terms) - set(BUILTIN_TERMS) - set(self.loss_terms)
+        if missing:
+            raise ValueError(
+                f"record_terms names unknown loss terms {sorted(missing)}: pass them as loss_terms"
+            )
         for s in self.stages:
             unknown = set(s.weights) - set(BUILTIN_TERMS) - set(self.loss_terms)
             if unknown:
@@ -228,7 +273,9 @@ class InversionModule(pl.LightningModule):
         self.stacked: dict[str, torch.Tensor] | None = None
         self.stage_index = -1
         self.t = 0
-        self._opt: torch.optim.Optimizer | None = None
+        self._opts: list[torch.optim.Optimizer] = []
+        self.last_terms: dict[str, torch.Tensor] = {}  # this step's term values (before its update)
+        self.split: tuple[int, int] | None = None  # (image, images) of a per-image fit (run_stages)
         self.log_metrics = True  # run_stages turns it off when no callback or progress bar reads it
 
     # -- Lightning plumbing ----------------------------------------------------------------
@@ -253,6 +300,7 @@ class InversionModule(pl.LightningModule):
         self.stall = torch.zeros(self.n, dtype=torch.long, device=dev)
         self.steps_run = torch.zeros(self.n, dtype=torch.long, device=dev)
         self.history: list[torch.Tensor] = []
+        self.term_history: dict[str, list[torch.Tensor]] = {n: [] for n in self.record_terms}
 
     def on_train_end(self) -> None:
         for p, f in zip(self.prior.parameters(), self._flags, strict=True):
@@ -267,7 +315,7 @@ class InversionModule(pl.LightningModule):
         """Create the per-image private generator copies (override point, e.g. for a BN->IN swap)."""
         gen = self.prior.generator
         if self.batching == "sequential":
-            self.copies = [copy.deepcopy(gen).eval() for _ in range(self.n)]
+            self.copies = [copy.deepcopy(gen).train(self.copies_train) for _ in range(self.n)]
         else:
             self.stacked = {
                 n: p.detach().unsqueeze(0).repeat(self.n, *([1] * p.dim())).contiguous()
@@ -295,6 +343,8 @@ class InversionModule(pl.LightningModule):
         previous = self.stages[self.stage_index] if self.stage_index >= 0 else None
         self.stage_index = k
         stage = self.stages[k]
+        if self.persistent and self.copies is None and any(s.trains_generator for s in self.stages):
+            self.make_copies()  # the generator optimizer lives for the whole run
         if stage.trains_generator and self.copies is None and self.stacked is None:
             self.make_copies()
         if previous is not None:
@@ -303,6 +353,9 @@ class InversionModule(pl.LightningModule):
                 # a new objective: values of the old one are not comparable, the best restarts here
                 self.best_obj.fill_(float("inf"))
                 self.best_mse.fill_(float("inf"))
+        if self.persistent:
+            self._enter_persistent_stage(k, stage)
+            return
         self.latent.requires_grad_(stage.latent)
         self.latent.grad = None
         groups: list[dict] = []
@@ -334,7 +387,39 @@ class InversionModule(pl.LightningModule):
                 f"stage {k} ({stage.name or 'unnamed'}) trains nothing after its callbacks ran: "
                 "set latent=True or leave some generator blocks trainable"
             )
-        self._opt = make_adam(groups)
+        self._opts = [make_adam(groups, **self.adam)]
+        self.stall.zero_()
+
+    @property
+    def stage_optimizers(self) -> list[torch.optim.Optimizer]:
+        """The optimizers of the current stage (persistent: the latent's, then the generator's)."""
+        return self._opts
+
+    def _enter_persistent_stage(self, k: int, stage: Stage) -> None:
+        """Persistent optimizers (DGP's ``run()``): built at the first stage, then only learning rates
+        change; every :class:`StageCallback` runs after the stage's default rates are set."""
+        if not self._opts:
+            self.latent.requires_grad_(True)  # z keeps its gradient (and Adam moments) at lr 0 too
+            self._opts = [make_adam([{"params": [self.latent], "lr": 0.0}], **self.adam)]
+            if self.copies is not None:
+                by_group: dict[int, list[nn.Parameter]] = {}
+                for c in self.copies:
+                    c.requires_grad_(False)
+                    groups = self.group_fn(c) if self.group_fn is not None else [list(c.parameters())]
+                    for j, params in enumerate(groups):
+                        for p in params:
+                            p.requires_grad_(True)
+                        by_group.setdefault(j, []).extend(params)
+                pgs = [{"params": ps, "lr": 0.0, "group": j} for j, ps in sorted(by_group.items()) if ps]
+                if pgs:
+                    self._opts.append(make_adam(pgs, **self.adam))
+        self._opts[0].param_groups[0]["lr"] = stage.latent_lr if stage.latent else 0.0
+        for opt in self._opts[1:]:
+            for pg in opt.param_groups:
+                pg["lr"] = stage.generator_lr if stage.trains_generator else 0.0
+        trainer = self._trainer
+        for cb in stage_callbacks(trainer):
+            cb.on_stage_start(trainer, self, k, stage)
         self.stall.zero_()
 
     @torch.no_grad()
@@ -393,8 +478,11 @@ class InversionModule(pl.LightningModule):
         mse = (ax - self.y).pow(2).flatten(1).mean(dim=1)
         obj = torch.zeros_like(mse)
         ctx = None
-        for name, weight in stage.weights.items():
-            if weight == 0.0:
+        terms: dict[str, torch.Tensor] = {}
+        names = list(stage.weights) + [n for n in self.record_terms if n not in stage.weights]
+        for name in names:
+            weight = stage.weights.get(name, 0.0)
+            if weight == 0.0 and name not in self.record_terms:
                 continue
             if name == "mse":
                 term = mse
@@ -406,7 +494,10 @@ class InversionModule(pl.LightningModule):
                         x, ax, self.y, self.latent, self.labels, self.prior, self.operator, stage, self
                     )
                 term = self.loss_terms[name](ctx)
-            obj = obj + weight * term
+            terms[name] = term
+            if weight != 0.0:
+                obj = obj + weight * term
+        self.last_terms = {n: v.detach() for n, v in terms.items()}
         return obj, mse
 
     # -- one step --------------------------------------------------------------------------
@@ -418,22 +509,39 @@ class InversionModule(pl.LightningModule):
         obj, mse = self.objective(x)
         self._record(obj, mse)
         loss = (obj * self.active).sum()  # summed per-image losses: images do not interact
-        opt = self._opt
-        opt.zero_grad(set_to_none=True)
+        for opt in self._opts:
+            opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
-        opt.step()
+        for opt in self._opts:
+            opt.step()
         self._after_step()
         self.t += 1
         if self.log_metrics:  # Lightning's logging costs ~1-3 ms a step: only when a callback reads it
             live = mse[self.active] if self.active.any() else mse
             self.log("measurement_mse_max", live.max().detach(), on_step=False, on_epoch=True)
             self.log("objective", obj.detach().sum(), on_step=False, on_epoch=True, prog_bar=True)
-        if not self.active.any():  # every image stopped: on to the next stage, or the end
+        return loss.detach()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        """After the callbacks' ``on_train_batch_end`` (which may stop images, :meth:`stop_images`): once
+        every image stopped, on to the next stage, or the end."""
+        if not self.active.any():
             k = self.stage_index + 1
             self.t = self.starts[k] if k < len(self.starts) else self.total_steps
         if self.t >= self.total_steps:
             self.trainer.should_stop = True
-        return loss.detach()
+
+    @torch.no_grad()
+    def stop_images(self, mask: torch.Tensor) -> None:
+        """Stop the images of ``mask`` ``(B,)`` for the rest of the stage *after* this step's update (DGP's
+        ``break``; a stage's ``stop_mse`` stops before it). With ``keep="last"`` the iterate they keep, and
+        resume from in the next stage, is the updated one."""
+        mask = mask.to(self.active.device) & self.active
+        if not mask.any():
+            return
+        if self.keep == "last":
+            self._snapshot(mask)
+        self.active &= ~mask
 
     @torch.no_grad()
     def _after_step(self) -> None:
@@ -449,6 +557,22 @@ class InversionModule(pl.LightningModule):
         improved = (better if self.keep == "best" else torch.ones_like(better)) & self.active
         self.best_obj = torch.where(improved, obj, self.best_obj)
         self.best_mse = torch.where(improved, mse, self.best_mse)
+        self._snapshot(improved)
+        nan = torch.full_like(obj, float("nan"))
+        self.history.append(torch.where(self.active, obj, nan))
+        for name, rows in self.term_history.items():
+            rows.append(torch.where(self.active, self.last_terms[name], nan))
+        if count:
+            self.steps_run += self.active.long()
+        self.stall = torch.where(better & self.active, torch.zeros_like(self.stall), self.stall + 1)
+        if stage.stop_mse is not None:
+            self.active &= mse > stage.stop_mse
+        if stage.patience is not None:
+            self.active &= self.stall < stage.patience
+
+    @torch.no_grad()
+    def _snapshot(self, improved: torch.Tensor) -> None:
+        """Keep the current iterate of the images of ``improved`` ``(B,)`` as their result."""
         self.best_latent[improved] = self.latent[improved]
         if self.copies is not None:
             for i in improved.nonzero().flatten().tolist():
@@ -462,23 +586,20 @@ class InversionModule(pl.LightningModule):
             for n, v in self.stacked.items():
                 m = improved.view(-1, *([1] * (v.dim() - 1)))
                 self.best_stacked[n] = torch.where(m, v.detach(), self.best_stacked[n])
-        self.history.append(torch.where(self.active, obj, torch.full_like(obj, float("nan"))))
-        if count:
-            self.steps_run += self.active.long()
-        self.stall = torch.where(better & self.active, torch.zeros_like(self.stall), self.stall + 1)
-        if stage.stop_mse is not None:
-            self.active &= mse > stage.stop_mse
-        if stage.patience is not None:
-            self.active &= self.stall < stage.patience
 
     # -- result ----------------------------------------------------------------------------
     @torch.no_grad()
     def finish(self) -> FitResult:
         """Score the last iterate too, then return every image at its kept (best or last) iterate."""
+        for c in self.copies or ():
+            c.eval()
         if self.t > 0 and self.active.any():
-            x = self.synthesize()
-            obj, mse = self.objective(x)
-            self._record(obj, mse, count=False)  # history gets this final iterate as its last row
+            if self.final_score:
+                x = self.synthesize()
+                obj, mse = self.objective(x)
+                self._record(obj, mse, count=False)  # history gets this final iterate as its last row
+            elif self.keep == "last":
+                self._snapshot(self.active.clone())  # the iterate after the last update
         self.latent.copy_(self.best_latent)
         gens = None
         if self.copies is not None:
@@ -510,6 +631,7 @@ class InversionModule(pl.LightningModule):
             history=torch.stack(self.history) if self.history else self.best_obj.new_zeros(0, self.n),
             steps=self.steps_run.clone(),
             generators=gens,
+            losses={n: torch.stack(v) for n, v in self.term_history.items()} or None,
         )
 
 
@@ -548,6 +670,7 @@ def run_stages(
     y: torch.Tensor,
     latent_init: torch.Tensor,
     stages: Sequence[Stage | Mapping],
+    *,
     labels: torch.Tensor | None = None,
     loss_terms: Mapping[str, LossTerm] | None = None,
     batching: Batching = "sequential",
@@ -555,22 +678,44 @@ def run_stages(
     progress: bool = False,
     module_hook: Callable[[InversionModule], None] | None = None,
     keep: Keep = "best",
+    per_image: bool = False,
+    **options,
 ) -> FitResult:
-    """Run the stages as one ``Trainer.fit`` (one epoch per step) and return the best iterates.
+    """Run the stages as one ``Trainer.fit`` (one epoch per step) and return the kept iterates.
 
     Args:
         prior, operator, y, latent_init, stages, labels, loss_terms, batching, keep: see
-            :class:`InversionModule`.
+            :class:`InversionModule`; ``options``: its other keywords (``optimizers``, ``adam``,
+            ``generator_groups``, ``final_score``, ``record_terms``).
         callbacks: Lightning callbacks (e.g. :class:`callbacks.MSEThresholdStop`,
             :class:`callbacks.ImageGridLogger`); those that are :class:`~inversion.stages.StageCallback`
             also run at each stage start.
         progress: show Lightning's progress bar.
         module_hook: called with the module before the fit (tests, custom setups).
+        per_image: one fit per image (DGP fits one image at a time: with persistent optimizers each image
+            then has its own Adam step count, so a stopped image skips its updates exactly); the results
+            are stacked, histories padded with NaN to the schedule's length.
 
     Shape:
         - y: ``(B, ...)``; latent_init: ``(B, *prior.latent_shape)``; result images ``(B, C, H, W)``.
     """
-    module = InversionModule(prior, operator, y, latent_init, stages, labels, loss_terms, batching, keep)
+    kw = dict(labels=labels, loss_terms=loss_terms, batching=batching, keep=keep, **options)
+    if per_image and y.shape[0] > 1:
+        fits = []
+        for i in range(y.shape[0]):
+            one = {**kw, "labels": None if labels is None else labels[i : i + 1]}
+            module = InversionModule(prior, operator, y[i : i + 1], latent_init[i : i + 1], stages, **one)
+            module.split = (i, y.shape[0])
+            fits.append(_fit(module, prior, y, callbacks, progress, module_hook))
+        return stack_results(fits, module.total_steps)
+    module = InversionModule(prior, operator, y, latent_init, stages, **kw)
+    if per_image:
+        module.split = (0, 1)
+    fit = _fit(module, prior, y, callbacks, progress, module_hook)
+    return stack_results([fit], module.total_steps) if per_image else fit
+
+
+def _fit(module, prior, y, callbacks, progress, module_hook) -> FitResult:
     module.log_metrics = any(getattr(c, "reads_metrics", True) for c in callbacks) or progress
     if module_hook is not None:
         module_hook(module)
@@ -596,3 +741,27 @@ def run_stages(
             for p, f in zip(prior.parameters(), flags, strict=True):
                 p.requires_grad_(f)
     return module.finish()
+
+
+def _pad(rows: torch.Tensor, total: int) -> torch.Tensor:
+    if rows.shape[0] >= total:
+        return rows
+    return torch.cat([rows, rows.new_full((total - rows.shape[0], *rows.shape[1:]), float("nan"))])
+
+
+def stack_results(fits: Sequence[FitResult], total: int) -> FitResult:
+    """Per-image :class:`FitResult` s (one row each) as one; histories NaN-padded to ``total`` rows."""
+    gens = [g for f in fits for g in (f.generators or [])]
+    losses = None
+    if fits[0].losses:
+        losses = {n: torch.cat([_pad(f.losses[n], total) for f in fits], dim=1) for n in fits[0].losses}
+    return FitResult(
+        images=torch.cat([f.images for f in fits]),
+        latent=torch.cat([f.latent for f in fits]),
+        objective=torch.cat([f.objective for f in fits]),
+        mse=torch.cat([f.mse for f in fits]),
+        history=torch.cat([_pad(f.history, total) for f in fits], dim=1),
+        steps=torch.cat([f.steps for f in fits]),
+        generators=gens if fits[0].generators is not None else None,
+        losses=losses,
+    )

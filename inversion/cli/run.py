@@ -154,8 +154,8 @@ def _restore_here(opts: RestoreOptions, where, exclude: tuple[Path, ...]) -> Pat
         write_labels_used(out, items)
     mine = [it for it in items if where.owns(it)]
     todo = [it for it in mine if not row_path(out, it).exists()]
-    job = Job(prior, operator, opts.method, task, opts.seed, opts.noise_seed, opts.options or {},
-              where.device, where.shard)  # fmt: skip
+    job = Job(prior, operator, opts.method, task=task, seed=opts.seed, noise_seed=opts.noise_seed,
+              options=opts.options or {}, device=where.device, shard=where.shard)  # fmt: skip
     batch = resolve_batch_size(opts.batch_size, prior, opts.method, where.device)
     with _interruptible(out, mine):
         runner_for(opts, job, out, batch, where.progress).run(todo)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 
 import torch
@@ -89,6 +89,7 @@ class Job:
     prior: Prior
     operator: Operator
     method: str
+    _: KW_ONLY
     task: str
     seed: int
     noise_seed: int

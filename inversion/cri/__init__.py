@@ -1,7 +1,7 @@
 """CRI: Clustering & Regularised Inversion (Wang et al., AAAI 2023) on the inversion stage engine.
 
 ``restore(..., method="cri")`` (and ``"cri_bp"``) runs :func:`cri` with :class:`CRIConfig` as its options
-(registered by :mod:`inversion.methods.cri`). Pieces: :mod:`~inversion.cri.clustering` (KMeans centroids of
+(registered by :mod:`inversion.cri.method`). Pieces: :mod:`~inversion.cri.clustering` (KMeans centroids of
 the prior's codes, cached), :mod:`~inversion.cri.fit` (distances compared in measurement space, start point,
 regularised offset, pivotal tuning; the distances themselves: :mod:`inversion.metrics.perceptual`),
 :mod:`~inversion.cri.classifier` (class inference for conditional priors; ``python -m

@@ -1,5 +1,5 @@
 """The CRI fit (Wang et al., AAAI 2023, Algorithm 1) on the stage engine (``restore(method="cri")`` via
-:mod:`inversion.methods.cri`): nearest centroid, regularised offset,
+:mod:`inversion.cri.method`): nearest centroid, regularised offset,
 pivotal tuning with a locality regulariser.
 
 1. Clustering (eqs. 2-3): :func:`inversion.cri.clustering.cluster_centroids` per class.
@@ -521,7 +521,16 @@ def cri(
         patience=cfg.patience,
         name="cri_offset",
     )
-    fit = run_stages(offset_prior, operator, y, w_off0, [offset_stage], labels, terms, callbacks=callbacks)
+    fit = run_stages(
+        offset_prior,
+        operator,
+        y,
+        w_off0,
+        [offset_stage],
+        labels=labels,
+        loss_terms=terms,
+        callbacks=callbacks,
+    )
     history = fit.history
     if cfg.tune_steps > 0:
         terms["locality"] = locality_term(  # per-image seeds: an image's result ignores its batch
@@ -544,10 +553,10 @@ def cri(
             y,
             fit.latent,
             [tune_stage],
-            labels,
-            terms,
-            cfg.batching,
-            callbacks,
+            labels=labels,
+            loss_terms=terms,
+            batching=cfg.batching,
+            callbacks=callbacks,
             keep="last",
         )
         history = torch.cat([history, fit.history])

@@ -4,46 +4,43 @@ engine (``variant='fast'``): critic feature-matching loss (eq. 3), best-of-N sta
 progressive generator fine-tuning with optional BN->IN swap (schedules: :mod:`~inversion.dgp.schedule`),
 colorization output, manipulation (jitter, morphing, category transfer: the library
 :mod:`~inversion.dgp.manipulation`, its command line ``python -m inversion.dgp.manipulation_cli``) and
-defence. ``restore(method="dgp")`` is registered by :mod:`inversion.methods.dgp`.
+defence. ``restore(method="dgp")`` is registered by :mod:`inversion.dgp.method`, its class pick start by
+:mod:`inversion.dgp.starts`. Light on import: the names below load on first use.
 """
 
-from inversion.dgp.faithful import run_faithful, score_candidates
-from inversion.dgp.fit import (
-    DEFAULT_STAGES,
-    DGPConfig,
-    DGPFit,
-    fit_dgp,
-    load_preset,
-    scaled_options,
-    script_stages,
-)
-from inversion.dgp.init import CandidateInit, candidate_pool, sample_labels, select_latents
-from inversion.dgp.losses import CriticFeatureLoss, MeasurementMSE, PerceptualLoss, to_image_grid
-from inversion.dgp.manipulation import category_transfer, jitter, morph
-from inversion.dgp.operators import dgp_operator
-from inversion.dgp.schedule import schedule_to_stages
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_STAGES",
-    "CandidateInit",
-    "CriticFeatureLoss",
-    "DGPConfig",
-    "DGPFit",
-    "MeasurementMSE",
-    "PerceptualLoss",
-    "candidate_pool",
-    "category_transfer",
-    "dgp_operator",
-    "fit_dgp",
-    "jitter",
-    "load_preset",
-    "morph",
-    "run_faithful",
-    "scaled_options",
-    "score_candidates",
-    "script_stages",
-    "sample_labels",
-    "schedule_to_stages",
-    "select_latents",
-    "to_image_grid",
-]
+import importlib
+
+_LAZY = {
+    "CandidateInit": "inversion.dgp.init",
+    "CriticFeatureLoss": "inversion.dgp.losses",
+    "DEFAULT_STAGES": "inversion.dgp.fit",
+    "DGPConfig": "inversion.dgp.fit",
+    "DGPFit": "inversion.dgp.fit",
+    "MeasurementMSE": "inversion.dgp.losses",
+    "PerceptualLoss": "inversion.dgp.losses",
+    "candidate_pool": "inversion.dgp.init",
+    "category_transfer": "inversion.dgp.manipulation",
+    "dgp_operator": "inversion.dgp.operators",
+    "fit_dgp": "inversion.dgp.fit",
+    "fit_faithful": "inversion.dgp.faithful",
+    "jitter": "inversion.dgp.manipulation",
+    "load_preset": "inversion.dgp.fit",
+    "morph": "inversion.dgp.manipulation",
+    "sample_labels": "inversion.dgp.init",
+    "scaled_options": "inversion.dgp.fit",
+    "schedule_to_stages": "inversion.dgp.schedule",
+    "score_candidates": "inversion.dgp.faithful",
+    "script_stages": "inversion.dgp.fit",
+    "select_latents": "inversion.dgp.init",
+    "to_image_grid": "inversion.dgp.losses",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'inversion.dgp' has no attribute {name!r}")

@@ -26,24 +26,26 @@ before that step's update; its saved ``G`` and ``z`` are those after it).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from inversion.dgp.losses import dgp_critic_features
 from inversion.dgp.operators import lift_to_grid, measure
+from inversion.engine import FitResult
+from inversion.stages import Stage
 from lcm.prior import Prior, to_unit
 
 __all__ = [
+    "DGPLoss",
     "DGPStage",
     "critic_distance",
+    "engine_stages",
+    "fit_faithful",
     "generator_groups",
     "parse_stages",
-    "run_faithful",
     "score_candidates",
 ]
 
@@ -76,7 +78,7 @@ class DGPStage:
         instance_norm: ``--use_in``.
         latent: whether z moves (False: its learning rate is 0).
         stop_mse: DGP's ``--stop_mse`` on the [-1, 1] MSE (None: never).
-        extra: weights of extra per-image loss terms (``loss_terms`` of :func:`run_faithful`, e.g. the
+        extra: weights of extra per-image loss terms (``loss_terms`` of :func:`fit_faithful`, e.g. the
             VGG perceptual loss of DGP's ``--ftr_type VGG``), each summed over the image.
     """
 
@@ -178,12 +180,6 @@ def _features(prior: Prior, x_pm: torch.Tensor) -> list[torch.Tensor]:
     return dgp_critic_features(prior.critic, to_unit(x_pm))
 
 
-def _generate(prior: Prior, gen: nn.Module, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-    """[-1, 1] images of ``gen`` (a copy of ``prior.generator``) at latents ``z``."""
-    w = prior.code(z, labels)
-    return gen(w, labels) if prior.num_classes else gen(w)
-
-
 @torch.no_grad()
 def score_candidates(
     prior: Prior,
@@ -226,43 +222,81 @@ def score_candidates(
     return torch.cat(out)
 
 
-def _set_instance_norm(gen: nn.Module, flag: bool, prior: Prior, z, lab, state: dict) -> None:
-    if callable(getattr(gen, "set_instance_norm", None)):
-        gen.set_instance_norm(flag)  # BigGAN: DGP's own lazily initialised twins
-        return
-    if flag and not state.get("swapped"):
-        from callbacks import swap_batchnorm_for_instancenorm
+class DGPLoss:
+    """DGP's per-image loss terms for the engine (``utils/losses.py`` ``DiscriminatorLoss`` and
+    ``models/dgp.py`` ``run()``), on the degraded images lifted onto the image grid as ``pre_process`` does:
 
-        with torch.no_grad():
-            swap_batchnorm_for_instancenorm(gen, prior.code(z, lab), lab)
-        for m in gen.modules():
-            if isinstance(m, nn.InstanceNorm2d):
-                m.requires_grad_(False)
-        state["swapped"] = True
-    elif not flag and state.get("swapped"):
-        raise ValueError(
-            "this generator has no DGP InstanceNorm twins: once a stage swaps BN for IN, later stages must "
-            "keep instance_norm: true"
+    * ``dgp_mse``: ``F.mse_loss`` of the lifted ``A x`` and the lifted ``y`` (DGP's [-1, 1] MSE);
+    * ``critic``: :func:`critic_distance` of their critic features, over the stage's ``critic_features``;
+    * ``dgp_nll``: ``mean(z**2 / 2)``.
+
+    The target's lift and features are computed once per fit (per engine module).
+    """
+
+    def __init__(self, prior: Prior, operator: nn.Module, stages: Sequence[DGPStage], reduction: str):
+        self.prior, self.operator, self.stages, self.reduction = prior, operator, list(stages), reduction
+        self.uses_critic = any(s.critic for s in self.stages)
+        self._target: tuple[int, torch.Tensor, list[torch.Tensor] | None] | None = None
+
+    def terms(self) -> dict:
+        out = {"dgp_mse": self.mse, "dgp_nll": self.nll}
+        if self.uses_critic:
+            out["critic"] = self.critic
+        return out
+
+    def _lifted(self, ctx) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor] | None]:
+        key = id(ctx.module)
+        if self._target is None or self._target[0] != key:
+            with torch.no_grad():
+                target = lift_to_grid(self.operator, ctx.y, self.prior.image_shape)
+                feats = [f.detach() for f in _features(self.prior, target)] if self.uses_critic else None
+            self._target = (key, target, feats)
+        if "dgp_x_map" not in ctx.cache:
+            ctx.cache["dgp_x_map"] = lift_to_grid(self.operator, ctx.ax, self.prior.image_shape)
+        return ctx.cache["dgp_x_map"], self._target[1], self._target[2]
+
+    def mse(self, ctx) -> torch.Tensor:
+        x_map, target, _ = self._lifted(ctx)
+        return (x_map - target).pow(2).flatten(1).mean(1)
+
+    def critic(self, ctx) -> torch.Tensor:
+        x_map, _, feats = self._lifted(ctx)
+        n = self.stages[ctx.module.stage_index].critic_features
+        return critic_distance(_features(self.prior, x_map), feats, n, self.reduction)
+
+    @staticmethod
+    def nll(ctx) -> torch.Tensor:
+        return (ctx.latent**2 / 2).flatten(1).mean(1)
+
+
+def engine_stages(stages: Sequence[DGPStage], w_nll: float, uses_critic: bool) -> list[Stage]:
+    """DGP stages as engine stages of :class:`DGPLoss`'s terms (every stage holds the generator: DGP's
+    optimizer has every group from the start, :class:`callbacks.GroupLearningRates` sets their rates)."""
+    out = []
+    for s in stages:
+        weights = {"dgp_mse": s.mse}
+        if uses_critic:
+            weights["critic"] = s.critic
+        weights["dgp_nll"] = float(w_nll)
+        weights.update(s.extra)
+        out.append(
+            Stage(
+                iterations=s.iterations,
+                latent=s.latent,
+                generator="all",
+                latent_lr=s.latent_lr,
+                generator_lr=s.generator_lr,
+                weights=weights,
+            )
         )
+    return out
 
 
-@dataclass
-class FaithfulFit:
-    """Per-image outcome of :func:`run_faithful`."""
-
-    images: torch.Tensor
-    latent: torch.Tensor
-    generators: list[nn.Module]
-    loss: torch.Tensor  # (T, B) total loss per step (NaN after a stage stop)
-    critic: torch.Tensor  # (T, B) feature loss per step, before that step's update
-    mse: torch.Tensor  # (T, B) [-1, 1] MSE per step
-    steps: torch.Tensor  # (B,)
-
-
-def run_faithful(
+def fit_faithful(
     prior: Prior,
     operator: nn.Module,
     y: torch.Tensor,
+    *,
     z0: torch.Tensor,
     labels: torch.Tensor | None,
     stages: Sequence[DGPStage],
@@ -271,104 +305,62 @@ def run_faithful(
     reduction: str = "block_mean",
     stop_ftr: float | None = None,
     loss_terms: Mapping | None = None,
-) -> FaithfulFit:
-    """DGP's ``run()`` for each image from ``z0`` (see module docstring).
+    callbacks: Sequence = (),
+) -> FitResult:
+    """DGP's ``run()`` for each image from ``z0`` (see module docstring) as one engine fit per image (DGP
+    fits one image at a time) with persistent optimizers and DGP's callbacks: learning rates per group
+    (:class:`callbacks.GroupLearningRates`), BN->IN (:class:`callbacks.BatchNormToInstanceNorm`, frozen
+    affine) where a stage uses it, the stage ``break`` (:class:`callbacks.TermThresholdStop`).
+    ``FitResult.losses`` holds ``critic`` and ``mse`` (DGP's [-1, 1] MSE) per step, before its update.
 
     Shape:
         - y: ``(B, ...)`` in [0, 1]; z0: ``(B, *latent_shape)``; labels ``(B,)`` or None.
     """
+    from callbacks import BatchNormToInstanceNorm, GroupLearningRates, TermThresholdStop
+    from inversion.engine import run_stages
+
     if not stages:
         raise ValueError("DGP needs at least one stage")
     terms = dict(loss_terms or {})
     missing = sorted({k for s in stages for k, w in s.extra.items() if w} - set(terms))
     if missing:
         raise ValueError(f"the DGP stages weight loss terms {missing} that no loss_terms entry provides")
-    uses_critic = any(s.critic for s in stages)
-    if uses_critic and prior.critic is None:
+    loss = DGPLoss(prior, operator, stages, reduction)
+    if loss.uses_critic and prior.critic is None:
         raise ValueError(
             f"this {prior.kind} prior has no critic, but the DGP stages weight the critic loss: use the "
             "critic-less presets of DGP Table 4 (options: {preset: mse} or {preset: perceptual}), pass the "
             "generator's discriminator (critic=...), or set every stage's weights.critic to 0"
         )
-    total = sum(s.iterations for s in stages)
-    n = y.shape[0]
-    nan = float("nan")
-    hist = {k: torch.full((total, n), nan) for k in ("loss", "critic", "mse")}
-    images, latents, gens, steps = [], [], [], []
-    for i in range(n):
-        lab = labels[i : i + 1] if prior.num_classes else None
-        gen = copy.deepcopy(prior.generator).eval()
-        if callable(getattr(gen, "reset_instance_norm", None)):
-            gen.reset_instance_norm()
-        gen.requires_grad_(False)
-        groups = generator_groups(gen, update_embed)
-        for g in groups:
-            for p in g:
-                p.requires_grad_(True)
-        n_groups = len(groups)
+    cbs: list = [GroupLearningRates([s.blocks for s in stages], [s.lr_ratio for s in stages])]
+    if any(s.instance_norm for s in stages):
+        cbs.append(BatchNormToInstanceNorm(stages=[s.instance_norm for s in stages], freeze_affine=True))
+    if any(s.stop_mse is not None for s in stages):
+        cbs.append(TermThresholdStop("dgp_mse", [s.stop_mse for s in stages]))
+    if stop_ftr is not None and loss.uses_critic:
+        cbs.append(TermThresholdStop("critic", float(stop_ftr)))
+    record = ("critic", "dgp_mse") if loss.uses_critic else ("dgp_mse",)
+    fit = run_stages(
+        prior,
+        operator,
+        y,
+        z0,
+        engine_stages(stages, w_nll, loss.uses_critic),
+        labels=labels if prior.num_classes else None,
+        loss_terms={**terms, **loss.terms()},
+        callbacks=[*cbs, *callbacks],
+        keep="last",
+        per_image=True,
+        optimizers="persistent",
         # DGP: one Adam per network for the whole run, betas (G_B1, G_B2) = (0, 0.999), eps 1e-8
-        g_opt = torch.optim.Adam([{"params": g} for g in groups if g], lr=0.0, betas=(0.0, 0.999), eps=1e-8)
-        group_index = [j for j, g in enumerate(groups) if g]
-        z = z0[i : i + 1].detach().clone().requires_grad_(True)
-        z_opt = torch.optim.Adam([z], lr=0.0, betas=(0.0, 0.999), eps=1e-8)
-        with torch.no_grad():
-            target = lift_to_grid(operator, y[i : i + 1], prior.image_shape)
-            target_feats = [f.detach() for f in _features(prior, target)] if uses_critic else None
-        norm_state: dict = {}
-        step = 0
-        for stage in stages:
-            ft_num = n_groups if stage.blocks == "all" else int(stage.blocks)
-            for _ in range(stage.iterations):
-                # DGP's LRScheduler.update(step, G_lr, ft_num, lr_ratio) and z_scheduler.update(step, z_lr)
-                for pg, j in zip(g_opt.param_groups, group_index, strict=True):
-                    pg["lr"] = stage.generator_lr * stage.lr_ratio**j if j < ft_num else 0.0
-                z_opt.param_groups[0]["lr"] = stage.latent_lr if stage.latent else 0.0
-                z_opt.zero_grad()
-                g_opt.zero_grad()
-                _set_instance_norm(gen, stage.instance_norm, prior, z.detach(), lab, norm_state)
-                x = _generate(prior, gen, z, lab)
-                x_map = lift_to_grid(operator, operator.A(to_unit(x)), prior.image_shape)
-                mse = F.mse_loss(x_map, target)
-                loss = stage.mse * mse
-                ftr = x.new_zeros(())
-                if uses_critic:
-                    ftr = critic_distance(
-                        _features(prior, x_map), target_feats, stage.critic_features, reduction
-                    )[0]
-                    loss = loss + stage.critic * ftr
-                loss = loss + w_nll * (z**2 / 2).mean()
-                if any(stage.extra.values()):
-                    from inversion.engine import LossContext
-
-                    x01 = to_unit(x)
-                    ctx = LossContext(x01, operator.A(x01), y[i : i + 1], z, lab, prior, operator, None)
-                    for name, weight in stage.extra.items():
-                        if weight:
-                            loss = loss + weight * terms[name](ctx).sum()
-                loss.backward()
-                z_opt.step()
-                g_opt.step()
-                hist["loss"][step, i] = float(loss.detach())
-                hist["critic"][step, i] = float(ftr.detach())
-                hist["mse"][step, i] = float(mse.detach())
-                step += 1
-                if (stage.stop_mse is not None and float(mse) < stage.stop_mse) or (
-                    stop_ftr is not None and float(ftr) < stop_ftr
-                ):
-                    break
-        gen.requires_grad_(False)
-        with torch.no_grad():
-            x = _generate(prior, gen, z.detach(), lab)
-        images.append(to_unit(x))
-        latents.append(z.detach())
-        gens.append(gen)
-        steps.append(step)
-    return FaithfulFit(
-        images=torch.cat(images),
-        latent=torch.cat(latents),
-        generators=gens,
-        loss=hist["loss"],
-        critic=hist["critic"],
-        mse=hist["mse"],
-        steps=torch.tensor(steps),
+        adam={"betas": (0.0, 0.999), "eps": 1e-8},
+        generator_groups=lambda g: generator_groups(g, update_embed),
+        final_score=False,
+        record_terms=record,
     )
+    mse = fit.losses["dgp_mse"]
+    critic = (
+        fit.losses["critic"] if loss.uses_critic else torch.where(mse.isnan(), mse, torch.zeros_like(mse))
+    )
+    fit.losses = {"critic": critic, "mse": mse}
+    return fit

@@ -1,4 +1,4 @@
-"""The DGP fit (Pan et al. 2020; ``restore(method="dgp")`` runs it through :mod:`inversion.methods.dgp`):
+"""The DGP fit (Pan et al. 2020; ``restore(method="dgp")`` registers it in :mod:`inversion.dgp.method`):
 best-of-N start, then progressive fine-tuning of a per-image generator copy
 under the critic feature + MSE loss (DGP eqs. 2-3).
 
@@ -26,19 +26,19 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 from torch import nn
 
 from callbacks import BatchNormToInstanceNorm, ProgressiveUnfreezing
-from inversion.dgp.faithful import parse_stages, run_faithful, score_candidates
+from inversion.dgp.faithful import fit_faithful, parse_stages, score_candidates
 from inversion.dgp.init import CandidateInit, candidate_pool, select_latents
 from inversion.dgp.losses import CriticFeatureLoss, MeasurementMSE, PerceptualLoss
 from inversion.dgp.operators import MODES
 from inversion.dgp.schedule import schedule_to_stages
 from inversion.engine import FitResult, LossTerm, run_stages
 from inversion.methods.common import PriorConfig
+from inversion.methods.registry import check_number, check_positive_int
 from lcm.configs import config_dir, load_options
 from lcm.prior import Prior
 
@@ -49,6 +49,7 @@ __all__ = [
     "PRESET_DIR",
     "fit_dgp",
     "load_preset",
+    "resolve_config",
     "scaled_options",
     "script_stages",
 ]
@@ -141,8 +142,58 @@ class DGPConfig(PriorConfig):
     scale: float | None = None
 
     def check(self) -> None:
-        if self.batching not in ("sequential", "vmap"):
-            raise ValueError(f"batching must be 'sequential' or 'vmap', got {self.batching!r}")
+        """Every option's type and range (ValueError naming the first bad one), before any work; a
+        faithful ``stages`` list is parsed stage by stage (:func:`~inversion.dgp.faithful.parse_stages`)."""
+        super().check()
+        for name, allowed in _CHOICES.items():
+            v = getattr(self, name)
+            if v not in allowed:
+                raise ValueError(f"{name} must be one of {sorted(map(str, allowed))}, got {v!r}")
+        for name in ("bn_to_in", "colorize_output", "finetune_embedding"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        check_positive_int(self, "n_candidates", "candidate_batch")
+        if self.candidate_features is not None:
+            check_positive_int(self, "candidate_features")
+        if self.candidate_seed is not None and (
+            isinstance(self.candidate_seed, bool) or not isinstance(self.candidate_seed, int)
+        ):
+            raise ValueError(f"candidate_seed must be an integer or None, got {self.candidate_seed!r}")
+        check_number(self, "w_nll")
+        check_number(self, "candidate_std", positive=True)
+        check_number(self, "stop_mse", positive=True, optional=True)
+        check_number(self, "stop_ftr", optional=True)
+        check_number(self, "scale", positive=True, optional=True)
+        if self.preset is not None and not isinstance(self.preset, str):
+            raise ValueError(f"preset must be a preset name or a YAML path, got {self.preset!r}")
+        cb = self.critic_blocks
+        if cb is not None and (
+            isinstance(cb, (str, bytes))
+            or not isinstance(cb, Sequence)
+            or not all(isinstance(b, int) and not isinstance(b, bool) for b in cb)
+        ):
+            raise ValueError(f"critic_blocks must be a list of block indices or None, got {cb!r}")
+        if self.init_latent is not None and not isinstance(self.init_latent, torch.Tensor):
+            raise ValueError(
+                f"init_latent must be a (B, *latent_shape) tensor or None, got {type(self.init_latent)}"
+            )
+        if self.stages is not None:
+            if isinstance(self.stages, Mapping) or not isinstance(self.stages, Sequence) or not self.stages:
+                raise ValueError("stages must be a non-empty list of stage mappings (or None)")
+            if self.variant == "faithful":
+                parse_stages(self.stages)
+            elif not all(isinstance(st, Mapping) for st in self.stages):
+                raise ValueError("stages must be a list of stage mappings")
+
+
+_CHOICES = {
+    "batching": ("sequential", "vmap"),
+    "lift": ("resize", "pseudo_inverse"),
+    "init_metric": (None, "critic", "mse"),
+    "critic_reduction": ("block_mean", "paper"),
+    "keep": ("last", "best"),
+    "variant": ("faithful", "fast"),
+}
 
 
 def load_preset(name: str) -> dict:
@@ -161,7 +212,9 @@ def load_preset(name: str) -> dict:
     return load_options(path)
 
 
-def _resolve(cfg: DGPConfig) -> DGPConfig:
+def resolve_config(cfg: DGPConfig) -> DGPConfig:
+    """``cfg`` checked, its preset's options filled in, its ``scale`` applied to the stages."""
+    cfg.check()
     if cfg.preset is not None:
         opts = load_preset(cfg.preset)
         opts.pop("preset", None)
@@ -176,13 +229,7 @@ def _resolve(cfg: DGPConfig) -> DGPConfig:
             )
         }
         cfg = cfg.updated({k: v for k, v in opts.items() if k not in keep} | {"preset": None})
-    if cfg.init_metric not in (None, "critic", "mse"):
-        raise ValueError(f"init_metric must be 'critic', 'mse' or None, got {cfg.init_metric!r}")
-    if cfg.variant not in ("faithful", "fast"):
-        raise ValueError(f"variant must be 'faithful' (DGP's run()) or 'fast', got {cfg.variant!r}")
     if cfg.scale is not None:
-        if not (isinstance(cfg.scale, (int, float)) and cfg.scale > 0):
-            raise ValueError(f"scale must be a number > 0, got {cfg.scale!r}")
         cfg = cfg.updated({"stages": scaled_options(cfg.stages or DEFAULT_STAGES, cfg.scale), "scale": None})
     return cfg
 
@@ -338,32 +385,7 @@ def _faithful_start(prior, operator, y, seeds, labels, cfg: DGPConfig) -> Candid
     return CandidateInit(torch.cat(zs), out_labels, torch.stack(scores), torch.tensor(idx))
 
 
-def _report_stages(observers: Sequence, stages: Sequence, rows: int) -> None:
-    """Tell stage observers (``on_train_start`` / ``on_stage_start(trainer, module, k, stage)``, e.g.
-    :class:`callbacks.StageMarks`) where each stage began in the ``rows``-row history, after the run."""
-    if not observers:
-        return
-    handle = SimpleNamespace(history=[])
-    for cb in observers:
-        if callable(getattr(cb, "on_train_start", None)):
-            cb.on_train_start(None, handle)
-    offset = 0
-    for k, stage in enumerate(stages):
-        handle.history = [None] * offset
-        for cb in observers:
-            if callable(getattr(cb, "on_stage_start", None)):
-                cb.on_stage_start(None, handle, k, stage)
-        offset += stage.iterations
-    handle.history = [None] * rows
-
-
 def _fit_faithful(prior, operator, y, seeds, labels, cfg: DGPConfig, callbacks, loss_terms) -> DGPFit:
-    observers = [cb for cb in callbacks if getattr(cb, "reads_metrics", True) is False]
-    if len(observers) != len(callbacks):
-        raise ValueError(
-            "the faithful DGP run takes no Lightning callbacks (only stage observers such as "
-            "callbacks.StageMarks): pass variant='fast' to run DGP's schedule on the stage engine"
-        )
     if cfg.batching != "sequential":
         raise ValueError(
             "the faithful DGP run fits one image at a time (batching='sequential'); batching='vmap' needs "
@@ -383,32 +405,19 @@ def _fit_faithful(prior, operator, y, seeds, labels, cfg: DGPConfig, callbacks, 
     if prior.num_classes and labels is None:
         labels = torch.full((y.shape[0],), -1, dtype=torch.long, device=y.device)
     init = _faithful_start(prior, operator, y, seeds, labels, cfg)
-    run = run_faithful(
+    fit = fit_faithful(
         prior,
         operator,
         y,
-        init.latent,
-        init.labels,
-        stages,
-        cfg.w_nll,
-        cfg.finetune_embedding and bool(prior.num_classes),
-        cfg.critic_reduction,
-        cfg.stop_ftr,
-        loss_terms,
-    )
-    _report_stages(observers, stages, run.loss.shape[0])
-    with torch.no_grad():
-        mse = (operator.A(run.images) - y).pow(2).flatten(1).mean(1)
-    last = torch.stack([run.loss[int(k) - 1, i] for i, k in enumerate(run.steps)])
-    fit = FitResult(
-        images=run.images,
-        latent=run.latent,
-        objective=last,
-        mse=mse,
-        history=run.loss,
-        steps=run.steps,
-        generators=run.generators,
-        losses={"critic": run.critic, "mse": run.mse},
+        z0=init.latent,
+        labels=init.labels,
+        stages=stages,
+        w_nll=cfg.w_nll,
+        update_embed=cfg.finetune_embedding and bool(prior.num_classes),
+        reduction=cfg.critic_reduction,
+        stop_ftr=cfg.stop_ftr,
+        loss_terms=loss_terms,
+        callbacks=callbacks,
     )
     return DGPFit(fit, init.labels, init)
 
@@ -436,6 +445,7 @@ def fit_dgp(
     prior: Prior,
     operator: nn.Module,
     y: torch.Tensor,
+    *,
     seeds: Sequence[int],
     labels: torch.Tensor | None = None,
     cfg: DGPConfig | None = None,
@@ -457,7 +467,7 @@ def fit_dgp(
             stacklevel=2,
         )
         cfg = cfg.updated({"preset": "mse"})
-    cfg = _resolve(cfg)
+    cfg = resolve_config(cfg)
     if cfg.variant == "faithful":
         return _fit_faithful(prior, operator, y, seeds, labels, cfg, callbacks, loss_terms)
     schedule, use_in, nf = _fast_schedule(cfg.stages if cfg.stages is not None else DEFAULT_STAGES)
@@ -527,10 +537,10 @@ def fit_dgp(
         y,
         init.latent,
         stages,
-        init.labels,
-        terms,
-        cfg.batching,
-        [*cbs, *callbacks],
+        labels=init.labels,
+        loss_terms=terms,
+        batching=cfg.batching,
+        callbacks=[*cbs, *callbacks],
         keep=cfg.keep,
     )
     return DGPFit(fit, init.labels, init)

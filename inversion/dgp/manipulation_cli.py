@@ -48,7 +48,7 @@ def _fit(
     labels_csv: str | None = None,
 ):
     from inversion.cli import _apply_labels, list_items, load_prior_spec, read_labels
-    from inversion.dgp import fit as dgp_method
+    from inversion.dgp.fit import DEFAULT_STAGES, DGPConfig, fit_dgp, load_preset, resolve_config
     from inversion.operators import Denoising
 
     if num_threads:
@@ -66,10 +66,10 @@ def _fit(
     options = dict(options or {})
     if "stages" not in options and "preset" not in options:
         # DGP Table 11 (the command's preset), not the restoration default (Table 9)
-        options["stages"] = dgp_method.load_preset(command)["stages"]
-    cfg = dgp_method._resolve(dgp_method.DGPConfig().updated(options))
-    _check_depth(list(cfg.stages or dgp_method.DEFAULT_STAGES), len(pri.generator.blocks))
-    out = dgp_method.fit_dgp(pri, Denoising(sigma=0.0), x, [seed + i for i in indices], labels, cfg)
+        options["stages"] = load_preset(command)["stages"]
+    cfg = resolve_config(DGPConfig().updated(options))
+    _check_depth(list(cfg.stages or DEFAULT_STAGES), len(pri.generator.blocks))
+    out = fit_dgp(pri, Denoising(sigma=0.0), x, seeds=[seed + i for i in indices], labels=labels, cfg=cfg)
     return pri, x, out
 
 

@@ -6,9 +6,9 @@
   prior-inverting method has), seeded starts and best-of-restarts.
 * :mod:`~inversion.methods.restoration`: :func:`restore` and :class:`RestoreResult`.
 * One module per method: ``csgm`` (Bora et al. 2017), ``iagan`` (Abu Hussein et al. 2020), ``latent``
-  (LCM eqs. 4-5), ``dgp`` (Pan et al. 2020; the fit in :mod:`inversion.dgp`), ``cri`` (Wang et al.
-  2023; the fit in :mod:`inversion.cri`), ``tv`` (Chambolle & Pock 2011) and ``dip`` (Ulyanov et al.
-  2018); each name also with ``_bp`` (IAGAN eq. 10 back-projection).
+  (LCM eqs. 4-5), ``tv`` (Chambolle & Pock 2011) and ``dip`` (Ulyanov et al.
+  2018); the paper packages register theirs (``dgp``: :mod:`inversion.dgp.method`, ``cri``:
+  :mod:`inversion.cri.method`); each name also with ``_bp`` (IAGAN eq. 10 back-projection).
 
 Step counts default to values scaled down from the papers for the project's small priors (see each
 config); every number can be overridden per call.

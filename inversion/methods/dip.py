@@ -14,9 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inversion.engine import FitResult
+from inversion.engine import run_stages, stack_results
 from inversion.methods.registry import MethodConfig, check_number, check_positive_int, register_method
 from inversion.methods.tv import image_shape_of
+from inversion.stages import Stage
+from lcm.prior import Prior
 
 __all__ = ["DIPConfig", "DIPNet", "dip"]
 
@@ -94,41 +96,48 @@ class DIPConfig(MethodConfig):
         check_number(self, "dip_noise_reg")
 
 
+class _DIPGenerator(nn.Module):
+    """A DIP network as the engine's generator: input ``z`` perturbed by ``N(0, noise_reg^2)`` at each
+    training forward (DIP's ``reg_noise_std``), output in [-1, 1] (the engine maps it back to [0, 1])."""
+
+    def __init__(self, net: DIPNet, noise_reg: float, generator: torch.Generator):
+        super().__init__()
+        self.blocks = nn.ModuleList([net])
+        self.noise_reg, self.gen = float(noise_reg), generator
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if self.training and self.noise_reg:
+            z = z + self.noise_reg * torch.randn(z.shape, generator=self.gen).to(z)
+        return self.blocks[0](z) * 2.0 - 1.0
+
+
 @register_method("dip", DIPConfig)
 def dip(prior, operator, y, seeds, labels=None, cfg=None, noisy=False, callbacks=(), loss_terms=None):
-    """The registered ``restore(..., method="dip")`` entry: a fresh network per image, from its seed."""
+    """The registered ``restore(..., method="dip")`` entry: a fresh network per image, from its seed, fitted
+    on the engine (its generator stage with the input noise as a frozen latent, the network in train mode,
+    the last iterate kept)."""
     cfg = cfg or DIPConfig()
     c, h, w = image_shape_of(prior, operator, y)
-    images, hists = [], []
+    fits = []
+    stage = Stage(cfg.dip_steps, latent=False, generator="all", generator_lr=cfg.dip_lr, name="dip")
     for i, s in enumerate(seeds):
         gen = torch.Generator(device="cpu").manual_seed(int(s))
         torch.manual_seed(int(s))  # initial weights of this image's network
         net = DIPNet(cfg.dip_input_channels, c, cfg.dip_width, cfg.dip_depth).to(y.device)
         z = (torch.rand(1, cfg.dip_input_channels, h, w, generator=gen) * 0.1).to(y.device)
-        opt = torch.optim.Adam(net.parameters(), lr=cfg.dip_lr)
-        yi = y[i : i + 1]
-        op_i = _row_operator(operator, i, y.shape[0])
-        hist = []
-        for _ in range(cfg.dip_steps):
-            zin = (
-                z + cfg.dip_noise_reg * torch.randn(z.shape, generator=gen).to(z) if cfg.dip_noise_reg else z
-            )
-            loss = (op_i.A(net(zin)) - yi).pow(2).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            hist.append(loss.detach())
-        with torch.no_grad():
-            net.eval()
-            x = net(z)
-            hist.append((op_i.A(x) - yi).pow(2).mean())
-        images.append(x)
-        hists.append(torch.stack(hist))
-    x = torch.cat(images)
-    hist = torch.stack(hists, dim=1)
-    mse = (operator.A(x) - y).pow(2).flatten(1).mean(1)
-    steps = torch.full((y.shape[0],), cfg.dip_steps, dtype=torch.long)
-    return FitResult(x, x.clone(), hist[-1], mse, hist, steps), hist
+        net_prior = Prior(
+            _DIPGenerator(net, cfg.dip_noise_reg, gen), "gaussian", tuple(z.shape[1:]), (c, h, w)
+        )
+        fit = run_stages(
+            net_prior, _row_operator(operator, i, y.shape[0]), y[i : i + 1], z, [stage],
+            callbacks=callbacks, keep="last", copies_train=True, adam={"fused": False},
+        )  # fmt: skip
+        fit.latent, fit.generators = fit.images.clone(), None
+        fits.append(fit)
+    fit = stack_results(fits, cfg.dip_steps + 1)
+    with torch.no_grad():
+        fit.mse = (operator.A(fit.images) - y).pow(2).flatten(1).mean(1)
+    return fit, fit.history
 
 
 def _row_operator(operator: nn.Module, i: int, n: int) -> nn.Module:

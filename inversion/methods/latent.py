@@ -80,7 +80,8 @@ def latent_only(
     n, r = y.shape[0], max(int(cfg.restarts), 1)
     op, yr, lab = repeat_for_restarts(operator, y, labels, r)
     fit = run_stages(
-        prior, op, yr, init_latents(prior, seeds, r), stages, lab, loss_terms, cfg.batching, callbacks
-    )
+        prior, op, yr, init_latents(prior, seeds, r), stages,
+        labels=lab, loss_terms=loss_terms, batching=cfg.batching, callbacks=callbacks,
+    )  # fmt: skip
     sel = best_restart(fit, n, r)
     return sel, sel.history

@@ -20,38 +20,97 @@ A method is one module that registers a run function with its own typed config::
         return fit, history               # (FitResult, (T, B) objective per step)
 
 The config's fields are the method's ``restore(**options)`` / CLI ``options:``; an unknown option fails
-with the method's valid ones. ``start="dgp_class_pick"`` asks :func:`~inversion.methods.restore` to pick
-unknown classes of a class-conditional prior as DGP does before the method runs (the config then needs a
-``label_candidates`` field); the default ``start="given"`` hands the labels over as given (None or -1 for
-unknown: the method infers them itself, or says why it cannot).
+with the method's valid ones. ``start=name`` asks :func:`~inversion.methods.restore` to run the start
+registered as ``name`` (:func:`register_start`) on the labels before the method runs, e.g. DGP's class
+pick ``"dgp_class_pick"``, which :mod:`inversion.dgp.starts` registers; the default ``start="given"``
+hands the labels over as given (None or -1 for unknown: the method infers them itself, or says why it
+cannot).
 
-Every module in the ``inversion.methods`` package is imported on the first lookup, so a method module
-placed there registers itself without being listed anywhere; a method defined elsewhere registers when its
-module is imported.
+Plug-ins register themselves: every module in the ``inversion.methods`` package, and the ``method``
+module of every sub-package of ``inversion`` (``inversion/dgp/method.py``, ``inversion/cri/method.py``),
+is imported on the first lookup; starts come from the sub-packages' ``starts`` modules, imported when a
+method names a start not yet registered. A method defined elsewhere registers when its module is imported.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import math
 import pkgutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Literal
+from pathlib import Path
 
 __all__ = [
     "MethodConfig",
     "MethodSpec",
+    "StartSpec",
     "available_methods",
     "check_number",
     "check_positive_int",
     "get_method",
+    "get_start",
     "method_config",
     "register_method",
+    "register_start",
 ]
 
-Start = Literal["given", "dgp_class_pick"]
-STARTS = ("given", "dgp_class_pick")
+# start(prior, operator, y, seeds, labels, cfg) -> labels, run by restore() before the method
+StartFn = Callable[..., object]
+
+
+@dataclass(frozen=True)
+class StartSpec:
+    """A registered start: its function and the config fields it reads."""
+
+    name: str
+    run: StartFn | None
+    needs: tuple[str, ...] = ()
+
+
+_STARTS: dict[str, StartSpec] = {"given": StartSpec("given", None)}
+_starts_loaded = False
+
+
+def register_start(name: str, run: StartFn, *, needs: Sequence[str] = ()) -> None:
+    """Make ``register_method(..., start=name)`` run ``run(prior, operator, y, seeds, labels, cfg)`` (it
+    returns the labels the method gets) before the method; ``needs``: config fields the start reads."""
+    old = _STARTS.get(name)
+    if old is not None and old.run is not run:
+        raise ValueError(f"start {name!r} is already registered")
+    _STARTS[name] = StartSpec(name, run, tuple(needs))
+
+
+def _load_starts() -> None:
+    """Import the ``starts`` module of every sub-package of ``inversion`` (each registers its starts)."""
+    global _starts_loaded
+    if _starts_loaded:
+        return
+    _starts_loaded = True
+    for name in _plugin_packages():
+        if importlib.util.find_spec(f"{name}.starts") is not None:
+            importlib.import_module(f"{name}.starts")
+
+
+_HERE = Path(__file__).resolve().parent  # inversion/methods (found on disk: the registry imports no plug-in)
+_PACKAGE = __name__.rpartition(".")[0]  # inversion.methods
+
+
+def _plugin_packages() -> list[str]:
+    """``inversion``'s sub-packages (``inversion.dgp``, ...), read from the directory."""
+    root = _PACKAGE.rpartition(".")[0]
+    return [f"{root}.{i.name}" for i in pkgutil.iter_modules([str(_HERE.parent)]) if i.ispkg]
+
+
+def get_start(name: str) -> StartSpec:
+    """The registered start ``name`` (ValueError listing the registered ones)."""
+    if name not in _STARTS:
+        _load_starts()
+    if name not in _STARTS:
+        raise ValueError(f"start must be one of {sorted(_STARTS)}, got {name!r}")
+    return _STARTS[name]
+
 
 # run(prior, operator, y, seeds, labels, cfg, noisy, callbacks, loss_terms) -> (FitResult, history (T, B))
 MethodFn = Callable[..., tuple]
@@ -107,7 +166,7 @@ class MethodSpec:
     name: str
     run: MethodFn
     config: type[MethodConfig]
-    start: Start = "given"
+    start: str = "given"
     back_projection: bool = False
 
     def make_config(self, overrides: Mapping | None = None) -> MethodConfig:
@@ -119,15 +178,16 @@ _discovered = False
 
 
 def register_method(
-    name: str, config: type[MethodConfig], *, start: Start = "given", with_bp: bool = True
+    name: str, config: type[MethodConfig], *, start: str = "given", with_bp: bool = True
 ) -> Callable[[MethodFn], MethodFn]:
     """Decorator: make ``restore(..., method=name)`` run the decorated function with ``config``.
 
     Args:
         name: method name (``restore``'s and the CLI's ``method``).
         config: a :class:`MethodConfig` dataclass holding the method's options.
-        start: ``"given"`` (labels handed over as given) or ``"dgp_class_pick"`` (unknown classes of a
-            class-conditional prior picked as DGP does first; ``config`` needs ``label_candidates``).
+        start: ``"given"`` (labels handed over as given) or a registered start's name
+            (:func:`register_start`; e.g. ``"dgp_class_pick"``: unknown classes of a class-conditional
+            prior picked as DGP does first; ``config`` then needs the start's fields, ``label_candidates``).
         with_bp: also register ``name + "_bp"`` (IAGAN eq. 10 back-projection after the fit).
 
     Returns:
@@ -136,12 +196,15 @@ def register_method(
     """
     if not (isinstance(config, type) and issubclass(config, MethodConfig)):
         raise ValueError(f"config of method {name!r} must be a MethodConfig dataclass, got {config!r}")
-    if start not in STARTS:
-        raise ValueError(f"start of method {name!r} must be one of {STARTS}, got {start!r}")
-    if start == "dgp_class_pick" and "label_candidates" not in {f.name for f in fields(config)}:
+    try:
+        spec = get_start(start)
+    except ValueError as e:
+        raise ValueError(f"start of method {name!r}: {e}") from None
+    missing = [f for f in spec.needs if f not in {f.name for f in fields(config)}]
+    if missing:
         raise ValueError(
-            f"method {name!r} asks for DGP's class pick: its config {config.__name__} needs a "
-            "label_candidates field (candidates per unknown class)"
+            f"method {name!r} asks for the start {start!r}: its config {config.__name__} needs the "
+            f"field(s) {missing}"
         )
 
     def register(run: MethodFn) -> MethodFn:
@@ -161,10 +224,11 @@ def _discover() -> None:
     if _discovered:
         return
     _discovered = True
-    import inversion.methods as package
-
-    for info in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"{package.__name__}.{info.name}")
+    for info in pkgutil.iter_modules([str(_HERE)]):
+        importlib.import_module(f"{_PACKAGE}.{info.name}")
+    for name in _plugin_packages():  # the paper packages' own registrations (inversion/dgp/method.py)
+        if name != _PACKAGE and importlib.util.find_spec(f"{name}.method") is not None:
+            importlib.import_module(f"{name}.method")
 
 
 def get_method(name: str) -> MethodSpec:

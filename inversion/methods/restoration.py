@@ -16,7 +16,7 @@ from torch import nn
 
 from inversion.engine import LossTerm, check_prior
 from inversion.methods.common import PriorConfig
-from inversion.methods.registry import get_method
+from inversion.methods.registry import get_method, get_start
 from inversion.operators.base import BP_MODES, back_project
 from lcm.prior import Prior
 
@@ -218,11 +218,9 @@ def restore(
 
         prior = code_space_prior(prior, cfg.space, cfg.optimize_noise)
     t0 = time.perf_counter()
-    unknown = labels is None or bool((labels < 0).any())
-    if spec.start == "dgp_class_pick" and prior is not None and prior.num_classes and unknown:
-        from inversion.dgp.init import sample_labels  # DGP's class pick (DGP appendix B)
-
-        labels = sample_labels(prior, operator, y, seeds, labels, cfg.label_candidates)
+    start = get_start(spec.start).run  # e.g. DGP's class pick (inversion.dgp.starts)
+    if start is not None:
+        labels = start(prior, operator, y, seeds, labels, cfg)
     fit, history = spec.run(prior, operator, y, seeds, labels, cfg, noisy, callbacks, loss_terms)
     with torch.no_grad():
         raw = fit.images

@@ -114,7 +114,7 @@ def test_each_stage_trains_exactly_its_blocks_and_frozen_blocks_have_no_grad(bat
 
     z0 = init_latents(prior, [0, 1])
     fit = run_stages(
-        prior, op, op.A(x), z0, stages, None, {"critic": critic}, batching,
+        prior, op, op.A(x), z0, stages, loss_terms={"critic": critic}, batching=batching,
         callbacks=[ProgressiveUnfreezing(blocks)], module_hook=hook,
     )  # fmt: skip
     assert [s for s, _, _ in seen] == [0, 0, 1, 1, 2, 2]
@@ -143,8 +143,7 @@ def test_progressive_unfreezing_rejects_mismatched_schedules():
             x,
             init_latents(prior, [0]),
             stages,
-            None,
-            terms,
+            loss_terms=terms,
             callbacks=[ProgressiveUnfreezing([1, 2])],
         )
     with pytest.raises(ValueError, match="blocks"):
@@ -305,7 +304,7 @@ def test_colorization_output_keeps_the_target_luminance():
 def test_morphing_at_lambda_0_and_1_reproduces_the_two_fitted_images(bn_to_in):
     prior = tiny()
     x = images(prior, 2)
-    out = dgp.fit_dgp(prior, Denoising(0.0), x, [0, 1], cfg=dgp.DGPConfig(**FAST, bn_to_in=bn_to_in))
+    out = dgp.fit_dgp(prior, Denoising(0.0), x, seeds=[0, 1], cfg=dgp.DGPConfig(**FAST, bn_to_in=bn_to_in))
     g, z, fitted = out.fit.generators, out.fit.latent, out.fit.images
     assert not torch.allclose(g[0].blocks[0][0].weight, g[1].blocks[0][0].weight)  # two different fits
     m = M.morph(prior, g[0], z[0], g[1], z[1], [1.0, 0.5, 0.0])
@@ -319,14 +318,16 @@ def test_morphing_at_lambda_0_and_1_reproduces_the_two_fitted_images(bn_to_in):
 def test_category_transfer_renders_every_class_and_keeps_the_fitted_one():
     prior = tiny(num_classes=3)
     x = images(prior, 1)
-    out = dgp.fit_dgp(prior, Denoising(0.0), x, [0], torch.tensor([2]), dgp.DGPConfig(**FAST))
+    out = dgp.fit_dgp(
+        prior, Denoising(0.0), x, seeds=[0], labels=torch.tensor([2]), cfg=dgp.DGPConfig(**FAST)
+    )
     assert int(out.labels[0]) == 2
     imgs = M.category_transfer(prior, out.fit.generators[0], out.fit.latent[0])
     assert imgs.shape == (3, 1, 16, 16)
     assert torch.allclose(imgs[2], out.fit.images[0], atol=1e-6)
     assert not torch.allclose(imgs[0], imgs[2], atol=1e-3)
     # unknown class: the start draws one per candidate and the fit keeps it
-    free = dgp.fit_dgp(prior, Denoising(0.0), x, [0], None, dgp.DGPConfig(**FAST))
+    free = dgp.fit_dgp(prior, Denoising(0.0), x, seeds=[0], cfg=dgp.DGPConfig(**FAST))
     assert free.labels is not None and 0 <= int(free.labels[0]) < 3
 
 
@@ -386,9 +387,9 @@ def test_every_dgp_preset_loads_and_builds_its_schedule():
 
 
 def test_preset_fills_options_left_at_their_defaults():
-    from inversion.dgp.fit import _resolve
+    from inversion.dgp.fit import resolve_config
 
-    cfg = _resolve(dgp.DGPConfig(preset="sr_mse", n_candidates=7))
+    cfg = resolve_config(dgp.DGPConfig(preset="sr_mse", n_candidates=7))
     # DGP's SR/MSE_biased script's last MSE weight, on DGP's [-1, 1] MSE (the preset held 4 x 100 = 400 when
     # the weight was on our [0, 1] MSE)
     assert cfg.n_candidates == 7 and cfg.bn_to_in and cfg.stages[-1]["weights"]["mse"] == 100.0
@@ -441,16 +442,16 @@ def test_dgp_returns_the_last_iterate_and_the_mse_stop_ends_only_its_stage():
         {"blocks": "all", "iterations": 6, "latent_lr": 1.0, "generator_lr": 0.3, "weights": {"mse": 1.0}},
     ]
     cfg = dgp.DGPConfig(stages=two, n_candidates=8, candidate_batch=8, variant="fast")  # keep: best
-    out = dgp.fit_dgp(prior, op, x, [0, 1], cfg=cfg).fit
+    out = dgp.fit_dgp(prior, op, x, seeds=[0, 1], cfg=cfg).fit
     last = out.history[-1]
     assert (_nanmin(out.history) < last).all()  # the final iterate is not the best one here
     torch.testing.assert_close(out.objective, last)  # DGP keeps its final x
-    best = dgp.fit_dgp(prior, op, x, [0, 1], cfg=cfg.updated({"keep": "best"})).fit
+    best = dgp.fit_dgp(prior, op, x, seeds=[0, 1], cfg=cfg.updated({"keep": "best"})).fit
     torch.testing.assert_close(best.objective, _nanmin(best.history[20:]))
     # stop_mse ends the current stage only: the second stage still runs (DGP run(): break)
     thr = float(out.history[5].max())
     first_stops = [{**two[0], "stop_mse": thr}, two[1]]
-    stopped = dgp.fit_dgp(prior, op, x, [0, 1], cfg=cfg.updated({"stages": first_stops})).fit
+    stopped = dgp.fit_dgp(prior, op, x, seeds=[0, 1], cfg=cfg.updated({"stages": first_stops})).fit
     rows = stopped.history.shape[0]
     assert rows < 20 + 6 + 1  # the first stage ended early for every image ...
     assert torch.isfinite(stopped.history[-7:]).all()  # ... and every image ran the whole second stage

@@ -9,7 +9,7 @@ import torch
 
 from inversion.dgp import dgp_operator, load_preset, script_stages
 from inversion.dgp.faithful import generator_groups, parse_stages
-from inversion.dgp.fit import DGPConfig, _resolve
+from inversion.dgp.fit import DGPConfig, resolve_config
 from inversion.dgp.operators import dip_lanczos2_kernel
 from lcm.architectures.biggan import biggan_prior, build_discriminator, build_generator
 
@@ -52,11 +52,11 @@ def test_every_released_script_has_a_preset_and_manipulation_z_lrs_are_the_scrip
 
 
 def test_scale_shortens_any_preset():
-    cfg = _resolve(DGPConfig(preset="imagenet1k_128/colorization", scale=0.05))
+    cfg = resolve_config(DGPConfig(preset="imagenet1k_128/colorization", scale=0.05))
     assert [s["iterations"] for s in cfg.stages] == [10, 10, 15, 20, 15]
     assert cfg.stages[0]["lr_ratio"] == 0.7  # everything else kept
     with pytest.raises(ValueError, match="scale"):
-        _resolve(DGPConfig(scale=0))
+        resolve_config(DGPConfig(scale=0))
 
 
 def test_script_stages_checks_its_lists():

@@ -165,7 +165,7 @@ def test_dgp_on_biggan_keeps_frozen_groups_bit_identical(finetune_embedding):
     last = LastIterate()
     # the engine's Lightning callback sees its copies: the fast variant
     cfg = dgp.DGPConfig(**FAST, finetune_embedding=finetune_embedding, variant="fast")
-    out = dgp.fit_dgp(prior, op, y, [0, 1], torch.tensor([3, 7]), cfg, callbacks=[last])
+    out = dgp.fit_dgp(prior, op, y, seeds=[0, 1], labels=torch.tensor([3, 7]), cfg=cfg, callbacks=[last])
     shared = prior.generator
     for g, final in zip(out.fit.generators, last.copies, strict=True):
         for k, (best, mine, orig) in enumerate(zip(g.blocks, final.blocks, shared.blocks, strict=True)):
@@ -189,7 +189,7 @@ def test_finetune_embedding_preset_option_for_a_conditional_dcgan():
     x = images(prior, 1)
     for flag in (False, True):
         cfg = dgp.DGPConfig(**{**FAST, "stages": [dict(SCHED[0], iterations=3)]}, finetune_embedding=flag)
-        out = dgp.fit_dgp(prior, Denoising(0.0), x, [0], torch.tensor([1]), cfg)
+        out = dgp.fit_dgp(prior, Denoising(0.0), x, seeds=[0], labels=torch.tensor([1]), cfg=cfg)
         same = torch.equal(out.fit.generators[0].embedding.weight, prior.generator.embedding.weight)
         assert same != flag
     assert dgp.load_preset("inpainting")["finetune_embedding"] is True  # DGP Table 7
@@ -224,9 +224,9 @@ def test_w_nll_adds_dgp_latent_term():
             prior,
             Denoising(0.0),
             x,
-            [0],
-            torch.tensor([0]),
-            dgp.DGPConfig(**{**FAST, "stages": sched}, w_nll=w),
+            seeds=[0],
+            labels=torch.tensor([0]),
+            cfg=dgp.DGPConfig(**{**FAST, "stages": sched}, w_nll=w),
         )
         for w in (0.0, 0.02)
     }
@@ -271,7 +271,9 @@ def test_dgp_manipulation_on_biggan():
     prior = tiny_biggan()
     x = _target(prior, 2)
     op = Inpainting(mask_kind="center", box_size=0.4)
-    out = dgp.fit_dgp(prior, op, op.A(x), [0, 1], torch.tensor([2, 2]), dgp.DGPConfig(**FAST))
+    out = dgp.fit_dgp(
+        prior, op, op.A(x), seeds=[0, 1], labels=torch.tensor([2, 2]), cfg=dgp.DGPConfig(**FAST)
+    )
     g, z, fitted = out.fit.generators, out.fit.latent, out.fit.images
     j = M.jitter(prior, g[0], z[0], sigma=0.0, n=2, label=2)
     assert torch.allclose(j, fitted[:1].expand(2, -1, -1, -1), atol=1e-5)

@@ -44,7 +44,9 @@ def dgp(
         - y: ``(B, ...)``; result images ``(B, C, H, W)``.
     """
     cfg = cfg or DGPConfig()
-    fit = fit_dgp(prior, operator, y, seeds, labels, cfg, callbacks, loss_terms).fit
+    fit = fit_dgp(
+        prior, operator, y, seeds=seeds, labels=labels, cfg=cfg, callbacks=callbacks, loss_terms=loss_terms
+    ).fit
     if cfg.colorize_output and _is_gray_observation(y, prior):
         from inversion.metrics import restore_luminance
 
