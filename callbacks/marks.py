@@ -20,7 +20,8 @@ class StageMarks(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # one fit per image (the engine's per_image, DGP): the images' padded histories share the rows of
         # the first image's fit, whose stages start at the schedule's nominal steps
-        if getattr(pl_module, "split", (0, 1))[0] == 0:
+        split = getattr(pl_module, "split", None)
+        if split is None or split[0] == 0:
             self._fits.append((pl_module, []))
 
     def on_stage_start(self, trainer, module, k: int, stage) -> None:

@@ -134,7 +134,8 @@ def restrict_config_files() -> None:
         return yaml_load(text)
 
     set_loader("yaml", bounded, exceptions=(yaml.YAMLError,))  # a parser error, not a traceback
-    set_parsing_settings(import_path_denylist=["*"], import_path_allowlist=list(IMPORTABLE))
+    extra = [p.strip() for p in os.environ.get("GENPRIOR_CLASS_PATHS", "").split(",") if p.strip()]
+    set_parsing_settings(import_path_denylist=["*"], import_path_allowlist=[*IMPORTABLE, *extra])
     _GATED = True
 
 

@@ -6,6 +6,8 @@ import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# the tests' own datamodules and callbacks named by class_path (configs name genprior's classes only)
+os.environ.setdefault("GENPRIOR_CLASS_PATHS", "test_lcm_modules,lcm_ddp_data")
 torch.set_num_threads(1)
 
 

@@ -3,6 +3,7 @@ from outside the checkout."""
 
 import os
 import runpy
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -75,6 +76,8 @@ def test_every_imported_third_party_package_is_declared():
 def test_wheel_runs_a_dgp_preset_outside_the_checkout(tmp_path):
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     wheels, site, work = tmp_path / "wheels", tmp_path / "site", tmp_path / "work"
+    # setuptools reuses build/lib: a module deleted from the tree since the last wheel would ship again
+    shutil.rmtree(ROOT / "build", ignore_errors=True)
     subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", wheels, ROOT], check=True)
     (wheel,) = wheels.glob("genprior-*.whl")
     subprocess.run([*pip, "install", "--no-deps", "--target", site, wheel], check=True)

@@ -19,7 +19,8 @@ __all__ = ["OPERATORS", "overview"]
 
 # the concrete operators of inversion.operators (``--operator NAME``; tests/test_startup_imports.py)
 OPERATORS = (
-    "SuperResolution", "Blur", "Inpainting", "Denoising", "Colorization", "CompressedSensing", "Composite",
+    "SuperResolution", "Blur", "Inpainting", "Denoising", "Colorization", "CompressedSensing", "IAGANFourier",
+    "Composite",
 )  # fmt: skip
 
 
