@@ -110,7 +110,7 @@ class _Bench:
         atomic_write_bytes(self.out / "results.md", md.encode())
         blob = {"meta": self.meta, "rows": self.rows, "notes": self.notes}
         atomic_write_bytes(self.out / "results.json", json.dumps(blob, indent=1).encode())
-        from inversion.report import markdown_report
+        from inversion.cli.report import markdown_report
 
         markdown_report(self.out, title="CRI benchmark")
 

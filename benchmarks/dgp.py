@@ -361,7 +361,7 @@ def run(
     atomic_write_bytes(out / "results.md", md.encode())
     atomic_write_bytes(out / "results.json", json.dumps({"meta": meta, **res}, indent=1).encode())
     print(md)
-    from inversion.report import markdown_report
+    from inversion.cli.report import markdown_report
 
     print(f"report: {markdown_report(out, title='DGP benchmark')}")
     return res

@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from datamodules.io.atomic import atomic_write, atomic_write_bytes
+from inversion.cli.report import exploration_report
 from inversion.exploration import (
     Distinctness,
     Feasibility,
@@ -53,7 +54,6 @@ from inversion.exploration import (
     restart_solutions,
     save_tile_grid,
 )
-from inversion.report import exploration_report
 from lcm.runtime import tune_allocator
 
 Tensor = torch.Tensor

@@ -1,6 +1,6 @@
 """Restoration with a pretrained generator someone else trained: the 64x64 face DCGAN (``dcgan-faces-64``)
 on real face photos (:mod:`datamodules.faces`) and on its own held-out samples (the in-range set,
-:func:`inversion.samples.held_out_samples`), with the IAGAN claims rows.
+:func:`inversion.cli.samples.held_out_samples`), with the IAGAN claims rows.
 
     python -m benchmarks.faces --scale 0.25 --samples 3 --out outputs/bench_faces   # 1 thread
 
@@ -46,10 +46,10 @@ import torch
 
 from datamodules.faces import FacesDataset
 from inversion import restore
+from inversion.cli.samples import held_out_samples
 from inversion.dgp import load_preset
 from inversion.metrics import masked_psnr, psnr, ssim
 from inversion.operators import CompressedSensing, IAGANFourier, Inpainting, SuperResolution, back_project
-from inversion.samples import held_out_samples
 from lcm import load_prior
 from lcm.runtime import tune_allocator
 

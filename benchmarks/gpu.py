@@ -71,8 +71,8 @@ def dgp_step(out: Path, tf32: bool, steps: int) -> dict:
 def iagan_images_per_s(device, batches, batchings, starts, csgm_steps, iagan_steps) -> list[dict]:
     import lcm
     from inversion import restore
+    from inversion.cli.samples import held_out_samples
     from inversion.operators import SuperResolution
-    from inversion.samples import held_out_samples
 
     prior = lcm.load_prior("dcgan-faces-64", map_location=device)
     op = SuperResolution(4, "bicubic").to(device)

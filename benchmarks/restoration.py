@@ -214,7 +214,7 @@ def run(
         json.dumps({"meta": meta, "speed": speed, "quality": quality}, indent=1).encode(),
     )
     print(md)
-    from inversion.report import markdown_report
+    from inversion.cli.report import markdown_report
 
     print(f"report: {markdown_report(out, title='CSGM / IAGAN benchmark')}")
     return {"speed": speed, "quality": quality}

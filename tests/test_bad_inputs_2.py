@@ -338,18 +338,18 @@ def test_labels_csv_names_must_match_inputs(tmp_path):
     p.write_bytes("\ufeffa.png,1\nb.png,2\n".encode())  # a UTF-8 byte-order mark before the first name
     labels = cli.read_labels(p, 5)
     items = _labelled_items(["a.png", "b.png"])
-    cli._apply_labels(items, labels)
+    cli.apply_labels(items, labels)
     assert [it.label for it in items] == [1, 2]
     p.write_text("A.PNG,1\nzzz.png,2\nb,3\n")
     with pytest.raises(ValueError, match=r"2 file\(s\) that match no input.*'A.PNG', 'zzz.png'") as err:
-        cli._apply_labels(_labelled_items(["a.png", "b.png"]), cli.read_labels(p, 5))
+        cli.apply_labels(_labelled_items(["a.png", "b.png"]), cli.read_labels(p, 5))
     assert "did you mean 'a.png'" in str(err.value)
     p.write_bytes(b"caf\xe9.png,1\n")  # Latin-1, not UTF-8
     with pytest.raises(ValueError, match="not UTF-8 text.*line 1"):
         cli.read_labels(p, 5)
     p.write_text("file,class\nb,3\n")  # header by its exact names; a stem matches
     items = _labelled_items(["a.png", "b.png"])
-    cli._apply_labels(items, cli.read_labels(p, 5))
+    cli.apply_labels(items, cli.read_labels(p, 5))
     assert [it.label for it in items] == [-1, 3]
 
 
@@ -388,7 +388,8 @@ def _run_folder(make_task_folder, tmp_path, name, operator, task, *extra):
 def test_compare_refuses_other_tasks_and_output_in_a_run(make_task_folder, tmp_path, capsys):
     import shutil
 
-    from inversion import cli, report
+    from inversion import cli
+    from inversion.cli import report
 
     a = _run_folder(make_task_folder, tmp_path, "a", "SuperResolution\n  init_args: {factor: 2}", "sr2")
     b = _run_folder(

@@ -57,8 +57,8 @@ def test_no_method_start_is_a_held_out_latent():
     held-out sample i was drawn with seed ``2**40 + i``, and torch's CPU generator keeps 32 bits of a seed,
     so it was the start of image i (seed 0 + i). No start of the first images, for any base seed a run may
     take and with restarts, may equal a held-out latent."""
+    from inversion.cli.samples import held_out_latents
     from inversion.methods import init_latents
-    from inversion.samples import held_out_latents
     from lcm.toy import tiny_prior
 
     prior = tiny_prior()
@@ -131,7 +131,8 @@ def test_resume_across_another_operator_state_is_refused(tmp_path):
     """Reproduction: a run with inpainting ``box_size: 0.3``, resumed into the same ``--output`` with
     ``box_size: 0.5``, appended the results of another operator (run.json pinned ``repr(operator)``, which
     leaves the box out). Also: compare refuses runs of the same task name but another box."""
-    from inversion import cli, report
+    from inversion import cli
+    from inversion.cli import report
 
     src = _images(tmp_path / "in")
     box = ["--operator.init_args.mask_kind", "center", "--operator.init_args.box_size"]
@@ -178,7 +179,8 @@ def test_compare_output_in_a_third_run_is_refused(tmp_path, monkeypatch):
     """Reproduction: ``python -m inversion compare A B --output C`` with C a third run's folder replaced
     C's report.html. Also: the same folder given as ``in`` and as ``/abs/in`` was "restored different
     images (only in the first: [], only in the second: [])"."""
-    from inversion import cli, report
+    from inversion import cli
+    from inversion.cli import report
 
     src = _images(tmp_path / "in")
     monkeypatch.chdir(tmp_path)

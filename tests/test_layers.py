@@ -124,6 +124,28 @@ def test_no_import_cycle_inside_inversion():
     assert not cycles, "\n".join(msgs or cycles)
 
 
+COMMAND_LINES = ("inversion.__main__", "inversion.dgp.manipulation_cli")  # entry points beside inversion.cli
+
+
+def test_only_command_lines_import_the_cli():
+    """``inversion.cli`` is the top: the library (engine, methods, operators, the paper packages) never
+    imports it, so a CLI-only module (the run report, the launcher, held-out samples) lives under it."""
+    graph = _import_graph("inversion")
+    bad = [
+        f"{mod} imports {sorted(t for t in targets if t.startswith('inversion.cli'))}"
+        for mod, targets in graph.items()
+        if not mod.startswith("inversion.cli") and mod not in COMMAND_LINES
+        and any(t == "inversion.cli" or t.startswith("inversion.cli.") for t in targets)
+    ]  # fmt: skip
+    assert not bad, "\n".join(bad)
+
+
+def test_inversion_root_holds_only_the_core():
+    """CLI-only modules are not at the package's root (issue 30): its modules are the core's."""
+    root = sorted(p.stem for p in (ROOT / "inversion").glob("*.py"))
+    assert root == ["__init__", "__main__", "engine", "stages"], root
+
+
 def test_import_graph_sees_lazy_imports_and_packages(tmp_path):
     """The graph builder itself: a function-level import and the imported module's package count."""
     pkg = tmp_path / "pkg"

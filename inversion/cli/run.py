@@ -7,7 +7,7 @@ import contextlib
 import inspect
 from pathlib import Path
 
-from inversion import launch as distributed
+from inversion.cli import launch as distributed
 from inversion.cli.options import RestoreOptions
 
 __all__ = ["launch", "restore_folder", "run_folder"]
@@ -62,7 +62,7 @@ def _launches(opts: RestoreOptions) -> bool:
 
 def launch(opts: RestoreOptions, argv: list[str]) -> Path:
     """``--devices N`` from the command line ``argv``: check the options, then run ``python -m inversion
-    argv`` in N processes (:func:`inversion.launch.launch`); anything else runs here."""
+    argv`` in N processes (:func:`inversion.cli.launch.launch`); anything else runs here."""
     if not _launches(opts):
         return run_folder(opts)
     _prepare(opts)
@@ -124,11 +124,11 @@ def _interruptible(out: Path, mine: list):
 def _restore_here(opts: RestoreOptions, where, exclude: tuple[Path, ...]) -> Path:
     from inversion.cli.batch import resolve_batch_size
     from inversion.cli.degraded import runner_for
+    from inversion.cli.finish import finalize
     from inversion.cli.items import list_items
     from inversion.cli.labels import apply_labels, read_labels, write_labels_used
     from inversion.cli.manifest import fail_path, pin, row_path
     from inversion.cli.prior import load_prior_spec
-    from inversion.cli.report import finalize
     from inversion.cli.runner import Job, check_fits, wait_for
 
     out = Path(opts.output)

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 
-from inversion import launch as distributed
+from inversion.cli import launch as distributed
 from inversion.cli.degraded_metrics import no_truth_metrics, residual_image
+from inversion.cli.finish import FIELDS
 from inversion.cli.items import Item
 from inversion.cli.manifest import fail_path, row_path
-from inversion.cli.report import FIELDS
 from inversion.cli.writer import Restored, RunWriter
 from inversion.operators import Operator
 from lcm.prior import Prior
@@ -134,7 +134,7 @@ class Runner:
         """Restore ``todo``; a batch that fails is retried image by image to isolate the bad one."""
         bar = None
         if self.progress and todo:
-            from inversion.progress import make_progress  # tqdm on a terminal, else plain lines with ETA
+            from inversion.cli.progress import make_progress  # tqdm on a terminal, else plain lines with ETA
 
             bar = make_progress(len(todo), f"{self.job.method}/{self.job.task}", sys.stderr)
         loaded: list[tuple[Item, torch.Tensor]] = []

@@ -20,6 +20,7 @@ import torch
 from jsonargparse import CLI
 
 from datamodules.io.grid import image_grid
+from datamodules.io.html import figure_report
 from datamodules.io.images import save_png
 
 __all__ = ["jitter", "main", "morph", "transfer"]
@@ -47,7 +48,9 @@ def _fit(
     critic: str | None = None,
     labels_csv: str | None = None,
 ):
-    from inversion.cli import _apply_labels, list_items, load_prior_spec, read_labels
+    from inversion.cli.items import list_items
+    from inversion.cli.labels import apply_labels, read_labels
+    from inversion.cli.prior import load_prior_spec
     from inversion.dgp.fit import DEFAULT_STAGES, DGPConfig, fit_dgp, load_preset, resolve_config
     from inversion.operators import Denoising
 
@@ -56,7 +59,7 @@ def _fit(
     pri = load_prior_spec(prior, critic=critic)
     items = list_items(input, pri.image_shape)  # indices refer to the whole split / folder
     if labels_csv is not None:
-        _apply_labels(items, read_labels(labels_csv, pri.num_classes))
+        apply_labels(items, read_labels(labels_csv, pri.num_classes))
     if max(indices) >= len(items) or min(indices) < 0:
         raise ValueError(f"image indices {indices} out of range: {input!r} has {len(items)} images")
     x = torch.stack([items[i].load() for i in indices])
@@ -74,7 +77,6 @@ def _fit(
 
 
 def _write(images: torch.Tensor, nrow: int, output: str, legend: str = "", info: dict | None = None) -> Path:
-    from inversion.report import figure_report
 
     path = Path(output) / "grid.png"
     save_png(image_grid(images, nrow, padding=1, min_size=64), path)

@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks.claims import CLAIMS, Claim, judge, main
 from benchmarks.claims.priors import PRIOR_DATA, shared_checkpoint, training_finished, wait_for
-from inversion.report import mean_ci as interval  # the one Student-t interval, used by the claims' judge
+from inversion.cli.report import mean_ci as interval  # the one Student-t interval, used by the claims' judge
 
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")

@@ -10,7 +10,7 @@ import torch
 
 from datamodules import faces as F
 from inversion import cli
-from inversion.samples import held_out_samples
+from inversion.cli.samples import held_out_samples
 from lcm.architectures import dcgan
 
 HAVE_SKIMAGE = importlib.util.find_spec("skimage") is not None

@@ -136,7 +136,7 @@ def test_per_image_masks_follow_the_image_index():
     batch = op.mask_for(torch.zeros(4, 1, 16, 16))
     op.mask_for(torch.zeros(1, 1, 16, 16))  # fills the operator's cache for batch size 1
     for i in range(4):
-        assert torch.equal(cli._operator_for(op, i).mask_for(torch.zeros(1, 1, 16, 16))[0], batch[i])
+        assert torch.equal(cli.operator_for(op, i).mask_for(torch.zeros(1, 1, 16, 16))[0], batch[i])
 
 
 def test_batched_folder_run_matches_one_image_at_a_time(folder, tmp_path):

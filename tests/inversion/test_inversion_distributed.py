@@ -115,7 +115,7 @@ def test_killing_the_devices_launcher_kills_its_workers(folder, tmp_path):
 
 
 def test_slurm_environment_becomes_torch_environment(monkeypatch):
-    from inversion import launch as distributed
+    from inversion.cli import launch as distributed
 
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.setenv(k, "")  # recorded, so that teardown restores the environment

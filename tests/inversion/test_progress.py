@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from inversion.progress import PlainProgress, make_progress
+from inversion.cli.progress import PlainProgress, make_progress
 
 
 def test_plain_progress_prints_rate_and_eta_once_the_run_is_not_short():

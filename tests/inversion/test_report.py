@@ -1,4 +1,4 @@
-"""Run reports (inversion.report): atomic, complete on resume, every image and failure; compare."""
+"""Run reports (inversion.cli.report): atomic, complete on resume, every image and failure; compare."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from inversion import cli, report
+from inversion import cli
+from inversion.cli import report
 
 
 @pytest.fixture()

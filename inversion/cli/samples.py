@@ -33,7 +33,7 @@ def held_out_generator(i: int) -> torch.Generator:
     if state.numel() != _STATE_BYTES:
         raise RuntimeError(
             f"torch {torch.__version__}'s CPU generator state has {state.numel()} bytes, not {_STATE_BYTES}: "
-            "inversion.samples cannot derive the held-out stream; update inversion/samples.py"
+            "inversion.cli.samples cannot derive the held-out stream; update inversion/cli/samples.py"
         )
     stream = b"".join(
         hashlib.sha256(
