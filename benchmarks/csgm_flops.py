@@ -2,10 +2,10 @@
 
     python -m benchmarks.csgm_flops --threads 1 --batch 16
 
-* the work: one CSGM step of ``restore(y, op, prior, "csgm")`` on ``--batch`` face images at once (SR x4,
-  one start each), counted with ``torch.utils.flop_counter.FlopCounterMode`` (matmuls and convolutions,
-  forward and backward) around the engine's second step (a Lightning callback: ``on_train_batch_start`` to
-  ``on_train_batch_end``);
+* the work: one CSGM step of ``restore(y, op, prior, "csgm")`` on ``--batch`` images at once (the face
+  photos of :mod:`datamodules.faces`, then the prior's held-out samples; SR x4, one start each), counted
+  with ``torch.utils.flop_counter.FlopCounterMode`` (matmuls and convolutions, forward and backward)
+  around the engine's second step (a Lightning callback: ``on_train_batch_start`` to its end);
 * its time: the difference of a ``1 + steps`` and a ``1``-step run's process CPU seconds over ``steps`` (the
   setup excluded; best of ``--repeats``; with one thread the CPU time is the work done, steadier than the
   wall clock on a shared machine);
@@ -30,6 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from datamodules.faces import FacesDataset
 from inversion import restore
 from inversion.operators import SuperResolution
+from inversion.samples import held_out_samples
 from lcm import load_prior
 from lcm.runtime import tune_allocator
 
@@ -90,10 +91,10 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("--batch, --steps, --repeats and --mm-size must be >= 1")
     torch.set_num_threads(args.threads)
     prior = load_prior("dcgan-faces-64")
-    faces = FacesDataset(resolution=64)
-    if len(faces) < args.batch:
-        raise SystemExit(f"--batch {args.batch}: the faces data set holds {len(faces)} images")
-    x = torch.stack([faces[i]["image"] for i in range(args.batch)])
+    faces = FacesDataset(resolution=64, limit=args.batch)
+    x = torch.stack([faces[i]["image"] for i in range(len(faces))])
+    if len(faces) < args.batch:  # the photos, then the prior's held-out samples (the same arithmetic)
+        x = torch.cat([x, held_out_samples(prior, args.batch - len(faces))])
     op = SuperResolution(4, "bicubic", padding="zeros")
     y = op.A(x)
     z0 = prior.sample_latent(args.batch, generator=torch.Generator().manual_seed(0))[:, None]
