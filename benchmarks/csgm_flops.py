@@ -24,13 +24,13 @@ import time
 from pathlib import Path
 
 import torch
+from inversion.samples import held_out_samples
 from pytorch_lightning import Callback
 from torch.utils.flop_counter import FlopCounterMode
 
 from datamodules.faces import FacesDataset
 from inversion import restore
 from inversion.operators import SuperResolution
-from inversion.samples import held_out_samples
 from lcm import load_prior
 from lcm.runtime import tune_allocator
 
