@@ -31,6 +31,7 @@ __all__ = [
     "select_latents",
 ]
 
+
 @dataclass
 class CandidateInit:
     """Chosen starts. ``latent``: ``(B, *latent_shape)``; ``labels``: ``(B,)`` or None; ``score``:
