@@ -19,10 +19,12 @@ run, ``gd_weight_sn_cpu_s`` with spectral norm applied to the weights as BigGAN-
 output scale) and ``gd_default_cpu_s`` in the child (the gain of the allocator).
 
 ``--candidates N`` also times DGP's best-of-N start on the same networks
-(:func:`inversion.dgp.score_candidates`, DGP appendix B): ``bestof_fp32_*`` as DGP's config runs it
-(chunks of 100, fp32), ``bestof_bf16_*`` with the chunk sized to the memory budget
-(:func:`inversion.dgp.init.candidate_batch_for`) under bf16 autocast (``scoring_precision``), each with
-its seconds and its pick (the same pick is the condition for bf16).
+(:func:`inversion.dgp.score_candidates`, DGP appendix B; candidates at DGP's ``sample_std`` 0.3), each with
+its seconds, its chunk and its pick: ``bestof_fixed_*`` in chunks of 100 (before: the old default),
+``bestof_auto_*`` in chunks sized to the memory budget (after: ``candidate_batch: auto``, the default,
+:func:`lcm.runtime.budget_rows`), both fp32, and with ``--candidates-bf16`` ``bestof_bf16_*``: the budget
+chunks under bf16 autocast (``candidate_bf16``; the same pick is its condition). ``--candidates-only``
+skips the step timings.
 
 ``--device cuda`` runs everything on the GPU (wall seconds after ``torch.cuda.synchronize``; the ``cpu_s``
 keys then hold the same wall seconds), ``--tf32`` allows TF32 matmuls and convolutions there.
@@ -163,24 +165,26 @@ def time_gd_weight_sn(prior, z, label, steps: int) -> tuple[float, float]:
             del m.sn_output_scale  # back to the class default
 
 
-def time_best_of(prior, op, y, label, n: int, seed: int) -> dict:
-    """DGP's best-of-``n`` start (``select_z``): fp32 in chunks of 100, then bf16 in budget-sized chunks."""
+def time_best_of(prior, op, y, label, n: int, seed: int, bf16: bool = False) -> dict:
+    """DGP's best-of-``n`` start (``select_z``): fp32 in chunks of 100 (the old default), fp32 in chunks sized
+    to the memory budget (the default now) and, with ``bf16``, those chunks under bf16 autocast."""
     from inversion.dgp import candidate_pool, score_candidates
-    from inversion.dgp.init import candidate_batch_for, scoring_precision
-    from inversion.dgp.losses import CriticFeatureLoss
 
     z, _ = candidate_pool(prior, n, seed, int(label[0]), std=0.3)
     out = {"bestof_candidates": n}
-    metric = CriticFeatureLoss(prior.critic, prior.image_shape)
-    for name, bf16 in (("fp32", False), ("bf16", True)):
-        batch = 100 if not bf16 else candidate_batch_for(prior, op, metric, n, bf16=True)
-        t = _clocks()
-        with scoring_precision(bf16, y.device):
-            d = score_candidates(prior, op, y, z, label, batch_size=batch)
-        wall, cpu = _since(t)
-        out.update({f"bestof_{name}_s": wall, f"bestof_{name}_cpu_s": cpu, f"bestof_{name}_batch": batch,
+    runs = [("fixed", False, 100), ("auto", False, "auto")] + ([("bf16", True, "auto")] if bf16 else [])
+    for name, half, batch in runs:
+        sizes = []  # the batches the generator saw (auto: the 1-candidate probe, then the chunks)
+        hook = prior.generator.register_forward_pre_hook(lambda m, a, s=sizes: s.append(a[0].shape[0]))
+        try:
+            t = _clocks()
+            d = score_candidates(prior, op, y, z, label, batch_size=batch, bf16=half)
+            wall, cpu = _since(t)
+        finally:
+            hook.remove()
+        out.update({f"bestof_{name}_s": wall, f"bestof_{name}_cpu_s": cpu, f"bestof_{name}_batch": max(sizes),
                     f"bestof_{name}_pick": int(d.float().argmin())})  # fmt: skip
-    out["bestof_same_pick"] = out["bestof_fp32_pick"] == out["bestof_bf16_pick"]
+    out["bestof_same_pick"] = len({out[f"bestof_{name}_pick"] for name, _, _ in runs}) == 1
     return out
 
 
@@ -231,9 +235,17 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:k]")
     ap.add_argument("--tf32", action="store_true", help="CUDA: allow TF32 matmuls and convolutions")
     ap.add_argument("--candidates", type=int, default=0, help="also time DGP's best-of-N start (0: skip)")
+    ap.add_argument("--candidates-bf16", action="store_true", help="also the best-of-N under bf16 autocast")
+    ap.add_argument("--candidates-only", action="store_true", help="time the best-of-N start only")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # plain loop + G+D step only
     args = ap.parse_args(argv)
     prior, op, y, z, label = _setup(args)
+    if args.candidates_only:
+        if not args.candidates:
+            raise SystemExit("--candidates-only needs --candidates N")
+        out = {"device": str(y.device), "threads": args.threads, "resolution": args.resolution}
+        out.update(time_best_of(prior, op, y, label, args.candidates, args.seed, args.candidates_bf16))
+        return _report(out, args.json)
     if args.child:
         from lcm.runtime import allocator_settings
 
@@ -273,12 +285,16 @@ def main(argv: list[str] | None = None) -> dict:
     out["gd_allocator_speedup"] = out["gd_default_cpu_s"] / out["gd_cpu_s"]
     out["gd_sn_output_scale_speedup"] = out["gd_weight_sn_cpu_s"] / out["gd_cpu_s"]
     if args.candidates:
-        out.update(time_best_of(prior, op, y, label, args.candidates, args.seed))
+        out.update(time_best_of(prior, op, y, label, args.candidates, args.seed, args.candidates_bf16))
+    return _report(out, args.json)
+
+
+def _report(out: dict, path: str | None) -> dict:
     print(json.dumps(out, indent=2))
-    if args.json:  # atomically: a temporary file renamed over the target
-        tmp = Path(args.json).with_suffix(".tmp")
+    if path:  # atomically: a temporary file renamed over the target
+        tmp = Path(path).with_suffix(".tmp")
         tmp.write_text(json.dumps(out, indent=2) + "\n")
-        os.replace(tmp, args.json)
+        os.replace(tmp, path)
     return out
 
 

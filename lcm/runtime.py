@@ -27,9 +27,18 @@ import ctypes
 import ctypes.util
 import os
 
-__all__ = ["ENV", "activation_bytes", "allocator_settings", "free_memory", "tune_allocator"]
+__all__ = [
+    "ENV",
+    "FORWARD_FRACTION",
+    "activation_bytes",
+    "allocator_settings",
+    "budget_rows",
+    "free_memory",
+    "tune_allocator",
+]
 
 ENV = "GENPRIOR_ALLOCATOR"  # "system": the entry points leave the allocator alone
+FORWARD_FRACTION = 0.25  # of the free memory: what one chunk of a forward-only bulk computation may take
 # glibc <malloc.h>
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
@@ -123,3 +132,14 @@ def activation_bytes(modules, run) -> int:
         for h in handles:
             h.remove()
     return total[0]
+
+
+def budget_rows(modules, probe, n: int, budget: int | None = None, device="cpu") -> int:
+    """Rows of a forward-only bulk computation (scoring candidates, evaluating steps, metrics) that one chunk
+    may hold: ``budget`` bytes (None: :data:`FORWARD_FRACTION` of :func:`free_memory` of ``device``) over the
+    activations :func:`activation_bytes` measures while ``probe()`` runs one row through ``modules``; between
+    1 and ``n``."""
+    if budget is None:
+        budget = int(FORWARD_FRACTION * free_memory(device))
+    per = max(1, activation_bytes(modules, probe))
+    return int(max(1, min(int(n), int(budget) // per)))

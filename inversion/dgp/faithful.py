@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from inversion.dgp.init import budget_candidates, check_candidate_batch, scoring_precision
 from inversion.dgp.losses import dgp_critic_features
 from inversion.dgp.operators import lift_to_grid, measure
 from inversion.engine import FitResult
@@ -189,12 +190,18 @@ def score_candidates(
     labels: torch.Tensor | int | None = None,
     critic_features: int = 3,
     reduction: str = "block_mean",
-    batch_size: int = 100,
+    batch_size: int | str = "auto",
+    bf16: bool = False,
 ) -> torch.Tensor:
     """DGP's start score of each candidate latent (``DGP.select_z``): the critic loss on the last
     ``critic_features`` (3) features between the candidate's degraded image and the target ``y``. As in
     DGP the candidate is degraded along the *target* path (``pre_process(x)``: for SR the uint8 PIL
     Lanczos, not the DIP down-sampler of the fit), i.e. ``operator.measure`` where the operator has one.
+
+    ``batch_size``: candidates per generator / critic call, or ``"auto"`` (default): as many as fit a
+    quarter of the free memory (:func:`lcm.runtime.budget_rows`; DGP scores one at a time, the scores do not
+    depend on the chunks). ``bf16``: score under bf16 autocast (a named option,
+    :func:`inversion.dgp.init.scoring_precision`; off by default).
 
     Shape:
         - y: ``(1, ...)`` in [0, 1]; candidates ``(K, *latent_shape)``; labels ``(K,)``, ``(1,)``, an int or
@@ -212,13 +219,20 @@ def score_candidates(
             raise ValueError("a class-conditional prior needs labels for the candidates")
         labels = torch.as_tensor(labels, dtype=torch.long, device=candidates.device).reshape(-1)
         labels = labels.expand(k) if labels.numel() == 1 else labels
+    check_candidate_batch(batch_size)
+
+    def features(x):
+        return _features(prior, lift_to_grid(operator, measure(operator, x), prior.image_shape))
+
+    if batch_size == "auto":
+        batch_size = budget_candidates(prior, features, k, None, bf16)
     target = _features(prior, lift_to_grid(operator, y, prior.image_shape))
     out = []
     for s in range(0, k, batch_size):
         lab = None if not prior.num_classes else labels[s : s + batch_size]
-        x = prior(candidates[s : s + batch_size], lab)
-        feats = _features(prior, lift_to_grid(operator, measure(operator, x), prior.image_shape))
-        out.append(critic_distance(feats, target, critic_features, reduction))
+        with scoring_precision(bf16, y.device):
+            feats = features(prior(candidates[s : s + batch_size], lab))
+        out.append(critic_distance(feats, target, critic_features, reduction).float())
     return torch.cat(out)
 
 

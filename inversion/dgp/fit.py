@@ -81,7 +81,12 @@ class DGPConfig(PriorConfig):
         critic_blocks: critic blocks used by the feature loss (None: all; DGP uses all of BigGAN's).
         lift: how measurements reach the critic's image grid, ``resize`` or ``pseudo_inverse``.
         n_candidates: latents scored for the start (DGP appendix B: 500).
-        candidate_batch: candidates per generator / critic call.
+        candidate_batch: candidates per generator / critic call, or ``auto`` (default): as many as fit a
+            quarter of the free memory (CPU RAM or CUDA memory; :func:`lcm.runtime.budget_rows`). The scores
+            do not depend on it (tests/inversion/test_dgp_trace.py: the trace's pick, chunked or not).
+        candidate_bf16: score the start's candidates (and the class pick's) under bf16 autocast: faster
+            where the device has bf16 units; scores move by rounding, so a near tie can pick another
+            candidate (off by default; the trace's picks are kept, tests/inversion/test_dgp_trace.py).
         candidate_seed: one candidate pool for all images (None: each image's own seed).
         init_metric: ``critic`` (DGP) or ``mse`` for the candidate scoring; None: ``critic`` when the
             first stage weights the critic term, else ``mse``.
@@ -124,7 +129,8 @@ class DGPConfig(PriorConfig):
     critic_blocks: list[int] | None = None
     lift: str = "resize"
     n_candidates: int = 500
-    candidate_batch: int = 100
+    candidate_batch: int | str = "auto"
+    candidate_bf16: bool = False
     candidate_seed: int | None = None
     init_metric: str | None = None
     bn_to_in: bool = False
@@ -149,10 +155,13 @@ class DGPConfig(PriorConfig):
             v = getattr(self, name)
             if v not in allowed:
                 raise ValueError(f"{name} must be one of {sorted(map(str, allowed))}, got {v!r}")
-        for name in ("bn_to_in", "colorize_output", "finetune_embedding"):
+        for name in ("bn_to_in", "colorize_output", "finetune_embedding", "candidate_bf16"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        check_positive_int(self, "n_candidates", "candidate_batch")
+        check_positive_int(self, "n_candidates")
+        cb = self.candidate_batch
+        if cb != "auto" and (isinstance(cb, bool) or not isinstance(cb, int) or cb < 1):
+            raise ValueError(f"candidate_batch must be a positive integer or 'auto', got {cb!r}")
         if self.candidate_features is not None:
             check_positive_int(self, "candidate_features")
         if self.candidate_seed is not None and (
@@ -357,6 +366,7 @@ def _faithful_start(prior, operator, y, seeds, labels, cfg: DGPConfig) -> Candid
             cfg.candidate_batch,
             cfg.candidate_seed,
             cfg.candidate_std,
+            cfg.candidate_bf16,
         )
     n = y.shape[0]
     zs, labs, scores, idx = [], [], [], []
@@ -375,6 +385,7 @@ def _faithful_start(prior, operator, y, seeds, labels, cfg: DGPConfig) -> Candid
             cfg.candidate_features,
             cfg.critic_reduction,
             cfg.candidate_batch,
+            cfg.candidate_bf16,
         )
         j = int(d.argmin())
         zs.append(z[j : j + 1])
@@ -520,6 +531,7 @@ def fit_dgp(
             cfg.candidate_batch,
             cfg.candidate_seed,
             cfg.candidate_std,
+            cfg.candidate_bf16,
         )
     if cfg.stop_mse is not None:
         for s in stages:

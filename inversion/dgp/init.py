@@ -21,15 +21,15 @@ from lcm.prior import Prior
 
 __all__ = [
     "CandidateInit",
+    "budget_candidates",
     "candidate_batch_for",
+    "check_candidate_batch",
     "candidate_pool",
     "operators_per_image",
     "sample_labels",
     "scoring_precision",
     "select_latents",
 ]
-
-MEMORY_FRACTION = 0.25  # of the free memory: what a forward-only candidate chunk may take ("auto")
 
 
 @dataclass
@@ -96,23 +96,38 @@ def candidate_batch_for(
     budget: int | None = None,
     bf16: bool = False,
 ) -> int:
-    """Candidates per generator / critic call that fit ``budget`` bytes (None: ``MEMORY_FRACTION`` of the
-    device's free memory, :func:`lcm.runtime.free_memory`), from the activations of one probe candidate
-    through the generator, the operator and ``metric`` (at most ``n_candidates``, at least 1)."""
-    from lcm.runtime import activation_bytes, free_memory
+    """Candidates per generator / critic call that fit ``budget`` bytes (None: a quarter of the device's free
+    memory, :func:`lcm.runtime.budget_rows`), from the activations of one probe candidate through the
+    generator, the operator and ``metric`` (at most ``n_candidates``, at least 1)."""
+    return budget_candidates(
+        prior, lambda x: metric.candidates(operator.A(x), operator), n_candidates, budget, bf16
+    )
+
+
+def budget_candidates(
+    prior: Prior, score, n_candidates: int, budget: int | None = None, bf16: bool = False
+) -> int:
+    """Candidates per chunk (:func:`lcm.runtime.budget_rows`) from one probe candidate through the generator
+    and ``score(x)`` (what is computed from its image), under :func:`scoring_precision`."""
+    from lcm.runtime import budget_rows
 
     ref = next(prior.generator.parameters())
-    if budget is None:
-        budget = int(MEMORY_FRACTION * free_memory(ref.device))
     z, lab = candidate_pool(prior, 1, 0)
     modules = [prior.generator] + ([prior.critic] if isinstance(prior.critic, nn.Module) else [])
 
     def probe():
-        with scoring_precision(bf16, ref.device):
-            metric.candidates(operator.A(prior(z, lab)), operator)
+        with torch.no_grad(), scoring_precision(bf16, ref.device):
+            score(prior(z, lab))
 
-    per = max(1, activation_bytes(modules, probe))
-    return int(max(1, min(n_candidates, budget // per)))
+    return budget_rows(modules, probe, n_candidates, budget, ref.device)
+
+
+def check_candidate_batch(batch_size) -> None:
+    """ValueError unless ``batch_size`` is an int >= 1 or ``"auto"`` (candidates per generator call)."""
+    if batch_size == "auto":
+        return
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"candidate batch_size must be an int >= 1 or 'auto', got {batch_size!r}")
 
 
 def scoring_precision(bf16: bool, device):
@@ -134,7 +149,7 @@ def select_latents(
     seeds: Sequence[int],
     labels: torch.Tensor | None = None,
     n_candidates: int = 500,
-    batch_size: int | str = 100,
+    batch_size: int | str = "auto",
     pool_seed: int | None = None,
     std: float = 1.0,
     bf16: bool = False,
@@ -152,7 +167,7 @@ def select_latents(
         labels: ``(B,)`` classes (-1 = unknown) for a conditional prior, else None.
         n_candidates: N (DGP: 500).
         batch_size: candidates per generator / critic call (1 = the published one-at-a-time loop), or
-            ``"auto"``: as many as fit a quarter of the free memory (:func:`candidate_batch_for`).
+            ``"auto"`` (default): as many as fit a quarter of the free memory (:func:`candidate_batch_for`).
         pool_seed: one pool shared by every image.
         std: scale of Gaussian candidates (DGP's ``sample_std``).
         bf16: score under bf16 autocast (faster on CPUs and GPUs with bf16 units; scores move by
@@ -168,10 +183,9 @@ def select_latents(
         raise ValueError(f"labels has {labels.shape[0]} entries for {n} images")
     cond = bool(prior.num_classes)
     ops = operators_per_image(operator, n, prior.image_shape, y)
+    check_candidate_batch(batch_size)
     if batch_size == "auto":
         batch_size = candidate_batch_for(prior, ops[0], metric, n_candidates, bf16=bf16)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"candidate batch_size must be an int >= 1 or 'auto', got {batch_size!r}")
     # group images by pool: (seed, label) -> image indices
     pools: dict[tuple[int, int | None], list[int]] = {}
     for i in range(n):
@@ -217,7 +231,7 @@ def sample_labels(
     seeds: Sequence[int],
     labels: torch.Tensor | None = None,
     n_candidates: int = 500,
-    batch_size: int | str = 100,
+    batch_size: int | str = "auto",
     bf16: bool = False,
 ) -> torch.Tensor:
     """Classes for the images whose class is unknown (-1, or all when ``labels`` is None), picked as DGP

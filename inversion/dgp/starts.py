@@ -16,7 +16,7 @@ def dgp_class_pick(prior, operator, y, seeds, labels, cfg):
         return labels
     from inversion.dgp.init import sample_labels
 
-    return sample_labels(prior, operator, y, seeds, labels, cfg.label_candidates)
+    return sample_labels(prior, operator, y, seeds, labels, cfg.label_candidates, batch_size="auto")
 
 
 register_start("dgp_class_pick", dgp_class_pick, needs=("label_candidates",))

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from inversion import restore
 from inversion.dgp import dgp_operator, sample_labels
 from inversion.dgp.init import candidate_batch_for, select_latents
 from inversion.dgp.losses import CriticFeatureLoss
@@ -62,3 +63,40 @@ def test_auto_chunks_pick_what_fixed_chunks_pick(tiny, monkeypatch):
     assert int(auto.index) == int(fixed.index) and torch.equal(auto.latent, fixed.latent)
     with pytest.raises(ValueError, match="'auto'"):
         select_latents(prior, op, y, metric, [5], n_candidates=8, batch_size="all")
+
+
+def _chunks_of(monkeypatch, rows: int) -> list[int]:
+    """Every memory-budget chunk (``lcm.runtime.budget_rows``) ``rows`` rows (a fake free memory)."""
+    monkeypatch.setattr("lcm.runtime.activation_bytes", lambda modules, run: 1000)
+    monkeypatch.setattr("lcm.runtime.free_memory", lambda device="cpu": 4 * rows * 1000 + 3)
+
+
+def _batches(module, sizes: list[int]):
+    return module.register_forward_pre_hook(lambda m, args: sizes.append(args[0].shape[0]))
+
+
+@pytest.mark.parametrize("metric", ["critic", "mse"])
+def test_dgp_start_and_class_pick_use_budget_chunks_by_default(tiny, monkeypatch, metric):
+    """``restore(method="dgp")``'s start (DGPConfig.candidate_batch "auto") and the class pick of the other
+    methods score their candidates in memory-budget chunks, and pick what one unchunked call picks."""
+    prior, op, y = tiny
+    _chunks_of(monkeypatch, 3)
+    stage = [{"blocks": 1, "iterations": 1, "generator_lr": 0.0, "latent_lr": 0.0}]
+    opts = {"n_candidates": 8, "stages": stage, "init_metric": metric, "colorize_output": False}
+    sizes: list[int] = []
+    hook = _batches(prior.generator, sizes)
+    try:
+        chunked = restore(y, op, prior, method="dgp", labels=torch.tensor([-1]), **opts)
+        start = sizes[:3]
+        del sizes[:]
+        whole = restore(y, op, prior, method="dgp", labels=torch.tensor([-1]), candidate_batch=8, **opts)
+        assert sizes[0] == 8
+        del sizes[:]
+        picked = sample_labels(prior, op, y, [0], n_candidates=8)
+        assert sizes == [3, 3, 2]
+    finally:
+        hook.remove()
+    assert start == [3, 3, 2]
+    assert torch.equal(chunked.labels, whole.labels)
+    assert torch.equal(chunked.latent, whole.latent)  # learning rates 0: the starts
+    assert torch.equal(picked, sample_labels(prior, op, y, [0], n_candidates=8, batch_size=8))

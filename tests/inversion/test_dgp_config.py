@@ -13,6 +13,7 @@ BAD = {
     "lift": "nearest",
     "n_candidates": 0,
     "candidate_batch": 2.5,
+    "candidate_bf16": "yes",
     "candidate_seed": "7",
     "init_metric": "lpips",
     "bn_to_in": "yes",

@@ -125,3 +125,33 @@ def test_bf16_scoring_keeps_the_traces_pick(trace, prior, name):
     # and it did run in bf16: the scores moved by more than fp32 rounding
     rel = ((scores.float() - t["candidate_scores"]).abs() / t["candidate_scores"].abs()).max()
     assert rel > 1e-4
+
+
+def _chunks_of(monkeypatch, rows: int) -> None:
+    """Make every memory-budget chunk (``lcm.runtime.budget_rows``) ``rows`` rows: a fake free memory of
+    ``4 * rows`` fake rows' bytes (a quarter of it is the budget)."""
+    monkeypatch.setattr("lcm.runtime.activation_bytes", lambda modules, run: 1000)
+    monkeypatch.setattr("lcm.runtime.free_memory", lambda device="cpu": 4 * rows * 1000 + 3)
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_budget_chunked_scoring_keeps_the_traces_pick(trace, prior, name, monkeypatch):
+    """The default (``batch_size="auto"``, memory-budget chunks: 3 + 3 + 2 of the trace's 8 here) scores as
+    one call over all candidates and as DGP's one-at-a-time loop do, and picks the trace's candidate."""
+    t = trace[name]
+    op = dgp_operator(t["mode"], 128)
+    y = op(to_unit(trace["image_origin"]))
+    labels = torch.tensor([int(trace["class"])])
+    _chunks_of(monkeypatch, 3)
+    sizes = []
+    hook = prior.generator.register_forward_pre_hook(lambda m, args: sizes.append(args[0].shape[0]))
+    try:
+        chunked = score_candidates(prior, op, y, t["candidates"], labels)
+    finally:
+        hook.remove()
+    assert sizes == [3, 3, 2]
+    whole = score_candidates(prior, op, y, t["candidates"], labels, batch_size=len(t["candidates"]))
+    single = score_candidates(prior, op, y, t["candidates"], labels, batch_size=1)
+    assert int(chunked.argmin()) == int(whole.argmin()) == int(single.argmin()) == int(t["pick"])
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=0)
+    torch.testing.assert_close(chunked, single, rtol=1e-5, atol=0)
