@@ -135,7 +135,9 @@ def restrict_config_files() -> None:
 
     set_loader("yaml", bounded, exceptions=(yaml.YAMLError,))  # a parser error, not a traceback
     extra = [p.strip() for p in os.environ.get("GENPRIOR_CLASS_PATHS", "").split(",") if p.strip()]
-    set_parsing_settings(import_path_denylist=["*"], import_path_allowlist=[*IMPORTABLE, *extra])
+    set_parsing_settings(
+        import_path_denylist=["*", *NOT_IMPORTABLE], import_path_allowlist=[*IMPORTABLE, *extra]
+    )
     _GATED = True
 
 
@@ -160,3 +162,5 @@ IMPORTABLE = (
     "lightning_fabric",
     "torch.optim",
 )
+# inside those: modules that run a program when imported (``--operator inversion.__main__.Foo`` ran the CLI)
+NOT_IMPORTABLE = ("inversion.__main__", "lcm.__main__", "datamodules.__main__")

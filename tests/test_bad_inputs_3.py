@@ -99,6 +99,22 @@ def test_biggan_embedding_declared_as_stride0_view_is_refused(tmp_path):
         lcm.load_prior(_save(tmp_path / "G_ema.pth", g))
 
 
+def test_biggan_width_read_from_a_small_tensor_builds_nothing_the_file_does_not_fill(tmp_path):
+    """The BigGAN loader read ``ch`` from ``output_layer.2.weight`` (3 x ch x 3 x 3) and built the whole
+    network before the strict load: that one tensor at ch = 512 (55 KB) asked for 7.7 GB of parameters
+    (ch = 2048: ~124 GB). Now the configuration is built on the meta device and checked first."""
+    import resource
+
+    ref = torch.load(DATA / "biggan_dgp_128_tiny.pt", weights_only=True)
+    g = dict(ref["G"])
+    g["output_layer.2.weight"] = torch.randn(3, 512, 3, 3)
+    path, before = _save(tmp_path / "G_ema.pth", g), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ValueError, match=r"does not match the BigGAN architecture.*wrong-shape"):
+        lcm.load_prior(path)
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kib < 2**21, f"the refused file made the process peak grow by {grown_kib} KiB"
+
+
 def test_finite_check_does_not_copy_a_stride0_view():
     """The finite-weights check itself allocated 8 GB for a stride-0 tensor and failed with a bare
     RuntimeError: now the view is named before any copy (2**40 elements over one float)."""
@@ -163,7 +179,7 @@ def test_class_path_imports_nothing_before_its_type_is_checked(tmp_path, args):
     ``--trainer.logger`` the same.)"""
     marker = tmp_path / "MARKER"
     (tmp_path / "evilop.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\nclass Foo:\n    pass\n")
-    for name in ("evilop.Foo", "this.Foo"):
+    for name in ("evilop.Foo", "this.Foo", "inversion.__main__.Foo"):
         done = _cli([a.replace("{}", name) for a in args], tmp_path)
         assert done.returncode != 0
         assert "not allowed" in done.stderr and name in done.stderr, done.stderr[-2000:]

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lcm.architectures.registry import Architecture, CheckpointFile, register_architecture
-from lcm.architectures.state_dicts import load_state_dict_strict
+from lcm.architectures.state_dicts import build_strict
 from lcm.prior import Prior
 
 __all__ = [
@@ -699,23 +699,21 @@ def discriminator_config(state: Mapping[str, torch.Tensor]) -> dict:
 _OPTIONAL = re.compile(r"blocks\.\d+\.0\.in[12]\.(weight|bias)")
 
 
-def _load_strict(net: nn.Module, state: Mapping, what: str) -> None:
-    architecture = f"the BigGAN architecture inferred from it ({net.config})"
-    load_state_dict_strict(net, state, what, architecture, optional=_OPTIONAL.fullmatch)
+def _build(cls: type, config: dict, state: Mapping, what: str) -> nn.Module:
+    architecture = f"the BigGAN architecture inferred from it ({config})"
+    return build_strict(lambda: cls(**config), state, what, architecture, optional=_OPTIONAL.fullmatch)
 
 
 def build_generator(state: Mapping[str, torch.Tensor]) -> BigGANGenerator:
     """A :class:`BigGANGenerator` configured from and strictly loaded with ``state`` (eval mode)."""
-    net = BigGANGenerator(**generator_config(state))
-    _load_strict(net, state, "BigGAN generator state dict")
-    return net.eval()
+    return _build(BigGANGenerator, generator_config(state), state, "BigGAN generator state dict").eval()
 
 
 def build_discriminator(state: Mapping[str, torch.Tensor]) -> BigGANDiscriminator:
     """A :class:`BigGANDiscriminator` configured from and strictly loaded with ``state`` (eval mode)."""
-    net = BigGANDiscriminator(**discriminator_config(state))
-    _load_strict(net, state, "BigGAN discriminator state dict")
-    return net.eval()
+    return _build(
+        BigGANDiscriminator, discriminator_config(state), state, "BigGAN discriminator state dict"
+    ).eval()
 
 
 def _read_state(path: Path, role: str) -> dict:

@@ -41,6 +41,29 @@ def load_state_dict_strict(
             wrong-shape keys: k (file (a, b), network (c, d))"``.
     """
     own = net.state_dict()
+    skip = _check_keys(own, state, what, architecture, optional, hint)
+    net.load_state_dict({**{k: own[k] for k in skip}, **state}, strict=True, assign=assign)
+
+
+def build_strict(
+    factory: Callable[[], nn.Module],
+    state: Mapping[str, torch.Tensor],
+    what: str,
+    architecture: str,
+    optional: Callable[[str], bool] | None = None,
+) -> nn.Module:
+    """``factory()`` strictly loaded with ``state``, built for real only after a build on the meta device
+    (no memory) has the stored keys and shapes: a width read from one small tensor cannot make the loader
+    allocate a network the file's weights do not fill (issue 31, item 1)."""
+    with torch.device("meta"):
+        _check_keys(factory().state_dict(), state, what, architecture, optional, "")
+    net = factory()
+    load_state_dict_strict(net, state, what, architecture, optional=optional)
+    return net
+
+
+def _check_keys(own, state, what, architecture, optional, hint) -> set[str]:
+    """The optional keys ``state`` lacks; raises the ValueError of :func:`load_state_dict_strict`."""
     skip = {k for k in set(own) - set(state) if optional is not None and optional(k)}
     missing = sorted(set(own) - set(state) - skip)
     unexpected = sorted(set(state) - set(own))
@@ -55,4 +78,4 @@ def load_state_dict_strict(
         raise ValueError(
             f"{what} does not match {architecture}: " + "; ".join(parts) + (f" ({hint})" if hint else "")
         )
-    net.load_state_dict({**{k: own[k] for k in skip}, **state}, strict=True, assign=assign)
+    return skip
