@@ -115,6 +115,25 @@ def test_biggan_width_read_from_a_small_tensor_builds_nothing_the_file_does_not_
     assert grown_kib < 2**21, f"the refused file made the process peak grow by {grown_kib} KiB"
 
 
+def test_user_torch_files_go_through_the_checked_reader(tmp_path):
+    """A CS measurement ``.pt`` of ``--degraded true`` and a CRI classifier checkpoint were read with a bare
+    ``torch.load``: a stride-0 view of 2**20 x 2**10 floats over one stored value loaded (4 GB asked)."""
+    from inversion.cli.degraded import _cs
+    from inversion.cri.classifier import load_classifier
+    from inversion.operators import CompressedSensing
+
+    bomb = _save(tmp_path / "y.pt", _zeros(2**20, 2**10))
+    with pytest.raises(ValueError, match="overlaps itself"):
+        _cs(bomb, {}, CompressedSensing(0.5, image_shape=[1, 8, 8]))
+    with pytest.raises(ValueError, match="overlaps itself"):
+        load_classifier(
+            _save(
+                tmp_path / "cls.ckpt",
+                {"genprior_cri_classifier": 1, "state_dict": {"w": _zeros(2**20, 2**10)}},
+            )
+        )
+
+
 def test_finite_check_does_not_copy_a_stride0_view():
     """The finite-weights check itself allocated 8 GB for a stride-0 tensor and failed with a bare
     RuntimeError: now the view is named before any copy (2**40 elements over one float)."""

@@ -215,7 +215,9 @@ def _cs(path: Path, side: dict, op: CompressedSensing) -> Measured:
         except ValueError as e:
             raise ValueError(f"cannot read {path.name!r} as a numeric .npy array: {e}") from e
     else:
-        a = torch.load(path, map_location="cpu", weights_only=True)
+        from lcm.checkpoints import read_torch_file  # CRCs, views within the stored bytes, weights_only
+
+        a = read_torch_file(path, "measurement file", "cpu")
         if not isinstance(a, torch.Tensor):
             raise ValueError(f"{path.name!r} holds a {type(a).__name__}, not a tensor of measurements")
         a = a.float()

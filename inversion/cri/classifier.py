@@ -22,6 +22,8 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from lcm.checkpoints import read_torch_file
+
 __all__ = ["CRIClassifier", "cli_main", "infer_labels", "load_classifier", "save_classifier"]
 
 CHECKPOINT_MARK = "genprior_cri_classifier"
@@ -148,7 +150,7 @@ def load_classifier(path: str | os.PathLike, map_location: str | torch.device = 
             "python -m inversion.cri.classifier fit -c configs/inversion/cri/classifier.yaml"
         )
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = read_torch_file(path, "classifier checkpoint", map_location)  # CRCs, bounded views
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
         raise ValueError(f"{str(path)!r} is not a readable classifier checkpoint: {err}") from err
     if not isinstance(ckpt, dict) or CHECKPOINT_MARK not in ckpt:
