@@ -110,14 +110,17 @@ _MAX_DIMS = 32
 _WEIGHT = re.compile(r"(?:^|.*\.)(?:weight|bias|running_mean|running_var)(?:_orig)?")
 
 
-def _view_problem(offset: Any, size: Any, stride: Any, backed: int) -> str | None:
+def view_problem(
+    offset: Any, size: Any, stride: Any, backed: int, overlap_ok: bool = False, max_dims: int = _MAX_DIMS
+) -> str | None:
     """What is wrong with a view ``(offset, size, stride)`` of a storage backed by ``backed`` elements:
-    out of range, reaching past the storage, or overlapping itself (stride 0); None if it is sound."""
+    out of range, reaching past the storage, or overlapping itself (stride 0; allowed with ``overlap_ok``,
+    as the StyleGAN unpickler always has) or of more than ``max_dims`` dimensions; None if it is sound."""
     numbers = (offset, *size, *stride) if isinstance(size, tuple) and isinstance(stride, tuple) else None
     if (
         numbers is None
         or len(size) != len(stride)
-        or len(size) > _MAX_DIMS
+        or len(size) > max_dims
         or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in numbers)
     ):
         return f"a tensor view with offset {offset!r}, size {size!r}, stride {stride!r}"
@@ -125,7 +128,7 @@ def _view_problem(offset: Any, size: Any, stride: Any, backed: int) -> str | Non
         return None
     reach = 0  # the highest element the dimensions taken so far reach; each next stride must pass it
     for n, st in sorted(((n, st) for n, st in zip(size, stride, strict=True) if n > 1), key=lambda d: d[1]):
-        if st <= reach:
+        if st <= reach and not overlap_ok:
             return (
                 f"a tensor view of size {tuple(size)} with stride {tuple(stride)} overlaps itself (a "
                 f"stride-0 or expanded view: {math.prod(size)} elements declared over far fewer stored ones)"
@@ -168,7 +171,7 @@ class _StoredStorage:
 
 class _ViewScanner(pickle.Unpickler):
     """Reads a torch pickle without building anything: storages become their stored sizes, tensor views
-    are checked against them (:func:`_view_problem`), every other object is :class:`_Opaque`."""
+    are checked against them (:func:`view_problem`), every other object is :class:`_Opaque`."""
 
     def __init__(self, fh, what: str, stored: Any):
         super().__init__(fh)
@@ -207,7 +210,7 @@ class _ViewScanner(pickle.Unpickler):
             raise CheckpointError(f"{self.what}: a tensor rebuilt from a {type(storage).__name__}")
         size, stride = tuple(size) if isinstance(size, (tuple, list)) else size, stride
         stride = tuple(stride) if isinstance(stride, (tuple, list)) else stride
-        problem = _view_problem(offset, size, stride, storage.backed)
+        problem = view_problem(offset, size, stride, storage.backed)
         if problem:
             raise CheckpointError(
                 f"{self.what}: {problem}: the file is damaged or hostile (refused before anything was "
@@ -283,7 +286,7 @@ def check_finite(tensors: Any, what: str) -> None:
         if t.device.type == "meta":
             raise CheckpointError(f"{what}: tensor {name!r} holds no data (a meta tensor)")
         backed = t.untyped_storage().nbytes() // max(t.element_size(), 1)
-        problem = _view_problem(t.storage_offset(), tuple(t.shape), tuple(t.stride()), backed)
+        problem = view_problem(t.storage_offset(), tuple(t.shape), tuple(t.stride()), backed)
         if problem:
             raise CheckpointError(f"{what}: tensor {name!r}: {problem}: the file is damaged or hostile")
         if _WEIGHT.fullmatch(name.rsplit("[", 1)[0]) and (not t.is_floating_point() or t.is_complex()):

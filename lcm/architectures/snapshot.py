@@ -18,7 +18,6 @@ from __future__ import annotations
 import collections
 import io
 import json
-import math
 import os
 import pickle
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ import torch
 from lcm.architectures import stylegan2 as sg2
 from lcm.architectures.registry import Architecture, CheckpointFile, register_architecture
 from lcm.architectures.state_dicts import load_state_dict_strict
-from lcm.checkpoints import check_finite, read_torch_file
+from lcm.checkpoints import check_finite, read_torch_file, view_problem
 
 __all__ = [
     "PersistentRecord",
@@ -159,22 +158,11 @@ def _rebuild_tensor_v2(
         raise UnsafeSnapshotError(f"tensor rebuild from a {type(storage).__name__}, not a storage")
     dtype = storage.dtype if isinstance(storage, torch.TypedStorage) else torch.uint8
     raw = storage._untyped_storage if isinstance(storage, torch.TypedStorage) else storage
-    numbers = (offset, *size, *stride) if isinstance(size, tuple) and isinstance(stride, tuple) else None
-    if (
-        numbers is None
-        or len(size) != len(stride)
-        or len(size) > _MAX_DIMS
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in numbers)
-    ):
-        raise UnsafeSnapshotError(f"tensor view with offset {offset!r}, size {size!r}, stride {stride!r}")
     # a view must lie inside its storage: Tensor.set_ would otherwise grow the storage to fit it
     avail = raw.nbytes() // torch._utils._element_size(dtype)
-    last = offset + sum((n - 1) * st for n, st in zip(size, stride, strict=True))
-    if math.prod(size) and last >= avail:
-        raise UnsafeSnapshotError(
-            f"a tensor view of size {tuple(size)} (offset {offset}, stride {tuple(stride)}) reaches element "
-            f"{last} of a storage of {avail}: the snapshot is damaged or hostile (nothing was allocated)"
-        )
+    problem = view_problem(offset, size, stride, avail, overlap_ok=True, max_dims=_MAX_DIMS)
+    if problem is not None:
+        raise UnsafeSnapshotError(f"{problem}: the snapshot is damaged or hostile (nothing was allocated)")
     return torch.empty(0, dtype=dtype).set_(raw, offset, tuple(size), tuple(stride))
 
 
